@@ -3,4 +3,52 @@
 The model and its postprocess follow MLCommons' reference,
 ``vision/classification_and_detection/python/models/ssd_r34.py`` in mlcommons/inference;
 the API follows FuriosaAI's model card for SSDResNet34.
+
+Public names are imported lazily (on first attribute access), so ``import ssd_resnet34``
+is cheap and does not need the compiled extension ``ssd_resnet34._native``, onnxruntime or
+OpenCV; ``NativePostProcessor()`` raises a clear ``ImportError`` if the extension is not built.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> submodule that defines it (imported on first access).
+_EXPORTS = {
+    # postprocess
+    "NativePostProcessor": "postprocess",
+    "PythonPostProcessor": "reference",
+    "ObjectDetectionResult": "types",
+    "LtrbBoundingBox": "types",
+    "COCO_CLASSES": "coco",
+    "COCO_CATEGORY_IDS": "coco",
+    "label_to_category_id": "coco",
+    "category_id_to_label": "coco",
+    "default_boxes": "anchors",
+    # model, session and preprocessing: other modules add their names here, e.g.
+    # "SSDResNet34": "model", "preprocess": "preprocess", "session": "session".
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve lazily
+    from .anchors import default_boxes
+    from .coco import COCO_CATEGORY_IDS, COCO_CLASSES, category_id_to_label, label_to_category_id
+    from .postprocess import NativePostProcessor
+    from .reference import PythonPostProcessor
+    from .types import LtrbBoundingBox, ObjectDetectionResult

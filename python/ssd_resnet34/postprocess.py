@@ -1,0 +1,67 @@
+"""The native (Rust) postprocessor: ``ssd_resnet34._native`` behind the shared Python front end.
+
+Implements ``docs/postprocess.md`` exactly as :class:`ssd_resnet34.PythonPostProcessor` (the
+numpy reference); it follows MLCommons' ``vision/classification_and_detection/python/models/ssd_r34.py``
+with the differences listed there (IoU clamped at 0, deterministic tie-breaking, float64
+scores/decode rounded to float32, score-descending output, overflowing boxes dropped).
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from .validation import Detections, PostProcessorBase
+
+__all__ = ["NativePostProcessor", "load_native"]
+
+
+def load_native():
+    """Import and return the compiled extension ``ssd_resnet34._native``.
+
+    Raises ``ImportError`` with the build command when the extension is not built.
+    """
+    try:
+        from . import _native
+    except ImportError as error:
+        raise ImportError(
+            "ssd_resnet34._native (the Rust extension) is not built or failed to load: "
+            f"{error}. Build it with `pip install -e .` (or `maturin develop --release`) "
+            "from the repository root; PythonPostProcessor works without it."
+        ) from error
+    return _native
+
+
+class NativePostProcessor(PostProcessorBase):
+    """Postprocessor in Rust (multi-threaded over the batch, GIL released).
+
+    ``NativePostProcessor(score_threshold=0.05, iou_threshold=0.5, max_candidates_per_class=200,
+    max_detections=200)``.
+
+    - ``decode(outputs)``: ``outputs`` the model's 12 NCHW float tensors with batch size N
+      (``outputs[0..5]`` class logits (N, 324, 50, 50), (N, 486, 25, 25), (N, 486, 13, 13),
+      (N, 486, 7, 7), (N, 324, 3, 3), (N, 324, 3, 3); ``outputs[6..11]`` box offsets (N, 16, 50, 50),
+      (N, 24, 25, 25), (N, 24, 13, 13), (N, 24, 7, 7), (N, 16, 3, 3), (N, 16, 3, 3)). Returns a
+      list of N ``(boxes (K, 4) float32 normalized ltrb, labels (K,) int64 in 1..80,
+      scores (K,) float32)``, score-descending (ties: label, then anchor index ascending).
+    - ``pp(outputs, contexts)``: N lists of ``ObjectDetectionResult`` with boxes in pixels of the
+      original image (``contexts``: per image a dict with ``width`` and ``height``; a single
+      dict for N == 1).
+
+    Gives the same detections as :class:`ssd_resnet34.PythonPostProcessor`. Raises
+    ``TypeError``/``ValueError`` for bad parameters or input (identical messages to the
+    reference), ``ImportError`` when the extension is not built.
+    """
+
+    def _setup(self) -> None:
+        self._native = load_native().Postprocessor(
+            score_threshold=self._score_threshold,
+            iou_threshold=self._iou_threshold,
+            max_candidates_per_class=self._max_candidates_per_class,
+            max_detections=self._max_detections,
+        )
+
+    def _decode_batch(self, outputs: List[np.ndarray]) -> List[Detections]:
+        arrays = [np.ascontiguousarray(array) for array in outputs]
+        return self._native.decode(arrays[:6], arrays[6:])

@@ -1,0 +1,321 @@
+"""Input validation and the shared front end of both postprocessors.
+
+:class:`PostProcessorBase` holds what :class:`ssd_resnet34.NativePostProcessor` and
+:class:`ssd_resnet34.PythonPostProcessor` share: parameter checks, the checks of the 12 head
+outputs and of the contexts (so both raise the same exception type and message for the same
+bad input), and the conversion of normalized boxes to pixel :class:`ObjectDetectionResult`.
+The rules are those of ``docs/postprocess.md`` ("Bad input").
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any, List, Tuple
+
+import numpy as np
+
+from .anchors import LEVELS, NUM_OUTPUTS
+from .coco import COCO_CLASSES
+from .types import LtrbBoundingBox, ObjectDetectionResult
+
+__all__ = [
+    "Detections",
+    "PostProcessorBase",
+    "describe_output",
+    "validate_parameters",
+    "validate_outputs",
+    "validate_contexts",
+    "to_results",
+]
+
+#: Per image: boxes (K, 4) float32 normalized ltrb, labels (K,) int64 in 1..80,
+#: scores (K,) float32, sorted by score descending.
+Detections = Tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def describe_output(k: int) -> str:
+    """``"outputs[k] (class logits, level l)"`` or ``"outputs[k] (box offsets, level l)"``."""
+    if k < len(LEVELS):
+        return f"outputs[{k}] (class logits, level {k})"
+    return f"outputs[{k}] (box offsets, level {k - len(LEVELS)})"
+
+
+def _expected_shape(k: int) -> Tuple[int, int, int]:
+    level = LEVELS[k % len(LEVELS)]
+    return level.class_shape if k < len(LEVELS) else level.box_shape
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def validate_parameters(
+    score_threshold: float,
+    iou_threshold: float,
+    max_candidates_per_class: int,
+    max_detections: int,
+) -> Tuple[float, float, int, int]:
+    """Check the postprocess parameters; return them as (float, float, int, int).
+
+    ``score_threshold`` must be a real number in [0, 1], ``iou_threshold`` in (0, 1],
+    ``max_candidates_per_class`` and ``max_detections`` integers >= 1.
+    Raises ``TypeError`` for a value of the wrong type (bools are refused), ``ValueError``
+    for one out of range (NaN included).
+    """
+    for name, value, low_open in (
+        ("score_threshold", score_threshold, False),
+        ("iou_threshold", iou_threshold, True),
+    ):
+        if not _is_real(value):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+        value = float(value)
+        in_range = (0.0 < value <= 1.0) if low_open else (0.0 <= value <= 1.0)
+        if not in_range:
+            interval = "(0, 1]" if low_open else "[0, 1]"
+            raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    for name, value in (
+        ("max_candidates_per_class", max_candidates_per_class),
+        ("max_detections", max_detections),
+    ):
+        if not _is_integer(value):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+        if int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {int(value)}")
+    return (
+        float(score_threshold),
+        float(iou_threshold),
+        int(max_candidates_per_class),
+        int(max_detections),
+    )
+
+
+def _first_non_finite_item(array: np.ndarray) -> int:
+    """Index of the first batch item holding NaN/inf, or -1 when all values are finite."""
+    with np.errstate(all="ignore"):
+        total = np.add.reduce(array, axis=None)
+    if np.isfinite(total):
+        # Any NaN or infinity makes a sum non-finite, so a finite sum proves all finite.
+        return -1
+    finite = np.isfinite(array.reshape(array.shape[0], -1)).all(axis=1)
+    return -1 if finite.all() else int(np.argmin(finite))
+
+
+def validate_outputs(outputs: Any) -> List[np.ndarray]:
+    """Check the model's 12 head outputs; return them as 12 float32 ndarrays.
+
+    ``outputs``: a list or tuple of 12 numpy arrays, NCHW: ``outputs[0..5]`` class logits of
+    shapes (N, 324, 50, 50), (N, 486, 25, 25), (N, 486, 13, 13), (N, 486, 7, 7), (N, 324, 3, 3),
+    (N, 324, 3, 3); ``outputs[6..11]`` box offsets (N, 16, 50, 50), (N, 24, 25, 25),
+    (N, 24, 13, 13), (N, 24, 7, 7), (N, 16, 3, 3), (N, 16, 3, 3); one batch size N >= 1.
+    float16/float64 arrays are converted to float32; non-contiguous arrays are accepted
+    (returned as they are when already float32).
+
+    Raises ``TypeError`` when ``outputs`` is not a list/tuple, an element is not an ndarray or
+    its dtype is not floating; ``ValueError`` for a count other than 12, a wrong rank or shape,
+    differing batch sizes, or NaN/infinite values (naming ``outputs[k]`` and the batch item).
+    """
+    if not isinstance(outputs, (list, tuple)):
+        raise TypeError(
+            f"outputs must be a list or tuple of {NUM_OUTPUTS} numpy arrays "
+            f"(6 class logits, then 6 box offsets), got {type(outputs).__name__}"
+        )
+    if len(outputs) != NUM_OUTPUTS:
+        raise ValueError(
+            f"expected {NUM_OUTPUTS} outputs (6 class logits, then 6 box offsets), "
+            f"got {len(outputs)}"
+        )
+    arrays: List[np.ndarray] = []
+    batch_size = None
+    for k, array in enumerate(outputs):
+        name = describe_output(k)
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
+        if not np.issubdtype(array.dtype, np.floating):
+            raise TypeError(
+                f"{name} must have a floating dtype (float32 expected), got {array.dtype}"
+            )
+        expected = _expected_shape(k)
+        if array.ndim != 4 or tuple(array.shape[1:]) != expected:
+            raise ValueError(
+                f"{name} has shape {tuple(array.shape)}, expected (N, {expected[0]}, "
+                f"{expected[1]}, {expected[2]})"
+            )
+        if batch_size is None:
+            batch_size = array.shape[0]
+            if batch_size < 1:
+                raise ValueError(f"{name} has batch size 0, expected N >= 1")
+        elif array.shape[0] != batch_size:
+            raise ValueError(
+                f"{name} has batch size {array.shape[0]}, but outputs[0] has {batch_size}"
+            )
+        if array.dtype != np.float32:
+            with np.errstate(over="ignore"):
+                array = array.astype(np.float32)
+        arrays.append(array)
+    for k, array in enumerate(arrays):
+        item = _first_non_finite_item(array)
+        if item >= 0:
+            raise ValueError(
+                f"{describe_output(k)} contains NaN or infinite values (batch item {item})"
+            )
+    return arrays
+
+
+def _context_size(context: Any, where: str) -> Tuple[float, float]:
+    if not isinstance(context, Mapping):
+        raise TypeError(
+            f"{where} must be a dict with 'width' and 'height' (pixels), "
+            f"got {type(context).__name__}"
+        )
+    size = []
+    for key in ("width", "height"):
+        if key not in context:
+            raise ValueError(f"{where} has no {key!r} (the original image {key} in pixels)")
+        value = context[key]
+        if not _is_real(value):
+            raise TypeError(
+                f"{where}[{key!r}] must be a number (pixels), got {type(value).__name__}"
+            )
+        value = float(value)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{where}[{key!r}] must be positive and finite, got {value!r}")
+        size.append(value)
+    return size[0], size[1]
+
+
+def validate_contexts(contexts: Any, batch_size: int) -> List[Tuple[float, float]]:
+    """Check the contexts of a batch; return the (width, height) of each image in pixels.
+
+    ``contexts``: a sequence of ``batch_size`` dicts, or a single dict when ``batch_size`` is 1;
+    each dict has ``width`` and ``height``, positive finite numbers (the original image size in
+    pixels, as returned by the preprocessing); other keys are ignored.
+    Raises ``TypeError`` for a non-dict item or a non-numeric size, ``ValueError`` for a wrong
+    count, a missing key or a non-positive/non-finite size, naming the item and the key.
+    """
+    if isinstance(contexts, Mapping):
+        if batch_size != 1:
+            raise ValueError(
+                f"a single context dict is accepted only for batch size 1; the batch has "
+                f"{batch_size} images: pass a sequence of {batch_size} dicts"
+            )
+        return [_context_size(contexts, "context")]
+    if not isinstance(contexts, Sequence) or isinstance(contexts, (str, bytes)):
+        raise TypeError(
+            f"contexts must be a sequence of {batch_size} dicts with 'width' and 'height', "
+            f"got {type(contexts).__name__}"
+        )
+    if len(contexts) != batch_size:
+        raise ValueError(
+            f"expected {batch_size} contexts (one per image of the batch), got {len(contexts)}"
+        )
+    return [_context_size(context, f"contexts[{n}]") for n, context in enumerate(contexts)]
+
+
+def to_results(detections: Detections, width: float, height: float) -> List[ObjectDetectionResult]:
+    """Convert one image's detections to :class:`ObjectDetectionResult` in pixels.
+
+    The normalized ltrb boxes are multiplied (in float64) by (width, height, width, height),
+    the original image size in pixels; not clipped, as the MLCommons reference. Scores and
+    coordinates become Python floats, labels Python ints with their COCO class name.
+    """
+    boxes, labels, scores = detections
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    pixel_boxes = (boxes.astype(np.float64) * scale).tolist()
+    return [
+        ObjectDetectionResult(
+            boundingbox=LtrbBoundingBox(*box),
+            score=score,
+            label=COCO_CLASSES[label],
+            index=label,
+        )
+        for box, label, score in zip(pixel_boxes, labels.tolist(), scores.tolist())
+    ]
+
+
+class PostProcessorBase:
+    """What both postprocessors share; subclasses implement ``_decode_batch``.
+
+    Parameters (validated by :func:`validate_parameters`): ``score_threshold`` (a class score
+    must be greater to be a candidate), ``iou_threshold`` (NMS keeps a box whose IoU with every
+    kept box of its class is smaller), ``max_candidates_per_class`` (top-k per class before NMS),
+    ``max_detections`` (per image, after merging the classes). Defaults are MLCommons'
+    (``vision/classification_and_detection/python/models/ssd_r34.py``): 0.05, 0.5, 200, 200.
+    """
+
+    def __init__(
+        self,
+        score_threshold: float = 0.05,
+        iou_threshold: float = 0.5,
+        max_candidates_per_class: int = 200,
+        max_detections: int = 200,
+    ) -> None:
+        (
+            self._score_threshold,
+            self._iou_threshold,
+            self._max_candidates_per_class,
+            self._max_detections,
+        ) = validate_parameters(
+            score_threshold, iou_threshold, max_candidates_per_class, max_detections
+        )
+        self._setup()
+
+    def _setup(self) -> None:
+        """Subclass hook run after the parameters are validated and stored."""
+
+    @property
+    def score_threshold(self) -> float:
+        return self._score_threshold
+
+    @property
+    def iou_threshold(self) -> float:
+        return self._iou_threshold
+
+    @property
+    def max_candidates_per_class(self) -> int:
+        return self._max_candidates_per_class
+
+    @property
+    def max_detections(self) -> int:
+        return self._max_detections
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(score_threshold={self._score_threshold!r}, "
+            f"iou_threshold={self._iou_threshold!r}, "
+            f"max_candidates_per_class={self._max_candidates_per_class!r}, "
+            f"max_detections={self._max_detections!r})"
+        )
+
+    def _decode_batch(self, outputs: List[np.ndarray]) -> List[Detections]:
+        raise NotImplementedError
+
+    def decode(self, outputs: Sequence[np.ndarray]) -> List[Detections]:
+        """Decode the 12 head outputs of a batch of N images to detections.
+
+        ``outputs``: see :func:`validate_outputs` (12 NCHW float arrays, batch size N).
+        Returns a list of N tuples ``(boxes, labels, scores)``: boxes (K, 4) float32
+        normalized ltrb (not clipped), labels (K,) int64 in 1..80, scores (K,) float32,
+        sorted by score descending (ties: label, then anchor ascending); K <= max_detections.
+        Raises ``TypeError``/``ValueError`` for bad outputs (see :func:`validate_outputs`).
+        """
+        return self._decode_batch(validate_outputs(outputs))
+
+    def __call__(self, outputs: Sequence[np.ndarray], contexts: Any) -> List[List[ObjectDetectionResult]]:
+        """Decode a batch to :class:`ObjectDetectionResult` lists, boxes in pixels.
+
+        ``outputs``: as :meth:`decode`. ``contexts``: one dict per image with the original
+        image's ``width`` and ``height`` in pixels (a single dict is accepted for N == 1).
+        Returns N lists of results, score-descending. Everything is validated before
+        decoding; raises ``TypeError``/``ValueError`` (see :func:`validate_outputs`,
+        :func:`validate_contexts`).
+        """
+        arrays = validate_outputs(outputs)
+        sizes = validate_contexts(contexts, arrays[0].shape[0])
+        detections = self._decode_batch(arrays)
+        return [to_results(d, width, height) for d, (width, height) in zip(detections, sizes)]
