@@ -48,6 +48,8 @@ __all__ = [
     "encode_ground_truth_batch",
     "load_coco_ground_truth",
     "match_anchors",
+    "pack_head_outputs",
+    "random_ground_truth",
     "random_head_outputs",
 ]
 
@@ -163,8 +165,21 @@ def _set_class_score(logits: np.ndarray, anchors: np.ndarray, classes: np.ndarra
     logits[classes, anchors] = rest + np.log(probability / (1.0 - probability))
 
 
-def _split_levels(logits: np.ndarray, offsets: np.ndarray) -> List[np.ndarray]:
-    """(81, A) logits and (4, A) offsets -> the 12 NCHW float32 tensors with batch axis 1."""
+def pack_head_outputs(logits: np.ndarray, offsets: np.ndarray) -> List[np.ndarray]:
+    """Per-anchor values of one image -> the model card's 12 NCHW float32 tensors.
+
+    ``logits``: (81, 15130) class logits (row c = class c, column = global anchor index),
+    ``offsets``: (4, 15130) box offsets (rows dx, dy, dw, dh). Returns the 12 tensors with
+    batch axis 1, laid out as ``docs/postprocess.md`` (channel ``c*nd + d``, anchor
+    ``d*F*F + i*F + j``), i.e. the inverse of the reference's ``view(N, 81, -1)`` + ``cat``.
+    """
+    logits = np.asarray(logits)
+    offsets = np.asarray(offsets)
+    if logits.shape != (NUM_CLASSES, NUM_ANCHORS) or offsets.shape != (4, NUM_ANCHORS):
+        raise ValueError(
+            f"expected logits (81, 15130) and offsets (4, 15130), got {logits.shape} and "
+            f"{offsets.shape}"
+        )
     class_tensors, box_tensors = [], []
     for level in LEVELS:
         columns = slice(level.first_anchor, level.first_anchor + level.num_anchors)
@@ -193,7 +208,7 @@ def encode_ground_truth(boxes_ltrb, labels, *, seed: int = 0) -> List[np.ndarray
     logits[0] = rng.uniform(6.0, 8.0, NUM_ANCHORS)
     offsets = rng.normal(0.0, 0.3, (4, NUM_ANCHORS))
     if boxes.shape[0] == 0:
-        return _split_levels(logits, offsets)
+        return pack_head_outputs(logits, offsets)
 
     # Matched anchors: the ground truth's class, its exact box.
     matched = np.flatnonzero(matching.gt_index >= 0)
@@ -218,7 +233,7 @@ def encode_ground_truth(boxes_ltrb, labels, *, seed: int = 0) -> List[np.ndarray
     fraction = rng.uniform(0.5, 1.0, partial.size)
     exact = _encode_offsets(boxes[gt], anchors[partial])
     offsets[:, partial] = (fraction[:, None] * exact + rng.normal(0, 0.1, exact.shape)).T
-    return _split_levels(logits, offsets)
+    return pack_head_outputs(logits, offsets)
 
 
 def encode_ground_truth_batch(
@@ -260,6 +275,22 @@ def random_head_outputs(
         for level in LEVELS
     ]
     return class_tensors + box_tensors
+
+
+def random_ground_truth(
+    count: int = 8, *, seed: int = 0, min_size: float = 0.03, max_size: float = 0.7
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Random ground truth for one image, when no COCO annotations are at hand.
+
+    Returns ``(boxes, labels)``: (count, 4) float32 normalized ltrb boxes inside the image,
+    sides drawn log-uniformly in [min_size, max_size] (COCO-like: many small, few large
+    objects), and (count,) int64 labels uniform in 1..80. Deterministic for a seed.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = np.exp(rng.uniform(np.log(min_size), np.log(max_size), (count, 2)))
+    corners = rng.uniform(0, 1, (count, 2)) * (1 - sizes)
+    boxes = np.concatenate([corners, corners + sizes], axis=1).astype(np.float32)
+    return boxes, rng.integers(1, NUM_CLASSES, count).astype(np.int64)
 
 
 def load_coco_ground_truth(
