@@ -1,0 +1,158 @@
+"""Small ONNX graph utilities: producer/consumer maps, shape inference at a fixed
+input size, parameter and multiply-add counts.
+
+Used by :mod:`ssd_resnet34.truncate` (to find and check the 12 SSD heads) and by
+the tests that report the size of :mod:`ssd_resnet34.synthetic`'s model.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+__all__ = [
+    "MODEL_INPUT_SHAPE",
+    "consumers",
+    "conv_macs",
+    "infer_shapes",
+    "model_input",
+    "parameter_count",
+    "producers",
+]
+
+#: One image, NCHW, as the MLPerf SSD-ResNet34 model takes it.
+MODEL_INPUT_SHAPE = (1, 3, 1200, 1200)
+
+# Initializers with more elements than this are replaced by typed graph inputs
+# before shape inference, so the weights are never copied.
+_SMALL_INITIALIZER = 4096
+
+Shape = tuple  # tuple[int | None, ...]; None for a dimension inference left unknown
+
+
+def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    """Map each tensor name to the node that outputs it."""
+    return {out: node for node in graph.node for out in node.output if out}
+
+
+def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Map each tensor name to the nodes that take it as an input (in graph order)."""
+    result: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            if name:
+                result.setdefault(name, []).append(node)
+    return result
+
+
+def model_input(graph: onnx.GraphProto) -> onnx.ValueInfoProto:
+    """The graph's single data input (graph inputs that are initializers do not count).
+
+    Raises:
+        ValueError: the graph has no data input or more than one.
+    """
+    init = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in init]
+    if len(inputs) != 1:
+        raise ValueError(
+            f"expected a graph with exactly one data input (the NCHW image), "
+            f"got {len(inputs)}: {[i.name for i in inputs]}")
+    return inputs[0]
+
+
+def _dims(value: onnx.ValueInfoProto) -> Shape | None:
+    t = value.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+
+
+def infer_shapes(model: onnx.ModelProto, input_shape: Sequence[int] = MODEL_INPUT_SHAPE,
+                 names: Iterable[str] | None = None) -> dict[str, Shape]:
+    """Shapes of the graph's tensors when its data input has ``input_shape``.
+
+    Runs ``onnx.shape_inference`` on a weightless copy of the graph (large
+    initializers become typed inputs), so it is cheap on an 80 MB model.
+
+    Args:
+        model: the model; not modified.
+        input_shape: the concrete shape of the data input (default one
+            1200x1200 image, NCHW).
+        names: only return these tensors (default: all that were inferred).
+
+    Returns:
+        ``{tensor name: shape}``, each dimension an int or None when unknown.
+        Tensors inference could not type are missing.
+
+    Raises:
+        ValueError: the graph does not have exactly one data input, or its
+            declared static dimensions contradict ``input_shape``.
+    """
+    graph = model.graph
+    data_input = model_input(graph)
+    declared = _dims(data_input)
+    if declared is not None:
+        if len(declared) != len(input_shape) or any(
+                d is not None and d != 0 and d != want for d, want in zip(declared, input_shape)):
+            raise ValueError(
+                f"the model input {data_input.name!r} has shape {list(declared)}, "
+                f"which cannot take an input of shape {list(input_shape)}")
+    elem = data_input.type.tensor_type.elem_type or TensorProto.FLOAT
+    small, typed = [], [helper.make_tensor_value_info(data_input.name, elem, list(input_shape))]
+    for t in graph.initializer:
+        if int(np.prod(t.dims, dtype=np.int64)) > _SMALL_INITIALIZER:
+            typed.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        else:
+            small.append(t)
+    light_graph = helper.make_graph(list(graph.node), "shapes", typed, list(graph.output),
+                                    initializer=small)
+    light = helper.make_model(light_graph, opset_imports=list(model.opset_import),
+                              ir_version=model.ir_version)
+    inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
+    shapes: dict[str, Shape] = {}
+    for value in [*typed, *inferred.graph.value_info, *inferred.graph.output]:
+        dims = _dims(value)
+        if dims is not None:
+            shapes[value.name] = dims
+    for t in small:
+        shapes[t.name] = tuple(t.dims)
+    if names is not None:
+        wanted = set(names)
+        shapes = {k: v for k, v in shapes.items() if k in wanted}
+    return shapes
+
+
+def parameter_count(model: onnx.ModelProto) -> int:
+    """Number of floating-point weights (elements of float initializers).
+
+    Integer initializers (shapes, axes, indices) and constants such as the
+    default boxes of a decode tail are counted only if they are floats; pass a
+    heads-only model to count the network's learned parameters.
+    """
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+    return sum(int(np.prod(t.dims, dtype=np.int64)) for t in model.graph.initializer
+               if t.data_type in floats)
+
+
+def conv_macs(model: onnx.ModelProto, input_shape: Sequence[int] = MODEL_INPUT_SHAPE) -> int:
+    """Multiply-accumulate operations of all Conv nodes for one input of ``input_shape``.
+
+    For each Conv: ``N * C_out * H_out * W_out * (C_in / group) * kH * kW``. Biases,
+    activations, pooling, additions and any decode tail are not counted (they are
+    below 0.1 % for SSD-ResNet34). FLOPs are conventionally ``2 * conv_macs``.
+
+    Raises:
+        ValueError: a Conv output or weight shape could not be inferred.
+    """
+    shapes = infer_shapes(model, input_shape)
+    total = 0
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        out, weight = shapes.get(node.output[0]), shapes.get(node.input[1])
+        if out is None or weight is None or None in out or None in weight:
+            raise ValueError(f"cannot infer the shapes of Conv node {node.name!r}")
+        total += int(np.prod(out, dtype=np.int64)) * int(np.prod(weight[1:], dtype=np.int64))
+    return total

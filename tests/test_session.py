@@ -1,0 +1,158 @@
+"""onnxruntime sessions over SSD-ResNet34 models (run on the synthetic model, whose
+detections are meaningless: random weights)."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ssd_resnet34.session import DEVICES, Session, create, providers_for
+from ssd_resnet34.truncate import HEAD_SHAPES
+
+pytest_plugins = ["_fixtures"]  # shared session-scoped synthetic models, sessions, images
+
+
+def test_heads_session_attributes(heads_session, synthetic_heads_path):
+    assert heads_session.is_heads and heads_session.batch_size is None  # dynamic batch
+    assert heads_session.input_name == "image"
+    assert heads_session.providers == ["CPUExecutionProvider"]
+    assert heads_session.model_path == synthetic_heads_path
+    assert "CPUExecutionProvider" in repr(heads_session)
+
+
+def test_run_batch_1_and_2(heads_session, heads_reference, test_images):
+    assert [h.shape for h in heads_reference] == [(1, *s) for s in HEAD_SHAPES]
+    batch = heads_session.run(test_images[::-1])  # image 1, then image 0
+    for got, want, shape in zip(batch, heads_reference, HEAD_SHAPES):
+        assert got.shape == (2, *shape) and got.dtype == np.float32
+        np.testing.assert_allclose(got[1:], want, rtol=1e-4, atol=1e-4)
+        assert not np.allclose(got[0], want[0], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "message"),
+    [
+        ([[0.0]], TypeError, r"numpy.ndarray of shape \(N, 3, 1200, 1200\) float32.*got list"),
+        (np.zeros((1, 3, 1200, 1200), np.float64), TypeError, r"float32 .*got dtype float64"),
+        (np.zeros((1, 3, 1200, 1200), np.uint8), TypeError, r"float32 .*got dtype uint8"),
+        (np.zeros((3, 1200, 1200), np.float32), ValueError, r"shape \(N, 3, 1200, 1200\).*got \(3, 1200, 1200\)"),
+        (np.zeros((1, 3, 600, 600), np.float32), ValueError, r"shape \(N, 3, 1200, 1200\).*got \(1, 3, 600, 600\)"),
+        (np.zeros((1, 1200, 1200, 3), np.float32), ValueError, r"shape \(N, 3, 1200, 1200\)"),
+        (np.zeros((0, 3, 1200, 1200), np.float32), ValueError, r"N >= 1, got \(0, 3, 1200, 1200\)"),
+    ],
+    ids=["list", "float64", "uint8", "rank3", "600px", "nhwc", "empty"],
+)
+def test_bad_images(heads_session, images, error, message):
+    with pytest.raises(error, match=message):
+        heads_session.run(images)
+
+
+def test_full_graph_takes_one_image_per_call(full_session, test_images):
+    assert not full_session.is_heads and full_session.batch_size == 1
+    with pytest.raises(ValueError, match=r"exactly 1 image\(s\) per call.*not the 12 SSD heads"):
+        full_session.run(test_images)
+
+
+def test_device_choice():
+    cpu = "CPUExecutionProvider"
+    assert DEVICES == ("cpu", "cuda", "tensorrt", "auto")
+    assert providers_for("cpu", [cpu]) == [cpu]
+    assert providers_for("auto", [cpu]) == [cpu]
+    assert providers_for("AUTO", ["CUDAExecutionProvider", cpu]) == ["CUDAExecutionProvider", cpu]
+    assert providers_for("tensorrt", ["TensorrtExecutionProvider", "CUDAExecutionProvider", cpu]) == [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", cpu]
+    with pytest.raises(ValueError, match=r"CUDAExecutionProvider.*lacks; it has \['CPUExecutionProvider'\]"):
+        providers_for("cuda", [cpu])
+    with pytest.raises(ValueError, match="TensorrtExecutionProvider"):
+        providers_for("tensorrt", ["CUDAExecutionProvider", cpu])
+    with pytest.raises(ValueError, match=r"unknown device 'tpu': expected one of \('cpu', 'cuda', 'tensorrt', 'auto'\)"):
+        providers_for("tpu")
+    with pytest.raises(TypeError, match="device must be a str"):
+        providers_for(0)
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="this onnxruntime has CUDA")
+def test_asking_for_a_missing_provider_lists_the_available_ones(synthetic_heads_path):
+    with pytest.raises(ValueError, match=r"lacks; it has \[.*'CPUExecutionProvider'"):
+        create(synthetic_heads_path, device="cuda")
+
+
+def test_create_arguments(synthetic_heads_path, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        create(tmp_path / "missing.onnx")
+    with pytest.raises(TypeError, match=r"\.model_path attribute"):
+        create(42)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        create(synthetic_heads_path, threads=0)
+    with pytest.raises(TypeError, match="threads must be a positive int"):
+        create(synthetic_heads_path, threads="2")
+    with pytest.raises(ValueError, match="max_batch must be >= 1"):
+        create(synthetic_heads_path, max_batch=0)
+
+
+def test_model_object_threads_and_close(synthetic_heads_path):
+    model = types.SimpleNamespace(model_path=synthetic_heads_path)  # what SSDResNet34 provides
+    with create(model, device="auto", threads=1) as session:
+        assert isinstance(session, Session) and session.providers[-1] == "CPUExecutionProvider"
+        assert not session.closed
+    assert session.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        session.run(np.zeros((1, 3, 1200, 1200), np.float32))
+    session.close()  # idempotent
+
+
+# A cheap stand-in with the 12 head shapes: per head a 1x1 Conv with a stride that maps
+# 1200x1200 to F x F. It checks batching arithmetic exactly, at a tiny cost.
+_STRIDES = {50: 24, 25: 48, 13: 93, 7: 172, 3: 400}
+
+
+def _tiny_heads(batch) -> tuple[bytes, list[tuple[np.ndarray, np.ndarray, int]]]:
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    nodes, inits, outputs, params = [], [], [], []
+    for k, (channels, size, _) in enumerate(HEAD_SHAPES):
+        w = rng.standard_normal((channels, 3, 1, 1), dtype=np.float32)
+        b = rng.standard_normal(channels, dtype=np.float32)
+        inits += [numpy_helper.from_array(w, f"w{k}"), numpy_helper.from_array(b, f"b{k}")]
+        stride = _STRIDES[size]
+        nodes.append(helper.make_node("Conv", ["image", f"w{k}", f"b{k}"], [f"head{k}"],
+                                      kernel_shape=[1, 1], strides=[stride, stride]))
+        outputs.append(helper.make_tensor_value_info(f"head{k}", TensorProto.FLOAT, [batch, channels, size, size]))
+        params.append((w[:, :, 0, 0], b, stride))
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                             [batch, 3, 1200, 1200])],
+                              outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return model.SerializeToString(), params
+
+
+def _expected(images, params):
+    return [np.einsum("oc,nchw->nohw", w, images[:, :, ::s, ::s]) + b[None, :, None, None] for w, b, s in params]
+
+
+@pytest.mark.parametrize(("batch", "max_batch", "n"), [(2, None, 3), (2, None, 1), ("N", 2, 3), ("N", None, 3)])
+def test_chunking_and_padding(tmp_path, batch, max_batch, n):
+    data, params = _tiny_heads(batch)
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(data)
+    images = np.random.default_rng(n).standard_normal((n, 3, 1200, 1200), dtype=np.float32)
+    with create(path, max_batch=max_batch) as session:
+        assert session.is_heads and session.batch_size == (batch if isinstance(batch, int) else None)
+        heads = session.run(images)
+    for got, want, shape in zip(heads, _expected(images, params), HEAD_SHAPES):
+        assert got.shape == (n, *shape)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_non_contiguous_images_are_accepted(tmp_path):
+    data, params = _tiny_heads("N")
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(data)
+    images = np.random.default_rng(0).standard_normal((2, 3, 1200, 1200), dtype=np.float32)[::-1]
+    assert not images.flags.c_contiguous
+    with create(path) as session:
+        heads = session.run(images)
+    np.testing.assert_allclose(heads[0], _expected(images, params)[0], rtol=1e-5, atol=1e-5)

@@ -1,0 +1,141 @@
+"""The synthetic SSD-ResNet34: exact MLPerf topology, seeded random weights.
+
+Its detections are meaningless (random weights); these tests check the topology, the
+size, determinism, the numeric health of the random network and the decode + NMS tail.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from ssd_resnet34.anchors import default_boxes
+from ssd_resnet34.graph import conv_macs, infer_shapes, parameter_count, producers
+from ssd_resnet34.synthetic import MEANINGLESS, build_synthetic_model, synthetic_model_path
+from ssd_resnet34.truncate import HEAD_SHAPES
+
+NUM_ANCHORS = 15130
+
+pytest_plugins = ["_fixtures"]  # shared session-scoped synthetic models, sessions, images
+
+
+@pytest.fixture(scope="module")
+def heads_model() -> onnx.ModelProto:
+    return build_synthetic_model(0)
+
+
+def _conv_params(cin: int, cout: int, k: int) -> int:
+    return cin * cout * k * k + cout  # weights + folded batch-norm / conv bias
+
+
+def _expected_parameters() -> int:
+    """Counted from MLCommons' base_model_r34.py / ssd_r34.py, independently of the builder."""
+    n = _conv_params(3, 64, 7)
+    n += 6 * _conv_params(64, 64, 3)  # layer1
+    n += _conv_params(64, 128, 3) + 7 * _conv_params(128, 128, 3) + _conv_params(64, 128, 1)  # layer2
+    n += _conv_params(128, 256, 3) + 11 * _conv_params(256, 256, 3) + _conv_params(128, 256, 1)  # layer3
+    for cin, mid, cout in ((256, 256, 512), (512, 256, 512), (512, 128, 256), (256, 128, 256), (256, 128, 256)):
+        n += _conv_params(cin, mid, 1) + _conv_params(mid, cout, 3)
+    for cin, nd in zip((256, 512, 512, 256, 256, 256), (4, 6, 6, 6, 4, 4)):
+        n += _conv_params(cin, nd * 4, 3) + _conv_params(cin, nd * 81, 3)
+    return n
+
+
+def test_head_and_feature_map_shapes(heads_model):
+    assert [i.name for i in heads_model.graph.input] == ["image"]
+    dims = heads_model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, 1200, 1200]  # dynamic batch
+    outputs = [o.name for o in heads_model.graph.output]
+    for batch in (1, 2):
+        shapes = infer_shapes(heads_model, (batch, 3, 1200, 1200))
+        assert [shapes[name] for name in outputs] == [(batch, *s) for s in HEAD_SHAPES]
+    # the six feature maps the heads read (ssd_r34.py: backbone output + 5 additional blocks)
+    made_by = producers(heads_model.graph)
+    maps = [shapes[made_by[name].input[0]] for name in outputs[:6]]
+    assert maps == [(2, 256, 150, 150), (2, 512, 75, 75), (2, 512, 38, 38),
+                    (2, 256, 19, 19), (2, 256, 9, 9), (2, 256, 7, 7)]
+
+
+def test_parameters_and_flops(heads_model):
+    params = parameter_count(heads_model)
+    assert params == _expected_parameters() == 19_967_606  # "about 20.0 M"
+    gflops = 2 * conv_macs(heads_model) / 1e9  # FLOPs = 2 x multiply-adds, 1 image, 1200x1200
+    print(f"synthetic SSD-ResNet34: {params:,} parameters, {gflops:.1f} GFLOPs (2 x MACs) per 1200x1200 image")
+    assert 431 < gflops < 435  # MLPerf quotes 433 GFLOPs
+
+
+def test_valid_opset17_and_says_meaningless(heads_model):
+    assert [(o.domain, o.version) for o in heads_model.opset_import] == [("", 17)]
+    onnx.checker.check_model(heads_model)
+    assert MEANINGLESS in heads_model.doc_string
+    assert "meaningless (random weights)" in MEANINGLESS
+    props = {p.key: p.value for p in heads_model.metadata_props}
+    assert props["warning"] == MEANINGLESS and props["synthetic"] == "true" and props["seed"] == "0"
+
+
+def test_seed_determines_weights(heads_model):
+    again = build_synthetic_model(0)
+    other = build_synthetic_model(1)
+    same = [a.raw_data == b.raw_data for a, b in zip(heads_model.graph.initializer, again.graph.initializer)]
+    assert all(same) and len(same) == len(heads_model.graph.initializer)
+    first_conv = heads_model.graph.initializer[0].raw_data
+    assert first_conv != other.graph.initializer[0].raw_data
+    with pytest.raises(TypeError, match="seed must be an int"):
+        build_synthetic_model("0")
+
+
+def test_synthetic_model_path_is_written_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(tmp_path))
+    path = synthetic_model_path(3)
+    assert path.parent == tmp_path and path.suffix == ".onnx" and "seed3" in path.name
+    mtime = path.stat().st_mtime_ns
+    assert synthetic_model_path(3) == path and path.stat().st_mtime_ns == mtime  # reused, not rebuilt
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left
+    loaded = onnx.load(str(path))
+    assert MEANINGLESS in loaded.doc_string and len(loaded.graph.output) == 12
+
+
+def _softmax_fg(heads: list[np.ndarray], image: int) -> np.ndarray:
+    """(80, 15130) float64 foreground scores in global anchor order (docs/postprocess.md)."""
+    logits = np.concatenate([h[image].reshape(81, -1) for h in heads[:6]], axis=1).astype(np.float64)
+    e = np.exp(logits - logits.max(axis=0))
+    return (e / e.sum(axis=0))[1:]
+
+
+def test_activations_finite_and_detections_modest(heads_reference):
+    """Random weights, but O(1) numbers and some (not all, not no) scores above 0.05."""
+    for head, shape in zip(heads_reference, HEAD_SHAPES):
+        assert head.shape == (1, *shape) and head.dtype == np.float32
+        assert np.isfinite(head).all()
+        assert 0.05 < float(head.std()) < 5.0
+    fg = _softmax_fg(heads_reference, 0)
+    candidates = int((fg > 0.05).sum())
+    print(f"synthetic model, noise image: {candidates} (anchor, class) scores > 0.05 of {fg.size}")
+    assert 10 <= candidates <= 0.05 * fg.size
+    assert (fg.max(axis=0) < 0.5).mean() > 0.9  # background wins for most anchors
+
+
+def test_full_graph_tail(full_session, heads_reference, test_images):
+    """The decode + NMS tail's detections agree with the heads: the best (anchor, class)
+    survives NMS and comes first, with its box decoded against the default boxes."""
+    assert full_session.output_names == ["bboxes", "labels", "scores"]
+    assert not full_session.is_heads and full_session.batch_size == 1
+    bboxes, labels, scores = full_session.run(test_images[:1])
+    k = scores.shape[1]
+    assert bboxes.shape == (1, k, 4) and labels.shape == (1, k) and scores.shape == (1, k)
+    assert (bboxes.dtype, labels.dtype, scores.dtype) == (np.float32, np.int64, np.float32)
+    assert 0 < k <= 200
+    assert ((labels >= 1) & (labels <= 80)).all()
+    assert (scores > 0.05).all() and (scores <= 1).all() and (np.diff(scores[0]) <= 0).all()
+    assert np.isfinite(bboxes).all() and (bboxes[0, :, 2:] >= bboxes[0, :, :2]).all()
+
+    fg = _softmax_fg(heads_reference, 0)
+    cls, anchor = np.unravel_index(np.argmax(fg), fg.shape)
+    assert labels[0, 0] == cls + 1
+    np.testing.assert_allclose(scores[0, 0], fg[cls, anchor], rtol=1e-4)
+    offsets = np.concatenate([h[0].reshape(4, -1) for h in heads_reference[6:]], axis=1)[:, anchor]
+    acx, acy, aw, ah = default_boxes()[anchor].astype(np.float64)
+    cx, cy = 0.1 * offsets[0] * aw + acx, 0.1 * offsets[1] * ah + acy
+    w, h = np.exp(0.2 * offsets[2]) * aw, np.exp(0.2 * offsets[3]) * ah
+    np.testing.assert_allclose(bboxes[0, 0], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], atol=1e-5)
+    assert NUM_ANCHORS == default_boxes().shape[0]
