@@ -71,6 +71,10 @@ def test_valid_opset17_and_says_meaningless(heads_model):
     assert "meaningless (random weights)" in MEANINGLESS
     props = {p.key: p.value for p in heads_model.metadata_props}
     assert props["warning"] == MEANINGLESS and props["synthetic"] == "true" and props["seed"] == "0"
+    full = build_synthetic_model(0, full_graph=True)
+    onnx.checker.check_model(full, full_check=True)  # with onnx shape inference
+    assert MEANINGLESS in full.doc_string and [o.name for o in full.graph.output] == ["bboxes", "labels", "scores"]
+    assert [d.dim_value for d in full.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 1200, 1200]
 
 
 def test_seed_determines_weights(heads_model):

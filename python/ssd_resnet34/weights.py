@@ -190,6 +190,7 @@ def _stream(url: str, out, dest: Path, expected_size: int | None, progress: bool
     except ChecksumError:
         raise
     except urllib.error.HTTPError as exc:
+        exc.close()
         raise fail(f"HTTP error {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, (socket.timeout, TimeoutError)):
