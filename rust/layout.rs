@@ -1,0 +1,237 @@
+//! The six feature-map levels of the SSD-ResNet34 head and the memory layout of the
+//! model card's 12 output tensors (docs/postprocess.md, "Head outputs").
+//!
+//! Within level `l` the anchor index is `a = d*F*F + i*F + j`; the logit of class `c`
+//! for anchor `a` is element `c*A_l + a` of one image's flattened `(81*nd, F, F)`
+//! slice, box offset `k` is element `k*A_l + a` of its flattened `(4*nd, F, F)` slice.
+//! This is MLCommons' `view(N, 81, -1)` / `view(N, 4, -1)` in
+//! `vision/classification_and_detection/python/models/ssd_r34.py`.
+
+use crate::error::Error;
+use std::fmt;
+
+/// Classes per anchor, background (0) included.
+pub const NUM_CLASSES: usize = 81;
+/// Feature-map levels of the head.
+pub const NUM_LEVELS: usize = 6;
+/// Default boxes (anchors) over all levels.
+pub const NUM_ANCHORS: usize = 15_130;
+/// Output tensors of the model: 6 class-logit tensors, then 6 box-offset tensors.
+pub const NUM_OUTPUTS: usize = 2 * NUM_LEVELS;
+
+/// One feature-map level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    /// Level index 0..6.
+    pub index: usize,
+    /// Feature map side F (the map is F x F).
+    pub feature_size: usize,
+    /// Default boxes per cell (nd).
+    pub boxes_per_cell: usize,
+    /// Anchors of the level, A_l = nd*F*F.
+    pub num_anchors: usize,
+    /// Global index of the level's first anchor.
+    pub first_anchor: usize,
+}
+
+impl Level {
+    const fn new(index: usize, feature_size: usize, boxes_per_cell: usize, first_anchor: usize) -> Self {
+        Level {
+            index,
+            feature_size,
+            boxes_per_cell,
+            num_anchors: boxes_per_cell * feature_size * feature_size,
+            first_anchor,
+        }
+    }
+
+    /// Channels of the class-logit tensor, 81*nd.
+    pub const fn logit_channels(&self) -> usize {
+        NUM_CLASSES * self.boxes_per_cell
+    }
+
+    /// Channels of the box-offset tensor, 4*nd.
+    pub const fn offset_channels(&self) -> usize {
+        4 * self.boxes_per_cell
+    }
+
+    /// f32 values of one image's class logits, 81*A_l.
+    pub const fn logits_len(&self) -> usize {
+        NUM_CLASSES * self.num_anchors
+    }
+
+    /// f32 values of one image's box offsets, 4*A_l.
+    pub const fn offsets_len(&self) -> usize {
+        4 * self.num_anchors
+    }
+
+    /// Global anchor indices of the level.
+    pub const fn anchor_range(&self) -> std::ops::Range<usize> {
+        self.first_anchor..self.first_anchor + self.num_anchors
+    }
+}
+
+const fn build_levels() -> [Level; NUM_LEVELS] {
+    const F: [usize; NUM_LEVELS] = [50, 25, 13, 7, 3, 3];
+    const ND: [usize; NUM_LEVELS] = [4, 6, 6, 6, 4, 4];
+    let mut levels = [Level::new(0, 0, 0, 0); NUM_LEVELS];
+    let mut first = 0;
+    let mut l = 0;
+    while l < NUM_LEVELS {
+        levels[l] = Level::new(l, F[l], ND[l], first);
+        first += levels[l].num_anchors;
+        l += 1;
+    }
+    levels
+}
+
+/// The six levels in head order (the table of docs/postprocess.md).
+pub const LEVELS: [Level; NUM_LEVELS] = build_levels();
+
+const _: () = assert!(LEVELS[5].first_anchor + LEVELS[5].num_anchors == NUM_ANCHORS);
+
+/// The level holding a global anchor index and the anchor's index within it.
+/// `None` when `anchor >= NUM_ANCHORS`.
+pub fn locate_anchor(anchor: usize) -> Option<(&'static Level, usize)> {
+    LEVELS
+        .iter()
+        .find(|lv| lv.anchor_range().contains(&anchor))
+        .map(|lv| (lv, anchor - lv.first_anchor))
+}
+
+/// What an output tensor holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    /// `outputs[l]`, (N, 81*nd, F, F).
+    ClassLogits,
+    /// `outputs[6+l]`, (N, 4*nd, F, F).
+    BoxOffsets,
+}
+
+impl OutputKind {
+    /// Plural name used in messages, e.g. "class logits".
+    pub const fn name(self) -> &'static str {
+        match self {
+            OutputKind::ClassLogits => "class logits",
+            OutputKind::BoxOffsets => "box offsets",
+        }
+    }
+}
+
+/// One of the 12 output tensors, named as in the model card (`outputs[k]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputId {
+    pub kind: OutputKind,
+    pub level: usize,
+}
+
+impl OutputId {
+    pub const fn logits(level: usize) -> Self {
+        OutputId { kind: OutputKind::ClassLogits, level }
+    }
+
+    pub const fn offsets(level: usize) -> Self {
+        OutputId { kind: OutputKind::BoxOffsets, level }
+    }
+
+    /// The model-card index k of `outputs[k]`: l for class logits, 6+l for box offsets.
+    pub const fn index(self) -> usize {
+        match self.kind {
+            OutputKind::ClassLogits => self.level,
+            OutputKind::BoxOffsets => NUM_LEVELS + self.level,
+        }
+    }
+
+    /// Per-image shape (C, F, F) of the tensor; the full shape is (N, C, F, F).
+    pub const fn image_shape(self) -> [usize; 3] {
+        let lv = &LEVELS[self.level];
+        let channels = match self.kind {
+            OutputKind::ClassLogits => lv.logit_channels(),
+            OutputKind::BoxOffsets => lv.offset_channels(),
+        };
+        [channels, lv.feature_size, lv.feature_size]
+    }
+
+    /// f32 values per image, C*F*F.
+    pub const fn image_len(self) -> usize {
+        let [c, h, w] = self.image_shape();
+        c * h * w
+    }
+}
+
+impl fmt::Display for OutputId {
+    /// e.g. `outputs[8] (box offsets, level 2)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "outputs[{}] ({}, level {})", self.index(), self.kind.name(), self.level)
+    }
+}
+
+/// Checks the full (N, C, F, F) shape of an output tensor and returns its batch size N.
+///
+/// `batch`: the batch size the tensor must have (that of `outputs[0]`), if known.
+/// Errors: [`Error::Shape`] for a wrong rank or per-image shape, [`Error::BatchMismatch`].
+pub fn check_output_shape(output: OutputId, shape: &[usize], batch: Option<usize>) -> Result<usize, Error> {
+    if shape.len() != 4 || shape[1..] != output.image_shape() {
+        return Err(Error::Shape { output, shape: shape.to_vec() });
+    }
+    match batch {
+        Some(expected) if shape[0] != expected => {
+            Err(Error::BatchMismatch { output, batch: shape[0], expected })
+        }
+        _ => Ok(shape[0]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_match_the_table() {
+        let want = [
+            (50, 4, 10000, 0),
+            (25, 6, 3750, 10000),
+            (13, 6, 1014, 13750),
+            (7, 6, 294, 14764),
+            (3, 4, 36, 15058),
+            (3, 4, 36, 15094),
+        ];
+        for (lv, &(f, nd, a, first)) in LEVELS.iter().zip(&want) {
+            assert_eq!((lv.feature_size, lv.boxes_per_cell, lv.num_anchors, lv.first_anchor), (f, nd, a, first));
+        }
+        assert_eq!(LEVELS.iter().map(|l| l.num_anchors).sum::<usize>(), NUM_ANCHORS);
+        assert_eq!(LEVELS[1].logit_channels(), 486);
+        assert_eq!(LEVELS[4].offset_channels(), 16);
+        assert_eq!(LEVELS[0].logits_len(), 810_000);
+    }
+
+    #[test]
+    fn locate_anchor_maps_global_to_local() {
+        assert_eq!(locate_anchor(0).map(|(l, a)| (l.index, a)), Some((0, 0)));
+        assert_eq!(locate_anchor(9999).map(|(l, a)| (l.index, a)), Some((0, 9999)));
+        assert_eq!(locate_anchor(10000).map(|(l, a)| (l.index, a)), Some((1, 0)));
+        assert_eq!(locate_anchor(15129).map(|(l, a)| (l.index, a)), Some((5, 35)));
+        assert!(locate_anchor(NUM_ANCHORS).is_none());
+    }
+
+    #[test]
+    fn output_ids_and_messages() {
+        assert_eq!(OutputId::logits(3).index(), 3);
+        assert_eq!(OutputId::offsets(2).index(), 8);
+        assert_eq!(OutputId::logits(3).image_shape(), [486, 7, 7]);
+        assert_eq!(OutputId::offsets(0).image_len(), 16 * 2500);
+        assert_eq!(OutputId::offsets(2).to_string(), "outputs[8] (box offsets, level 2)");
+    }
+
+    #[test]
+    fn shape_check() {
+        let id = OutputId::logits(3);
+        assert_eq!(check_output_shape(id, &[2, 486, 7, 7], None).unwrap(), 2);
+        assert_eq!(check_output_shape(id, &[2, 486, 7, 7], Some(2)).unwrap(), 2);
+        let e = check_output_shape(id, &[1, 486, 8, 7], None).unwrap_err();
+        assert_eq!(e.to_string(), "outputs[3] (class logits, level 3) has shape (1, 486, 8, 7); expected (N, 486, 7, 7)");
+        assert!(check_output_shape(id, &[486, 7, 7], None).is_err());
+        let e = check_output_shape(OutputId::offsets(1), &[2, 24, 25, 25], Some(1)).unwrap_err();
+        assert!(e.to_string().contains("batch size 2"), "{e}");
+    }
+}

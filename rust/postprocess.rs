@@ -1,0 +1,494 @@
+//! The per-image pipeline: score pass -> per-class top-k -> lazy box decoding -> NMS ->
+//! merge (docs/postprocess.md; MLCommons' `Encoder.decode_batch` / `decode_single` in
+//! `vision/classification_and_detection/python/models/ssd_r34.py`), and the batch
+//! driver (rayon over images).
+
+use crate::anchors::default_boxes;
+use crate::decode::{anchor_offsets, decode_box};
+use crate::error::Error;
+use crate::layout::{OutputId, OutputKind, LEVELS, NUM_CLASSES, NUM_LEVELS};
+use crate::nms::greedy_nms;
+use crate::scores::{all_finite, score_pass, Candidate, Candidates, ScoreConfig};
+use rayon::prelude::*;
+
+/// Postprocess parameters (ranges as in docs/postprocess.md, "Bad input").
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Params {
+    /// A candidate needs score > score_threshold (compared as float32); in [0, 1].
+    pub score_threshold: f64,
+    /// NMS keeps a box when its IoU with every kept box is < iou_threshold (float32); in (0, 1].
+    pub iou_threshold: f64,
+    /// Candidates per class that enter NMS (the highest scores); >= 1.
+    pub max_candidates_per_class: usize,
+    /// Detections per image after the merge; >= 1.
+    pub max_detections: usize,
+}
+
+impl Default for Params {
+    /// MLCommons' values: 0.05, 0.5, 200, 200.
+    fn default() -> Self {
+        Params { score_threshold: 0.05, iou_threshold: 0.5, max_candidates_per_class: 200, max_detections: 200 }
+    }
+}
+
+impl Params {
+    /// Checks every range; the error names the first parameter out of range.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |name, value: String, expected| Err(Error::InvalidParameter { name, value, expected });
+        if !(0.0..=1.0).contains(&self.score_threshold) {
+            return bad("score_threshold", self.score_threshold.to_string(), "a value in [0, 1]");
+        }
+        if !(self.iou_threshold > 0.0 && self.iou_threshold <= 1.0) {
+            return bad("iou_threshold", self.iou_threshold.to_string(), "a value in (0, 1]");
+        }
+        if self.max_candidates_per_class < 1 {
+            return bad("max_candidates_per_class", self.max_candidates_per_class.to_string(), "an integer >= 1");
+        }
+        if self.max_detections < 1 {
+            return bad("max_detections", self.max_detections.to_string(), "an integer >= 1");
+        }
+        Ok(())
+    }
+}
+
+/// Detections of one image, sorted by (score desc, label asc, anchor asc).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Detections {
+    /// (l, t, r, b), normalized to the image, float32.
+    pub boxes: Vec<[f32; 4]>,
+    /// Class labels 1..=80 (0 is background).
+    pub labels: Vec<i64>,
+    /// Softmax scores.
+    pub scores: Vec<f32>,
+    /// Global anchor index of each detection (0..15130).
+    pub anchors: Vec<u32>,
+}
+
+impl Detections {
+    pub fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty()
+    }
+}
+
+/// Whether one image's work is split across the rayon pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parallelism {
+    Serial,
+    /// Score pass over anchor chunks and NMS over classes run on the rayon pool.
+    WithinImage,
+}
+
+/// One candidate that survived top-k and decoding.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DecodedCandidate {
+    pub key: Candidate,
+    pub ltrb: [f32; 4],
+}
+
+/// Top-k candidates of every class with their decoded boxes, in processing order
+/// (score desc, anchor asc): those of class c are `items[starts[c]..starts[c + 1]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassBoxes {
+    pub items: Vec<DecodedCandidate>,
+    pub starts: [usize; NUM_CLASSES + 1],
+}
+
+impl ClassBoxes {
+    pub fn class(&self, class: usize) -> &[DecodedCandidate] {
+        &self.items[self.starts[class]..self.starts[class + 1]]
+    }
+}
+
+/// Sorts `keys` ascending so that its first `k` are the `k` smallest in order
+/// (the rest unspecified), without sorting all of a long list.
+fn sort_first_k(keys: &mut [Candidate], k: usize) {
+    if keys.len() > k {
+        keys.select_nth_unstable(k - 1);
+        keys[..k].sort_unstable();
+    } else {
+        keys.sort_unstable();
+    }
+}
+
+/// Per-class selection and lazy decoding: for each class, the candidates in order
+/// (score desc, anchor asc) are decoded until `k` have a finite box (candidates whose
+/// box overflows are dropped and do not count). Only these boxes are decoded.
+pub fn decode_top_k(candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS], k: usize) -> ClassBoxes {
+    let dboxes = default_boxes();
+    let mut out = ClassBoxes { items: Vec::new(), starts: [0; NUM_CLASSES + 1] };
+    for c in 0..NUM_CLASSES {
+        out.starts[c] = out.items.len();
+        let keys = candidates.class_mut(c);
+        let mut sorted_upto = 0;
+        let mut taken = 0;
+        let mut next = 0;
+        while taken < k && next < keys.len() {
+            if next == sorted_upto {
+                // Sort the next batch of up to k - taken keys (normally all done at once).
+                sort_first_k(&mut keys[next..], k - taken);
+                sorted_upto = (next + k - taken).min(keys.len());
+            }
+            let key = keys[next];
+            next += 1;
+            let a = key.anchor();
+            if let Some(ltrb) = decode_box(dboxes[a], anchor_offsets(&offsets, a)) {
+                out.items.push(DecodedCandidate { key, ltrb });
+                taken += 1;
+            }
+        }
+    }
+    out.starts[NUM_CLASSES] = out.items.len();
+    out
+}
+
+/// Greedy NMS of each class's decoded candidates; returns every kept candidate.
+pub fn suppress(boxes: &ClassBoxes, iou_threshold: f32, parallelism: Parallelism) -> Vec<DecodedCandidate> {
+    let per_class = |c: usize| -> Vec<DecodedCandidate> {
+        let items = boxes.class(c);
+        let ltrb: Vec<[f32; 4]> = items.iter().map(|d| d.ltrb).collect();
+        greedy_nms(&ltrb, iou_threshold).into_iter().map(|i| items[i]).collect()
+    };
+    match parallelism {
+        Parallelism::Serial => (1..NUM_CLASSES).flat_map(per_class).collect(),
+        Parallelism::WithinImage => {
+            (1..NUM_CLASSES).into_par_iter().with_min_len(8).flat_map_iter(per_class).collect()
+        }
+    }
+}
+
+/// Sort key of the merge: (score desc, label asc, anchor asc).
+#[inline]
+fn merge_key(d: &DecodedCandidate) -> u64 {
+    ((!d.key.score().to_bits() as u64) << 32) | ((d.key.class() as u64) << 16) | d.key.anchor() as u64
+}
+
+/// Merges the kept boxes of all classes: sorted by (score desc, label asc, anchor asc),
+/// the first `max_detections`.
+pub fn merge(mut kept: Vec<DecodedCandidate>, max_detections: usize) -> Detections {
+    if kept.len() > max_detections {
+        kept.select_nth_unstable_by_key(max_detections - 1, merge_key);
+        kept.truncate(max_detections);
+    }
+    kept.sort_unstable_by_key(merge_key);
+    Detections {
+        boxes: kept.iter().map(|d| d.ltrb).collect(),
+        labels: kept.iter().map(|d| d.key.class() as i64).collect(),
+        scores: kept.iter().map(|d| d.key.score()).collect(),
+        anchors: kept.iter().map(|d| d.key.anchor() as u32).collect(),
+    }
+}
+
+/// The native SSD-ResNet34 postprocessor. Immutable and `Sync`: one instance may
+/// decode from many threads at once.
+#[derive(Clone, Debug)]
+pub struct Postprocessor {
+    params: Params,
+    scores: ScoreConfig,
+}
+
+impl Postprocessor {
+    /// Errors: [`Error::InvalidParameter`] for a parameter out of range.
+    pub fn new(params: Params) -> Result<Self, Error> {
+        params.validate()?;
+        // Build the default boxes now rather than inside the first decode.
+        default_boxes();
+        Ok(Postprocessor { params, scores: ScoreConfig::new(params.score_threshold as f32) })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The score-pass configuration (threshold and quick-reject bound).
+    pub fn score_config(&self) -> &ScoreConfig {
+        &self.scores
+    }
+
+    /// Decodes one image; `logits[l]` and `offsets[l]` are the image's slices of level l
+    /// (`(81*nd, F, F)` and `(4*nd, F, F)` in C order). Splits the work across the rayon pool.
+    ///
+    /// Errors: [`Error::Length`] for a slice of the wrong length, [`Error::NonFinite`]
+    /// (batch item 0) for NaN/inf in any tensor; nothing is decoded then.
+    pub fn decode_image(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS]) -> Result<Detections, Error> {
+        self.decode_image_with(logits, offsets, Parallelism::WithinImage)
+    }
+
+    /// [`Self::decode_image`] with a chosen parallelism.
+    pub fn decode_image_with(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Detections, Error> {
+        check_lengths(logits, offsets, 1)?;
+        self.decode_checked(logits, offsets, parallelism)
+    }
+
+    fn decode_checked(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Detections, Error> {
+        let mut candidates = score_pass(logits, &self.scores, parallelism == Parallelism::WithinImage)
+            .map_err(|l| Error::NonFinite { output: OutputId::logits(l), item: 0 })?;
+        if let Some(l) = (0..NUM_LEVELS).find(|&l| !all_finite(offsets[l])) {
+            return Err(Error::NonFinite { output: OutputId::offsets(l), item: 0 });
+        }
+        let boxes = decode_top_k(&mut candidates, offsets, self.params.max_candidates_per_class);
+        let kept = suppress(&boxes, self.params.iou_threshold as f32, parallelism);
+        Ok(merge(kept, self.params.max_detections))
+    }
+
+    /// Decodes a batch; `logits[l]` / `offsets[l]` hold all `batch` images of level l
+    /// (the full `(N, C, F, F)` tensor in C order). One image: parallel within it;
+    /// several: rayon over images.
+    ///
+    /// Errors: [`Error::Length`]; [`Error::NonFinite`] for the lowest `outputs[k]` with a
+    /// bad value, naming the lowest batch item with one there.
+    pub fn decode_batch(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], batch: usize) -> Result<Vec<Detections>, Error> {
+        check_lengths(logits, offsets, batch)?;
+        let image = |n: usize| {
+            let li: [&[f32]; NUM_LEVELS] = std::array::from_fn(|l| {
+                let len = LEVELS[l].logits_len();
+                &logits[l][n * len..(n + 1) * len]
+            });
+            let oi: [&[f32]; NUM_LEVELS] = std::array::from_fn(|l| {
+                let len = LEVELS[l].offsets_len();
+                &offsets[l][n * len..(n + 1) * len]
+            });
+            (li, oi)
+        };
+        if batch == 1 {
+            let (li, oi) = image(0);
+            return Ok(vec![self.decode_checked(li, oi, Parallelism::WithinImage)?]);
+        }
+        let results: Vec<Result<Detections, Error>> = (0..batch)
+            .into_par_iter()
+            .map(|n| {
+                let (li, oi) = image(n);
+                self.decode_checked(li, oi, Parallelism::Serial).map_err(|e| e.with_item(n))
+            })
+            .collect();
+        // Report the lowest outputs[k] that has a bad value, then the lowest item.
+        let first_error = results
+            .iter()
+            .filter_map(|r| match r {
+                Err(Error::NonFinite { output, item }) => Some((output.index(), *item)),
+                _ => None,
+            })
+            .min();
+        if let Some((k, item)) = first_error {
+            // Each image reports its lowest bad k, so this is the lowest bad k of the
+            // batch and the lowest item with a bad value there.
+            let output = if k < NUM_LEVELS { OutputId::logits(k) } else { OutputId::offsets(k - NUM_LEVELS) };
+            return Err(Error::NonFinite { output, item });
+        }
+        results.into_iter().collect()
+    }
+}
+
+/// Checks that every slice holds `batch` images of its tensor.
+fn check_lengths(logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], batch: usize) -> Result<(), Error> {
+    for (kind, slices) in [(OutputKind::ClassLogits, logits), (OutputKind::BoxOffsets, offsets)] {
+        for (l, s) in slices.iter().enumerate() {
+            let output = OutputId { kind, level: l };
+            let expected = output.image_len() * batch;
+            if s.len() != expected {
+                return Err(Error::Length { output, len: s.len() / batch.max(1), expected: output.image_len() });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scores::tests::Rng;
+
+    /// One image's tensors: background-dominant logits with a few objects, small offsets.
+    pub(crate) fn synthetic_image(seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        let mut rng = Rng::new(seed);
+        let mut logits = Vec::new();
+        let mut offsets = Vec::new();
+        for lv in &LEVELS {
+            let a_l = lv.num_anchors;
+            let mut x: Vec<f32> = (0..lv.logits_len()).map(|_| (rng.next_f64() * 2.0 - 1.0) as f32).collect();
+            for a in 0..a_l {
+                x[a] += 4.0 + (rng.next_f64() * 3.0) as f32;
+                if rng.next_f64() < 0.02 {
+                    // An object anchor: one class well above background.
+                    let c = 1 + (rng.next_f64() * 10.0) as usize;
+                    x[c * a_l + a] = x[a] + (rng.next_f64() * 4.0 - 1.0) as f32;
+                }
+            }
+            logits.push(x);
+            offsets.push((0..lv.offsets_len()).map(|_| (rng.next_f64() * 2.0 - 1.0) as f32).collect());
+        }
+        (logits, offsets)
+    }
+
+    fn arrays(v: &[Vec<f32>]) -> [&[f32]; 6] {
+        std::array::from_fn(|l| v[l].as_slice())
+    }
+
+    #[test]
+    fn params_validation() {
+        let ok = Params::default();
+        assert!(Postprocessor::new(ok).is_ok());
+        for p in [
+            Params { score_threshold: -0.01, ..ok },
+            Params { score_threshold: 1.01, ..ok },
+            Params { score_threshold: f64::NAN, ..ok },
+            Params { iou_threshold: 0.0, ..ok },
+            Params { iou_threshold: 1.5, ..ok },
+            Params { iou_threshold: f64::NAN, ..ok },
+            Params { max_candidates_per_class: 0, ..ok },
+            Params { max_detections: 0, ..ok },
+        ] {
+            let e = Postprocessor::new(p).unwrap_err();
+            assert!(matches!(e, Error::InvalidParameter { .. }), "{p:?}: {e}");
+        }
+        for p in [Params { score_threshold: 0.0, ..ok }, Params { score_threshold: 1.0, iou_threshold: 1.0, ..ok }] {
+            assert!(Postprocessor::new(p).is_ok());
+        }
+        let e = Postprocessor::new(Params { iou_threshold: 0.0, ..ok }).unwrap_err();
+        assert_eq!(e.to_string(), "iou_threshold = 0 is out of range; expected a value in (0, 1]");
+    }
+
+    #[test]
+    fn top_k_cut_is_exact_with_equal_scores() {
+        // 250 candidates of class 7, all with the same score: the 200 lowest anchors win.
+        let keys: Vec<Candidate> = (0..250).rev().map(|a| Candidate::new(7, 0.5, a * 3)).collect();
+        let mut c = Candidates::group(keys);
+        let offsets: Vec<Vec<f32>> = LEVELS.iter().map(|lv| vec![0.0; lv.offsets_len()]).collect();
+        let b = decode_top_k(&mut c, arrays(&offsets), 200);
+        let anchors: Vec<usize> = b.class(7).iter().map(|d| d.key.anchor()).collect();
+        assert_eq!(anchors, (0..200).map(|a| a * 3).collect::<Vec<_>>());
+        // Higher scores first, whatever the anchor.
+        let mut keys: Vec<Candidate> = (0..300).map(|a| Candidate::new(2, 0.3, a)).collect();
+        keys.push(Candidate::new(2, 0.31, 299));
+        let mut c = Candidates::group(keys);
+        let b = decode_top_k(&mut c, arrays(&offsets), 200);
+        assert_eq!(b.class(2).len(), 200);
+        assert_eq!(b.class(2)[0].key.anchor(), 299);
+        assert_eq!(b.class(2)[199].key.anchor(), 198);
+    }
+
+    #[test]
+    fn overflowing_boxes_do_not_take_top_k_slots() {
+        let keys: Vec<Candidate> = (0..10).map(|a| Candidate::new(1, 0.9 - a as f32 * 0.01, a)).collect();
+        let mut c = Candidates::group(keys);
+        let mut offsets: Vec<Vec<f32>> = LEVELS.iter().map(|lv| vec![0.0; lv.offsets_len()]).collect();
+        let a_0 = LEVELS[0].num_anchors;
+        for a in [0, 2, 3] {
+            offsets[0][2 * a_0 + a] = 1000.0; // dw: exp(200) overflows float32
+        }
+        let b = decode_top_k(&mut c, arrays(&offsets), 4);
+        let anchors: Vec<usize> = b.class(1).iter().map(|d| d.key.anchor()).collect();
+        assert_eq!(anchors, vec![1, 4, 5, 6]);
+    }
+
+    #[test]
+    fn merge_tie_break() {
+        let d = |class, score, anchor| DecodedCandidate { key: Candidate::new(class, score, anchor), ltrb: [0.0, 0.0, 1.0, 1.0] };
+        let kept = vec![d(5, 0.5, 3), d(2, 0.5, 9), d(2, 0.5, 4), d(9, 0.7, 100), d(1, 0.2, 0)];
+        let m = merge(kept.clone(), 200);
+        assert_eq!(m.labels, vec![9, 2, 2, 5, 1]);
+        assert_eq!(m.anchors, vec![100, 4, 9, 3, 0]);
+        assert_eq!(m.scores, vec![0.7, 0.5, 0.5, 0.5, 0.2]);
+        let m = merge(kept, 3);
+        assert_eq!(m.anchors, vec![100, 4, 9]);
+    }
+
+    #[test]
+    fn pipeline_matches_a_plain_implementation() {
+        let (lg, of) = synthetic_image(11);
+        let pp = Postprocessor::new(Params::default()).unwrap();
+        let det = pp.decode_image(arrays(&lg), arrays(&of)).unwrap();
+        assert!(det.len() > 20, "{}", det.len());
+        // Plain: full softmax of every anchor, decode all, sort per class, NMS, merge.
+        let dboxes = default_boxes();
+        let mut p = [0.0f32; NUM_CLASSES];
+        let mut per_class: Vec<Vec<(f32, usize, [f32; 4])>> = vec![Vec::new(); NUM_CLASSES];
+        for lv in &LEVELS {
+            for a in 0..lv.num_anchors {
+                crate::scores::softmax_anchor(&lg[lv.index], lv.num_anchors, a, &mut p);
+                let g = lv.first_anchor + a;
+                let off: [f32; 4] = std::array::from_fn(|k| of[lv.index][k * lv.num_anchors + a]);
+                for c in 1..NUM_CLASSES {
+                    if p[c] > 0.05f32 {
+                        per_class[c].push((p[c], g, decode_box(dboxes[g], off).unwrap()));
+                    }
+                }
+            }
+        }
+        let mut all = Vec::new();
+        for (c, v) in per_class.iter_mut().enumerate() {
+            v.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+            v.truncate(200);
+            let mut kept: Vec<(f32, usize, [f32; 4])> = Vec::new();
+            for cand in v.iter() {
+                if kept.iter().all(|k| crate::nms::iou(&k.2, &cand.2) < 0.5f32) {
+                    kept.push(*cand);
+                }
+            }
+            all.extend(kept.into_iter().map(|(s, a, b)| (s, c as i64, a, b)));
+        }
+        all.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+        all.truncate(200);
+        assert_eq!(det.scores, all.iter().map(|x| x.0).collect::<Vec<_>>());
+        assert_eq!(det.labels, all.iter().map(|x| x.1).collect::<Vec<_>>());
+        assert_eq!(det.anchors, all.iter().map(|x| x.2 as u32).collect::<Vec<_>>());
+        assert_eq!(det.boxes, all.iter().map(|x| x.3).collect::<Vec<_>>());
+        let serial = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::Serial).unwrap();
+        assert_eq!(serial, det);
+    }
+
+    fn concat(images: &[&[Vec<f32>]]) -> Vec<Vec<f32>> {
+        (0..NUM_LEVELS).map(|l| images.iter().flat_map(|im| im[l].iter().copied()).collect()).collect()
+    }
+
+    #[test]
+    fn batch_equals_single() {
+        let pp = Postprocessor::new(Params::default()).unwrap();
+        let imgs: Vec<_> = (0..3).map(|s| synthetic_image(100 + s)).collect();
+        let lg = concat(&imgs.iter().map(|i| i.0.as_slice()).collect::<Vec<_>>());
+        let of = concat(&imgs.iter().map(|i| i.1.as_slice()).collect::<Vec<_>>());
+        let batch = pp.decode_batch(arrays(&lg), arrays(&of), 3).unwrap();
+        for (n, img) in imgs.iter().enumerate() {
+            assert_eq!(batch[n], pp.decode_image(arrays(&img.0), arrays(&img.1)).unwrap());
+        }
+        assert_ne!(batch[0], batch[1]);
+        let empty: Vec<Vec<f32>> = vec![Vec::new(); 6];
+        assert!(pp.decode_batch(arrays(&empty), arrays(&empty), 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn batch_errors_name_lowest_output_then_item() {
+        let pp = Postprocessor::new(Params::default()).unwrap();
+        let imgs: Vec<_> = (0..3).map(|s| synthetic_image(200 + s)).collect();
+        let mut lg = concat(&imgs.iter().map(|i| i.0.as_slice()).collect::<Vec<_>>());
+        let mut of = concat(&imgs.iter().map(|i| i.1.as_slice()).collect::<Vec<_>>());
+        // Item 2: offsets level 1 (outputs[7]); item 1: offsets level 4 (outputs[10]).
+        of[1][2 * LEVELS[1].offsets_len() + 5] = f32::NAN;
+        of[4][LEVELS[4].offsets_len() + 1] = f32::INFINITY;
+        let e = pp.decode_batch(arrays(&lg), arrays(&of), 3).unwrap_err();
+        assert_eq!(e.to_string(), "outputs[7] (box offsets, level 1) contains NaN or infinite values (batch item 2)");
+        // Logits of level 5 in item 1 come first.
+        lg[5][LEVELS[5].logits_len() + 3] = f32::NEG_INFINITY;
+        let e = pp.decode_batch(arrays(&lg), arrays(&of), 3).unwrap_err();
+        assert_eq!(e, Error::NonFinite { output: OutputId::logits(5), item: 1 });
+        // A single image reports item 0.
+        let e = pp.decode_batch(
+            std::array::from_fn(|l| &lg[l][..LEVELS[l].logits_len()]),
+            std::array::from_fn(|l| &of[l][..LEVELS[l].offsets_len()]),
+            1,
+        );
+        assert!(e.is_ok());
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let pp = Postprocessor::new(Params::default()).unwrap();
+        let (lg, mut of) = synthetic_image(3);
+        of[3].pop();
+        let e = pp.decode_image(arrays(&lg), arrays(&of)).unwrap_err();
+        assert!(matches!(e, Error::Length { output, .. } if output == OutputId::offsets(3)), "{e}");
+    }
+}

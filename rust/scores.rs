@@ -1,0 +1,569 @@
+//! The score pass: finite check of the class logits, quick reject, softmax and
+//! threshold, producing the (class, score, anchor) candidates of one image
+//! (docs/postprocess.md, "Scores"; MLCommons' `F.softmax(scores_in, dim=-1)` in
+//! `scale_back_batch` and `score > 0.05` in `Encoder.decode_single`).
+//!
+//! # Quick reject
+//!
+//! For a class c >= 1, p_c = e_c / S <= e_c / (e_0 + e_c) = 1 / (1 + exp(x_0 - x_c)), so
+//! with d = x_0 - max_{c>=1} x_c every foreground score of the anchor is at most
+//! 1 / (1 + exp(d)). That is <= t exactly when d >= B = ln(1/t - 1). Most anchors of a
+//! real image are background-dominant (d well above B), and for them no exponential is
+//! needed: one vectorised pass keeps a running max over the 80 foreground rows and
+//! compares `x_0 - max` with a bound slightly above B ([`reject_bound`]).
+//!
+//! Why the margin makes it exact: the computed score is f32(p') with p' the float64
+//! softmax, |p'/p - 1| < 1e-13 (81 exps and a sum, each a few float64 ulps), and
+//! f32(p') <= t whenever p' <= t. So an anchor may be rejected when
+//! 1 / (1 + exp(d_true)) <= t / (1 + 1e-13), i.e. d_true >= B + ln(1 + 1e-13/(1-t)),
+//! and since t <= 1 - 2^-24 as float32, that is at most B + 2e-6. The tested value
+//! d = f32(x_0 - m) is the exact difference rounded once, |d - d_true| <= 2^-24 |d|, so
+//! `d > B + 1e-3 + 1e-6|B|` (evaluated in float64, rounded up to float32) implies
+//! d_true >= B + 2e-6 with a wide safety factor. For t <= 0 (every score is > t
+//! unless it underflows) or t >= 1 (B = -inf) there is no reject.
+//!
+//! The finite check is folded into the same pass: `x - x` is 0 for finite x and NaN
+//! for NaN or +-inf; its sum over a block is NaN exactly when some value is not finite.
+
+use crate::layout::{Level, LEVELS, NUM_CLASSES, NUM_LEVELS};
+use rayon::prelude::*;
+
+/// Foreground classes (1..=80).
+pub const NUM_FOREGROUND: usize = NUM_CLASSES - 1;
+
+/// Anchors processed together in the quick-reject pass (stack buffer of running maxima).
+const CHUNK: usize = 1024;
+/// Lanes of the fixed-width inner loop; a multiple of every SIMD width we target.
+const LANES: usize = 16;
+/// Anchors per task when the score pass of one image runs on the rayon pool.
+const PAR_TASK_ANCHORS: usize = 2560;
+
+/// The float32 threshold on d = x_0 - max_{c>=1} x_c above which an anchor has no
+/// candidate (see the module docs). `f32::INFINITY` when no anchor may be rejected.
+pub fn reject_bound(score_threshold: f32) -> f32 {
+    let t = score_threshold as f64;
+    if !(t > 0.0 && t < 1.0) {
+        return f32::INFINITY;
+    }
+    let b = (1.0 / t - 1.0).ln();
+    if !b.is_finite() {
+        return f32::INFINITY;
+    }
+    let bound = b + 1e-3 + 1e-6 * b.abs();
+    let rounded = bound as f32;
+    // Round up: the bound may only grow.
+    if (rounded as f64) < bound {
+        next_toward_inf(rounded)
+    } else {
+        rounded
+    }
+}
+
+/// The next float32 above a finite `x` (`f32::next_up`, which needs Rust 1.86).
+pub(crate) fn next_toward_inf(x: f32) -> f32 {
+    debug_assert!(x.is_finite());
+    if x == 0.0 {
+        f32::from_bits(1)
+    } else if x > 0.0 {
+        f32::from_bits(x.to_bits() + 1)
+    } else {
+        f32::from_bits(x.to_bits() - 1)
+    }
+}
+
+/// One candidate as a sortable key: class (bits 46..53), !score bits (14..46) and
+/// global anchor (0..14). Ascending keys are (class asc, score desc, anchor asc) since
+/// candidate scores are > 0, whose float32 bit patterns order like the values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Candidate(pub u64);
+
+const ANCHOR_BITS: u32 = 14;
+const SCORE_SHIFT: u32 = ANCHOR_BITS;
+const CLASS_SHIFT: u32 = ANCHOR_BITS + 32;
+const _: () = assert!(crate::layout::NUM_ANCHORS < 1 << ANCHOR_BITS);
+
+impl Candidate {
+    /// `score` must be > 0 (all candidates are: score > threshold >= 0).
+    #[inline]
+    pub fn new(class: usize, score: f32, anchor: usize) -> Self {
+        debug_assert!(score > 0.0 && class < NUM_CLASSES && anchor < 1 << ANCHOR_BITS);
+        Candidate(((class as u64) << CLASS_SHIFT) | ((!score.to_bits() as u64) << SCORE_SHIFT) | anchor as u64)
+    }
+
+    #[inline]
+    pub fn class(self) -> usize {
+        (self.0 >> CLASS_SHIFT) as usize
+    }
+
+    #[inline]
+    pub fn score(self) -> f32 {
+        f32::from_bits(!((self.0 >> SCORE_SHIFT) as u32))
+    }
+
+    #[inline]
+    pub fn anchor(self) -> usize {
+        (self.0 & ((1 << ANCHOR_BITS) - 1)) as usize
+    }
+}
+
+/// Thresholds of the score pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoreConfig {
+    /// The float32 score threshold t: a candidate needs score > t.
+    pub threshold: f32,
+    /// Quick-reject bound on x_0 - max_{c>=1} x_c; `f32::INFINITY` disables the reject.
+    pub reject_bound: f32,
+}
+
+impl ScoreConfig {
+    /// The configuration for a threshold, with the quick reject on.
+    pub fn new(score_threshold: f32) -> Self {
+        ScoreConfig { threshold: score_threshold, reject_bound: reject_bound(score_threshold) }
+    }
+
+    /// The same threshold without quick reject (every anchor gets a full softmax).
+    pub fn without_quick_reject(self) -> Self {
+        ScoreConfig { reject_bound: f32::INFINITY, ..self }
+    }
+}
+
+/// Candidates of one image grouped by class: those of class c are
+/// `keys[starts[c]..starts[c + 1]]` (unordered within the class; class 0 is empty).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidates {
+    pub keys: Vec<Candidate>,
+    pub starts: [usize; NUM_CLASSES + 1],
+}
+
+impl Candidates {
+    /// Groups candidates by class (counting sort).
+    pub fn group(unordered: Vec<Candidate>) -> Self {
+        let mut counts = [0usize; NUM_CLASSES + 1];
+        for k in &unordered {
+            counts[k.class() + 1] += 1;
+        }
+        for c in 0..NUM_CLASSES {
+            counts[c + 1] += counts[c];
+        }
+        let starts = counts;
+        let mut next = starts;
+        let mut keys = vec![Candidate(0); unordered.len()];
+        for k in unordered {
+            let slot = &mut next[k.class()];
+            keys[*slot] = k;
+            *slot += 1;
+        }
+        Candidates { keys, starts }
+    }
+
+    /// The candidates of one class.
+    pub fn class(&self, class: usize) -> &[Candidate] {
+        &self.keys[self.starts[class]..self.starts[class + 1]]
+    }
+
+    /// The candidates of one class, mutable (for in-place selection).
+    pub fn class_mut(&mut self, class: usize) -> &mut [Candidate] {
+        &mut self.keys[self.starts[class]..self.starts[class + 1]]
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// `x - x`: 0 for a finite x, NaN for NaN and +-inf. Summing these over a block gives a
+/// branch-free finite check.
+#[inline(always)]
+#[allow(clippy::eq_op)]
+fn nan_if_not_finite(x: f32) -> f32 {
+    x - x
+}
+
+/// True when every value is finite (no NaN, no +-inf). Vectorised, no early exit.
+pub fn all_finite(values: &[f32]) -> bool {
+    let mut acc = [0.0f32; LANES];
+    let blocks = values.chunks_exact(LANES);
+    let rest = blocks.remainder();
+    for b in blocks {
+        for i in 0..LANES {
+            acc[i] += nan_if_not_finite(b[i]);
+        }
+    }
+    let mut total = 0.0f32;
+    for &v in rest {
+        total += nan_if_not_finite(v);
+    }
+    total += acc.iter().sum::<f32>();
+    total == 0.0
+}
+
+/// The exact softmax of one anchor: `out[c]` = f32(e_c / S) with, in float64,
+/// m = max_c x_c, e_c = exp(x_c - m), S summed in class order 0..80.
+/// `logits` is one image's level slice (81 rows of `num_anchors`), `anchor` local.
+#[inline]
+pub fn softmax_anchor(logits: &[f32], num_anchors: usize, anchor: usize, out: &mut [f32; NUM_CLASSES]) {
+    let mut x = [0.0f64; NUM_CLASSES];
+    for (c, v) in x.iter_mut().enumerate() {
+        *v = logits[c * num_anchors + anchor] as f64;
+    }
+    let m = x.iter().fold(f64::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - m).exp();
+        sum += *v;
+    }
+    for (o, e) in out.iter_mut().zip(&x) {
+        *o = (*e / sum) as f32;
+    }
+}
+
+/// The quick-reject kernel over `len <= CHUNK` anchors starting at local anchor `start`:
+/// pushes the local indices of anchors that may have a candidate onto `survivors`.
+/// Returns false when a logit of these anchors is not finite.
+#[inline(always)]
+fn reject_chunk_body(logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Vec<u32>) -> bool {
+    debug_assert!(len <= CHUNK && start + len <= num_anchors);
+    let mut mx = [f32::NEG_INFINITY; CHUNK];
+    let mx = &mut mx[..len];
+    let mut acc = [0.0f32; LANES];
+    let mut acc_rest = 0.0f32;
+    for c in 1..NUM_CLASSES {
+        let row = &logits[c * num_anchors + start..][..len];
+        let mut m_blocks = mx.chunks_exact_mut(LANES);
+        let mut r_blocks = row.chunks_exact(LANES);
+        for (m, r) in (&mut m_blocks).zip(&mut r_blocks) {
+            for i in 0..LANES {
+                let v = r[i];
+                m[i] = if v > m[i] { v } else { m[i] };
+                acc[i] += nan_if_not_finite(v);
+            }
+        }
+        for (m, &v) in m_blocks.into_remainder().iter_mut().zip(r_blocks.remainder()) {
+            *m = if v > *m { v } else { *m };
+            acc_rest += nan_if_not_finite(v);
+        }
+    }
+    let row0 = &logits[start..][..len];
+    for (i, (&x0, &m)) in row0.iter().zip(mx.iter()).enumerate() {
+        acc_rest += nan_if_not_finite(x0);
+        let d = x0 - m;
+        // Finite logits give a non-NaN d (m is finite); NaN inputs fail the finite check.
+        if d <= bound {
+            survivors.push((start + i) as u32);
+        }
+    }
+    acc_rest += acc.iter().sum::<f32>();
+    acc_rest == 0.0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn reject_chunk_avx2(logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Vec<u32>) -> bool {
+    // Same code, compiled with AVX2 enabled: max, subtraction and the x - x sums are
+    // exact or NaN-propagating operations, so results do not depend on the SIMD width
+    // (and no mul-add appears in this loop to be fused).
+    reject_chunk_body(logits, num_anchors, start, len, bound, survivors)
+}
+
+fn reject_chunk(logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Vec<u32>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function was compiled for.
+            return unsafe { reject_chunk_avx2(logits, num_anchors, start, len, bound, survivors) };
+        }
+    }
+    reject_chunk_body(logits, num_anchors, start, len, bound, survivors)
+}
+
+/// Scores the anchors `range` (local indices) of one level: pushes every candidate
+/// (class >= 1, f32 score > threshold) onto `out`. `logits` is the level's slice for
+/// one image (`level.logits_len()` values). Returns false when a logit of these
+/// anchors is not finite (then `out` is unspecified).
+pub fn score_level_range(level: &Level, logits: &[f32], range: std::ops::Range<usize>, cfg: &ScoreConfig, out: &mut Vec<Candidate>) -> bool {
+    assert_eq!(logits.len(), level.logits_len(), "score_level_range: wrong slice length");
+    assert!(range.end <= level.num_anchors, "score_level_range: range out of the level");
+    let a_l = level.num_anchors;
+    let mut survivors = Vec::new();
+    let mut probs = [0.0f32; NUM_CLASSES];
+    let mut start = range.start;
+    while start < range.end {
+        let len = CHUNK.min(range.end - start);
+        survivors.clear();
+        if !reject_chunk(logits, a_l, start, len, cfg.reject_bound, &mut survivors) {
+            return false;
+        }
+        for &a in &survivors {
+            let a = a as usize;
+            softmax_anchor(logits, a_l, a, &mut probs);
+            for (c, &p) in probs.iter().enumerate().skip(1) {
+                if p > cfg.threshold {
+                    out.push(Candidate::new(c, p, level.first_anchor + a));
+                }
+            }
+        }
+        start += len;
+    }
+    true
+}
+
+/// Runs the score pass over the six levels of one image, `logits[l]` being level l's
+/// slice (`LEVELS[l].logits_len()` values, checked by the caller).
+///
+/// `parallel`: split the anchors into tasks on the rayon pool (for a batch of one).
+/// Err(l): the class logits of level l (the lowest such level) are not all finite.
+pub fn score_pass(logits: [&[f32]; NUM_LEVELS], cfg: &ScoreConfig, parallel: bool) -> Result<Candidates, usize> {
+    if !parallel {
+        let mut out = Vec::new();
+        for (lv, x) in LEVELS.iter().zip(logits) {
+            if !score_level_range(lv, x, 0..lv.num_anchors, cfg, &mut out) {
+                return Err(lv.index);
+            }
+        }
+        return Ok(Candidates::group(out));
+    }
+    let mut tasks = Vec::new();
+    for lv in &LEVELS {
+        let pieces = lv.num_anchors.div_ceil(PAR_TASK_ANCHORS);
+        let step = lv.num_anchors.div_ceil(pieces);
+        let mut s = 0;
+        while s < lv.num_anchors {
+            let e = (s + step).min(lv.num_anchors);
+            tasks.push((lv.index, s..e));
+            s = e;
+        }
+    }
+    let results: Vec<Result<Vec<Candidate>, usize>> = tasks
+        .into_par_iter()
+        .map(|(l, range)| {
+            let mut out = Vec::new();
+            if score_level_range(&LEVELS[l], logits[l], range, cfg, &mut out) {
+                Ok(out)
+            } else {
+                Err(l)
+            }
+        })
+        .collect();
+    let mut all = Vec::new();
+    for r in results {
+        // Tasks are in level order, so the first error is the lowest level.
+        all.extend(r?);
+    }
+    Ok(Candidates::group(all))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random numbers (xorshift64*), uniform in [0, 1).
+    pub(crate) struct Rng(u64);
+    impl Rng {
+        pub(crate) fn new(seed: u64) -> Self {
+            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+        pub(crate) fn next_f64(&mut self) -> f64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// Plain reference: softmax of every anchor, no reject.
+    fn brute_force(logits: [&[f32]; 6], t: f32) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        let mut p = [0.0; NUM_CLASSES];
+        for lv in &LEVELS {
+            for a in 0..lv.num_anchors {
+                softmax_anchor(logits[lv.index], lv.num_anchors, a, &mut p);
+                for (c, &pc) in p.iter().enumerate().skip(1) {
+                    if pc > t {
+                        out.push(Candidate::new(c, pc, lv.first_anchor + a));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn sorted(c: &Candidates) -> Vec<Candidate> {
+        let mut v = c.keys.clone();
+        v.sort();
+        v
+    }
+
+    /// Logits where, for every anchor, one foreground class sits right at the
+    /// quick-reject boundary: its score is within a few ulps of the threshold.
+    fn adversarial_logits(t: f32, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = Rng::new(seed);
+        let b = (1.0 / t as f64 - 1.0).ln();
+        LEVELS
+            .iter()
+            .map(|lv| {
+                let a_l = lv.num_anchors;
+                let mut x = vec![0.0f32; lv.logits_len()];
+                for a in 0..a_l {
+                    let x0 = (rng.next_f64() * 20.0 - 5.0) as f32;
+                    x[a] = x0;
+                    // All other foreground classes far below (they barely change S).
+                    for c in 1..NUM_CLASSES {
+                        x[c * a_l + a] = x0 - 40.0 - (rng.next_f64() * 5.0) as f32;
+                    }
+                    // The contender: x_0 - x_c = B + delta with delta within +-3e-3
+                    // (about +-1 ulp of the difference, or a few), so that its score
+                    // lands just above or just below t.
+                    let c = 1 + (rng.next_f64() * 80.0) as usize;
+                    let delta = (rng.next_f64() - 0.5) * 6e-3 * (1.0 + b.abs());
+                    let mut xc = (x0 as f64 - b - delta) as f32;
+                    // Walk a few float32 ulps either way.
+                    let steps = (rng.next_f64() * 7.0) as i32 - 3;
+                    for _ in 0..steps.abs() {
+                        xc = if steps > 0 { next_toward_inf(xc) } else { -next_toward_inf(-xc) };
+                    }
+                    x[c * a_l + a] = xc;
+                }
+                x
+            })
+            .collect()
+    }
+
+    fn as_arrays(v: &[Vec<f32>]) -> [&[f32]; 6] {
+        std::array::from_fn(|l| v[l].as_slice())
+    }
+
+    #[test]
+    fn reject_bound_values() {
+        assert_eq!(reject_bound(0.0), f32::INFINITY);
+        assert_eq!(reject_bound(1.0), f32::INFINITY);
+        let b = reject_bound(0.05);
+        assert!((b as f64) > 19f64.ln() + 1e-3 && (b as f64) < 19f64.ln() + 1.1e-3, "{b}");
+        assert!(reject_bound(0.9).is_finite() && reject_bound(0.9) < 0.0);
+        assert!(reject_bound(1e-40).is_finite());
+        assert!(reject_bound(-next_toward_inf(-1.0)).is_finite());
+        assert_eq!(next_toward_inf(1.0), 1.0 + f32::EPSILON);
+        assert_eq!(next_toward_inf(-0.0), f32::from_bits(1));
+        assert_eq!(-next_toward_inf(-1.0), 1.0 - f32::EPSILON / 2.0);
+    }
+
+    #[test]
+    fn candidate_key_roundtrip_and_order() {
+        let k = Candidate::new(80, 0.75, 15129);
+        assert_eq!((k.class(), k.score(), k.anchor()), (80, 0.75, 15129));
+        assert!(Candidate::new(1, 0.9, 5) < Candidate::new(1, 0.8, 0));
+        assert!(Candidate::new(1, 0.8, 4) < Candidate::new(1, 0.8, 5));
+        assert!(Candidate::new(1, 0.1, 5) < Candidate::new(2, 0.9, 0));
+        assert_eq!(Candidate::new(3, f32::from_bits(1), 0).score().to_bits(), 1);
+    }
+
+    #[test]
+    fn quick_reject_is_exact_on_adversarial_logits() {
+        for (seed, t) in [(1u64, 0.05f32), (2, 0.5), (3, 0.3), (4, 0.95), (5, 1e-4), (6, 0.999_999)] {
+            let v = adversarial_logits(t, seed);
+            let x = as_arrays(&v);
+            let cfg = ScoreConfig::new(t);
+            assert!(cfg.reject_bound.is_finite());
+            let fast = score_pass(x, &cfg, false).unwrap();
+            let slow = score_pass(x, &cfg.without_quick_reject(), false).unwrap();
+            let n = fast.len();
+            assert!(sorted(&fast) == sorted(&slow), "t = {t}: {n} candidates with quick reject, {} without", slow.len());
+            // The inputs straddle the threshold: some but not all anchors have a candidate.
+            assert!(n > 500 && n < 15_000, "t = {t}: {n} candidates");
+            assert!(sorted(&fast) == brute_force(x, t), "t = {t}");
+            let par = score_pass(x, &cfg, true).unwrap();
+            assert!(sorted(&par) == sorted(&fast), "t = {t}");
+        }
+    }
+
+    #[test]
+    fn quick_reject_is_exact_on_random_logits() {
+        let mut rng = Rng::new(7);
+        let v: Vec<Vec<f32>> = LEVELS
+            .iter()
+            .map(|lv| {
+                (0..lv.logits_len())
+                    .map(|i| (rng.next_f64() * 4.0 - 2.0) as f32 + if i < lv.num_anchors { 4.0 } else { 0.0 })
+                    .collect()
+            })
+            .collect();
+        let x = as_arrays(&v);
+        for t in [0.0f32, 0.01, 0.05, 0.2] {
+            let cfg = ScoreConfig::new(t);
+            let fast = score_pass(x, &cfg, false).unwrap();
+            assert!(sorted(&fast) == sorted(&score_pass(x, &cfg.without_quick_reject(), false).unwrap()), "t = {t}");
+            assert!(sorted(&fast) == brute_force(x, t), "t = {t}");
+        }
+    }
+
+    #[test]
+    fn softmax_matches_definition() {
+        let a_l = 3;
+        let mut x = vec![0.0f32; NUM_CLASSES * a_l];
+        for c in 0..NUM_CLASSES {
+            x[c * a_l + 1] = c as f32 * 0.1 - 3.0;
+        }
+        let mut p = [0.0; NUM_CLASSES];
+        softmax_anchor(&x, a_l, 1, &mut p);
+        let m = 8.0 - 3.0;
+        let e: Vec<f64> = (0..NUM_CLASSES).map(|c| ((c as f32 * 0.1 - 3.0) as f64 - m).exp()).collect();
+        let s: f64 = e.iter().fold(0.0, |s, v| s + v);
+        for c in 0..NUM_CLASSES {
+            assert_eq!(p[c], (e[c] / s) as f32);
+        }
+        softmax_anchor(&x, a_l, 0, &mut p);
+        assert!(p.iter().all(|&v| v == (1.0f64 / 81.0) as f32));
+    }
+
+    #[test]
+    fn finite_check_finds_every_position() {
+        let lv = &LEVELS[3];
+        let cfg = ScoreConfig::new(0.05);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            // Row 0, a foreground row, the last value, a remainder position.
+            for pos in [0, 5 * lv.num_anchors + 7, lv.logits_len() - 1, 80 * lv.num_anchors + 290] {
+                let mut x = vec![1.0f32; lv.logits_len()];
+                x[pos] = bad;
+                let mut out = Vec::new();
+                assert!(!score_level_range(lv, &x, 0..lv.num_anchors, &cfg, &mut out), "{bad} at {pos}");
+                assert!(!score_level_range(lv, &x, 0..lv.num_anchors, &cfg.without_quick_reject(), &mut out));
+            }
+        }
+        let x = vec![f32::MAX; lv.logits_len()];
+        assert!(score_level_range(lv, &x, 0..lv.num_anchors, &cfg, &mut Vec::new()));
+        assert!(all_finite(&[1.0; 37]));
+        assert!(!all_finite(&{
+            let mut v = [1.0; 37];
+            v[36] = f32::NAN;
+            v
+        }));
+        assert!(!all_finite(&{
+            let mut v = [1.0; 37];
+            v[3] = f32::NEG_INFINITY;
+            v
+        }));
+    }
+
+    #[test]
+    fn score_pass_reports_the_lowest_bad_level() {
+        let mut v: Vec<Vec<f32>> = LEVELS.iter().map(|lv| vec![0.0; lv.logits_len()]).collect();
+        v[4][10] = f32::NAN;
+        v[2][100] = f32::INFINITY;
+        let cfg = ScoreConfig::new(0.05);
+        assert_eq!(score_pass(as_arrays(&v), &cfg, false).unwrap_err(), 2);
+        assert_eq!(score_pass(as_arrays(&v), &cfg, true).unwrap_err(), 2);
+    }
+
+    #[test]
+    fn group_by_class() {
+        let keys = vec![Candidate::new(5, 0.5, 1), Candidate::new(2, 0.5, 1), Candidate::new(5, 0.6, 2)];
+        let g = Candidates::group(keys);
+        assert_eq!(g.class(5).len(), 2);
+        assert_eq!(g.class(2), &[Candidate::new(2, 0.5, 1)]);
+        assert!(g.class(1).is_empty() && g.class(80).is_empty());
+    }
+}
