@@ -26,17 +26,22 @@ _EXPORTS = {
     "label_to_category_id": "coco",
     "category_id_to_label": "coco",
     "default_boxes": "anchors",
-    # model, session and preprocessing: other modules add their names here, e.g.
-    # "SSDResNet34": "model", "preprocess": "preprocess", "session": "session".
+    # model, preprocessing and the session module
+    "SSDResNet34": "model",
+    "preprocess": "preprocess",
+    "ImageError": "preprocess",
+    "session": None,  # a submodule: ``from ssd_resnet34 import session``; session.create(model)
 }
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _EXPORTS[name]
+    if module is None:  # the name is a submodule
+        return importlib.import_module(f".{name}", __name__)
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
@@ -51,4 +56,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve l
     from .coco import COCO_CATEGORY_IDS, COCO_CLASSES, category_id_to_label, label_to_category_id
     from .postprocess import NativePostProcessor
     from .reference import PythonPostProcessor
+    from . import session
+    from .model import SSDResNet34
+    from .preprocess import ImageError, preprocess
     from .types import LtrbBoundingBox, ObjectDetectionResult

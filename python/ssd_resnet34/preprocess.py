@@ -32,6 +32,8 @@ from __future__ import annotations
 import io
 import os
 import stat
+import sys
+import types
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple, Union
@@ -40,14 +42,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-try:  # TEMPORARY until the native kernel lands
-    from ._native import normalize_image as _normalize_image
-except ImportError:  # pragma: no cover
-    def _normalize_image(image, out, mean, std):
-        lut = ((np.arange(256, dtype=np.float32) / np.float32(255))[None, :]
-               - np.array(mean, np.float32)[:, None]) / np.array(std, np.float32)[:, None]
-        for c in range(3):
-            np.take(lut[c], image[:, :, 2 - c], out=out[c])
+from .postprocess import load_native
 
 __all__ = [
     "INPUT_SIZE",
@@ -221,7 +216,8 @@ def as_bgr(image: np.ndarray, name: str = "image") -> np.ndarray:
 
 def _preprocess_fast(image_bgr: np.ndarray, out: np.ndarray) -> None:
     resized = cv2.resize(image_bgr, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
-    _normalize_image(resized, out, mean=MEAN, std=STD)
+    # The extension is imported on first use, so the exact path works without it.
+    load_native().normalize_image(resized, out, mean=MEAN, std=STD)
 
 
 def _preprocess_exact(image_bgr: np.ndarray, out: np.ndarray) -> None:
@@ -299,3 +295,18 @@ def preprocess(
         (_preprocess_exact if exact else _preprocess_fast)(image, batch[index])
         contexts.append(context)
     return batch, contexts
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`preprocess`.
+
+    The package exports the function ``ssd_resnet34.preprocess``, but importing this submodule
+    (``ssd_resnet34.preprocess``) rebinds that package attribute to the module; calling the module
+    calls the function, so ``ssd_resnet34.preprocess(images)`` works either way.
+    """
+
+    def __call__(self, images, *, exact: bool = False):
+        return preprocess(images, exact=exact)
+
+
+sys.modules[__name__].__class__ = _CallableModule

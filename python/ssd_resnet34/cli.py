@@ -1,0 +1,71 @@
+"""The ``ssd-resnet34`` command line: ``ssd-resnet34 <command> ...``.
+
+Each command is a module ``ssd_resnet34.commands.<name>`` exposing ``register(subparsers)``,
+which adds its sub-parser and sets ``func`` (``func(args) -> int``, the exit status) as a default.
+Exit status: 0 success, 1 a failure the command reports (bad input, missing weights), 2 a usage
+error (argparse), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: Command modules, in the order ``--help`` lists them. One that is not installed is skipped.
+COMMANDS = ("detect", "eval", "bench")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ssd-resnet34")
+    except Exception:  # not installed (e.g. run from a source tree)
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every available command registered."""
+    parser = argparse.ArgumentParser(
+        prog="ssd-resnet34",
+        description="MLPerf SSD-ResNet34 (COCO, 1200x1200) object detection: "
+        "image files to labelled boxes, COCO mAP and MLPerf LoadGen timings.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module_name = f"ssd_resnet34.commands.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue  # that command is not part of this installation
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # usage error (2) or --help/--version (0)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if getattr(args, "func", None) is None:
+        parser.print_usage(sys.stderr)
+        print("ssd-resnet34: error: a command is required", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # python -m ssd_resnet34.cli
+    sys.exit(main())
