@@ -161,7 +161,8 @@ class LoadGenSettings:
                 raise ValueError(f"{name} must be a {'non-negative' if name == 'min_duration_ms' else 'positive'} int or None, got {v!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
-        if not (isinstance(self.offline_expected_qps, (int, float)) and self.offline_expected_qps > 0):
+        qps = self.offline_expected_qps
+        if isinstance(qps, bool) or not isinstance(qps, (int, float)) or not (0 < qps < float("inf")):
             raise ValueError(f"offline_expected_qps must be a positive number, got {self.offline_expected_qps!r}")
 
 

@@ -43,26 +43,6 @@ def default_images_dir() -> Path | None:
     return None
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the ``bench`` sub-command."""
     parser = subparsers.add_parser(
@@ -83,10 +63,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--threads", type=positive_int, metavar="N", help="onnxruntime intra-op threads (default: its own)")
     lg = parser.add_argument_group("LoadGen")
     lg.add_argument("--scenario", choices=("SingleStream", "Offline"), default="SingleStream", help="default SingleStream")
-    lg.add_argument("--min-duration-ms", type=_non_negative_int, metavar="MS", help="LoadGen min_duration_ms (default 10000)")
+    lg.add_argument(
+        "--min-duration-ms", type=positive_int, metavar="MS", help="LoadGen min_duration_ms (default 10000; --short: 0)"
+    )
     lg.add_argument("--min-query-count", type=positive_int, metavar="N", help="LoadGen min_query_count (default 100)")
     lg.add_argument(
-        "--expected-qps", type=_positive_float, metavar="F", help="Offline: LoadGen offline_expected_qps (default 1.0)"
+        "--expected-qps", type=float, metavar="F", help="Offline: LoadGen offline_expected_qps, > 0 (default 1.0)"
     )
     lg.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="Offline: images per inference (default 1)")
     lg.add_argument(
@@ -154,7 +136,7 @@ def _run_loadgen(args: argparse.Namespace) -> int:
         scenario=args.scenario,
         min_duration_ms=min_duration,
         min_query_count=min_queries,
-        offline_expected_qps=qps or 1.0,
+        offline_expected_qps=1.0 if qps is None else qps,
         performance_count=args.performance_count,
         batch_size=args.batch_size,
     )

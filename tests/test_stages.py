@@ -1,0 +1,81 @@
+"""Per-stage timings: the table is produced, every stage is measured (tiny runs; speed is not asserted)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssd_resnet34.cli import main
+from ssd_resnet34.stages import StageTiming, extract_tail, format_table, time_calls
+
+STAGES = (
+    "decode (cv2.imdecode)",
+    "preprocess (fast path)",
+    "inference (onnxruntime, 12 heads)",
+    "postprocess, native (Rust)",
+    "postprocess, native (Rust), random heads",
+    "postprocess, Python reference",
+    "postprocess, Python reference, random heads",
+    "in-graph decode + NMS (onnxruntime)",
+)
+
+
+def test_time_calls_and_table_format():
+    calls = []
+    times = time_calls(lambda: calls.append(1), 4)
+    assert len(times) == 4 and len(calls) == 4 and all(t >= 0 for t in times)
+    table = format_table(
+        [StageTiming("a", 1.234, 3, "note a"), StageTiming("b", float("nan"), 0, "not measured: why")],
+        title="T",
+        machine="nproc=2, test CPU",
+    )
+    assert table.splitlines() == [
+        "T",
+        "Machine: nproc=2, test CPU",
+        "",
+        "| stage | median ms / image | timed calls | notes |",
+        "|---|---:|---:|---|",
+        "| a | 1.23 | 3 | note a |",
+        "| b | n/a | 0 | not measured: why |",
+    ]
+
+
+def test_extract_tail_runs_the_in_graph_postprocess(native):
+    import onnxruntime as ort
+
+    from ssd_resnet34.oracle import encode_ground_truth
+    from ssd_resnet34.synthetic import synthetic_model_path
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        full = synthetic_model_path(0, full_graph=True)
+    tail = extract_tail(full)
+    assert len(tail.graph.input) == 12 and [o.name for o in tail.graph.output] == ["bboxes", "labels", "scores"]
+    assert not any(n.op_type == "Conv" for n in tail.graph.node)  # only the decode + NMS
+    sess = ort.InferenceSession(tail.SerializeToString(), providers=["CPUExecutionProvider"])
+    box = np.array([[0.2, 0.3, 0.6, 0.9]], np.float32)
+    heads = encode_ground_truth(box, np.array([18]), seed=0)
+    bboxes, labels, scores = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], heads)))
+    # the tail decodes the oracle's heads to the ground truth as its best detection
+    assert labels[0, 0] == 18 and scores[0, 0] > 0.9
+    np.testing.assert_allclose(bboxes[0, 0], box[0], atol=1e-5)
+    with pytest.raises(ValueError, match="12-head model"):
+        extract_tail(synthetic_model_path(0))
+
+
+def test_bench_stages_prints_the_table(coco_annotations, native, capsys):
+    images = Path(coco_annotations).parent / "images"
+    code = main(["bench", "--stages", "--synthetic", "--images", str(images), "--count", "1", "--runs", "1"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Per-stage time per image: median over 1 run(s) x 1 image(s)")
+    assert lines[1].startswith("Machine: nproc=")
+    rows = [line.split(" | ") for line in lines if line.startswith("| ") and not line.startswith("| stage")]
+    assert [r[0].lstrip("| ") for r in rows] == list(STAGES)
+    for stage, median, calls, note in rows:
+        assert math.isfinite(float(median)) and float(median) > 0, (stage, note)
+        assert int(calls) >= 1
