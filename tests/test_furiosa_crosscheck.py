@@ -41,6 +41,9 @@ furiosa = pytest.importorskip(
     reason="furiosa-native-postprocess is not installed (test-only yardstick)",
 )
 
+# Its bindings (an old rust-numpy) import numpy.core.multiarray, deprecated in numpy 2.
+pytestmark = pytest.mark.filterwarnings("ignore:numpy.core.multiarray is deprecated:DeprecationWarning")
+
 BOX_TOL = 1e-6
 SCORE_TOL = 5e-6
 FURIOSA_IOU_EPS = np.float32(1e-5)

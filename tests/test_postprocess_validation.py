@@ -98,7 +98,10 @@ def _error(call):
 def test_bad_outputs(pp_class, case):
     outputs, error_type, message = BAD_OUTPUTS[case]
     pp = pp_class()
-    for call in (lambda: pp.decode(outputs), lambda: pp(outputs, [{"width": 1, "height": 1}] * 2)):
+    first = outputs[0] if isinstance(outputs, list) and outputs else None
+    batch = first.shape[0] if isinstance(first, np.ndarray) and first.ndim == 4 else 1
+    contexts = [{"width": 1, "height": 1}] * batch
+    for call in (lambda: pp.decode(outputs), lambda: pp(outputs, contexts)):
         got_type, got_message = _error(call)
         assert got_type is error_type
         assert message in got_message
@@ -111,6 +114,24 @@ def test_native_and_python_raise_identically(native, case):
     outputs = BAD_OUTPUTS[case][0]
     assert _error(lambda: NativePostProcessor().decode(outputs)) == _error(
         lambda: PythonPostProcessor().decode(outputs))
+
+
+def test_call_checks_structure_then_contexts_then_finiteness(pp_class):
+    pp = pp_class()
+    with pytest.raises(ValueError, match=r"outputs\[0\] .* has shape"):
+        pp(with_item(0, np.zeros((1, 3, 50, 50), np.float32)), None)
+    with pytest.raises(TypeError, match="contexts must be a sequence"):
+        pp(poisoned(2, 1, np.nan), None)
+    with pytest.raises(ValueError, match=r"outputs\[2\] .* NaN"):
+        pp(poisoned(2, 1, np.nan), [{"width": 1, "height": 1}] * 2)
+
+
+def test_first_non_finite_output_is_named(pp_class):
+    outputs = poisoned(9, 0, np.nan)
+    outputs[4][1, 0, 0, 0] = np.inf  # a lower k, a later batch item: named first (k ascending)
+    with pytest.raises(ValueError) as error:
+        pp_class().decode(outputs)
+    assert str(error.value) == "outputs[4] (class logits, level 4) contains NaN or infinite values (batch item 1)"
 
 
 def test_large_finite_values_are_accepted(pp_class):

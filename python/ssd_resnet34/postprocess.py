@@ -12,7 +12,7 @@ from typing import List
 
 import numpy as np
 
-from .validation import Detections, PostProcessorBase
+from .validation import Detections, PostProcessorBase, check_finite
 
 __all__ = ["NativePostProcessor", "load_native"]
 
@@ -65,3 +65,13 @@ class NativePostProcessor(PostProcessorBase):
     def _decode_batch(self, outputs: List[np.ndarray]) -> List[Detections]:
         arrays = [np.ascontiguousarray(array) for array in outputs]
         return self._native.decode(arrays[:6], arrays[6:])
+
+    def _decode_checked(self, outputs: List[np.ndarray]) -> List[Detections]:
+        # The Rust decoder checks finiteness in its first pass over the logits and offsets,
+        # so the separate numpy pass (about 0.3 ms per image) is skipped. When it refuses the
+        # input, the numpy check names the first bad outputs[k] exactly as the reference does.
+        try:
+            return self._decode_batch(outputs)
+        except ValueError:
+            check_finite(outputs)
+            raise

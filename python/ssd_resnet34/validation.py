@@ -26,6 +26,8 @@ __all__ = [
     "describe_output",
     "validate_parameters",
     "validate_outputs",
+    "check_output_arrays",
+    "check_finite",
     "validate_contexts",
     "to_results",
 ]
@@ -109,6 +111,9 @@ def _first_non_finite_item(array: np.ndarray) -> int:
 def validate_outputs(outputs: Any) -> List[np.ndarray]:
     """Check the model's 12 head outputs; return them as 12 float32 ndarrays.
 
+    :func:`check_output_arrays` (types, dtypes, shapes, batch size) then
+    :func:`check_finite` (NaN/inf).
+
     ``outputs``: a list or tuple of 12 numpy arrays, NCHW: ``outputs[0..5]`` class logits of
     shapes (N, 324, 50, 50), (N, 486, 25, 25), (N, 486, 13, 13), (N, 486, 7, 7), (N, 324, 3, 3),
     (N, 324, 3, 3); ``outputs[6..11]`` box offsets (N, 16, 50, 50), (N, 24, 25, 25),
@@ -120,6 +125,13 @@ def validate_outputs(outputs: Any) -> List[np.ndarray]:
     its dtype is not floating; ``ValueError`` for a count other than 12, a wrong rank or shape,
     differing batch sizes, or NaN/infinite values (naming ``outputs[k]`` and the batch item).
     """
+    arrays = check_output_arrays(outputs)
+    check_finite(arrays)
+    return arrays
+
+
+def check_output_arrays(outputs: Any) -> List[np.ndarray]:
+    """The structural part of :func:`validate_outputs`: everything but the NaN/inf check."""
     if not isinstance(outputs, (list, tuple)):
         raise TypeError(
             f"outputs must be a list or tuple of {NUM_OUTPUTS} numpy arrays "
@@ -158,13 +170,18 @@ def validate_outputs(outputs: Any) -> List[np.ndarray]:
             with np.errstate(over="ignore"):
                 array = array.astype(np.float32)
         arrays.append(array)
+    return arrays
+
+
+def check_finite(arrays: List[np.ndarray]) -> None:
+    """Raise ``ValueError`` naming the first ``outputs[k]`` (k ascending) holding NaN or
+    infinite values and its first such batch item."""
     for k, array in enumerate(arrays):
         item = _first_non_finite_item(array)
         if item >= 0:
             raise ValueError(
                 f"{describe_output(k)} contains NaN or infinite values (batch item {item})"
             )
-    return arrays
 
 
 def _context_size(context: Any, where: str) -> Tuple[float, float]:
@@ -293,7 +310,14 @@ class PostProcessorBase:
         )
 
     def _decode_batch(self, outputs: List[np.ndarray]) -> List[Detections]:
+        """Decode 12 structurally valid float32 arrays (finiteness not yet checked)."""
         raise NotImplementedError
+
+    def _decode_checked(self, outputs: List[np.ndarray]) -> List[Detections]:
+        """Check finiteness (:func:`check_finite`), then decode. A subclass whose decoder
+        finds non-finite values itself may override this, raising the same error."""
+        check_finite(outputs)
+        return self._decode_batch(outputs)
 
     def decode(self, outputs: Sequence[np.ndarray]) -> List[Detections]:
         """Decode the 12 head outputs of a batch of N images to detections.
@@ -304,7 +328,7 @@ class PostProcessorBase:
         sorted by score descending (ties: label, then anchor ascending); K <= max_detections.
         Raises ``TypeError``/``ValueError`` for bad outputs (see :func:`validate_outputs`).
         """
-        return self._decode_batch(validate_outputs(outputs))
+        return self._decode_checked(check_output_arrays(outputs))
 
     def __call__(self, outputs: Sequence[np.ndarray], contexts: Any) -> List[List[ObjectDetectionResult]]:
         """Decode a batch to :class:`ObjectDetectionResult` lists, boxes in pixels.
@@ -312,10 +336,10 @@ class PostProcessorBase:
         ``outputs``: as :meth:`decode`. ``contexts``: one dict per image with the original
         image's ``width`` and ``height`` in pixels (a single dict is accepted for N == 1).
         Returns N lists of results, score-descending. Everything is validated before
-        decoding; raises ``TypeError``/``ValueError`` (see :func:`validate_outputs`,
-        :func:`validate_contexts`).
+        decoding (the outputs' structure, then the contexts, then NaN/inf); raises
+        ``TypeError``/``ValueError`` (see :func:`validate_outputs`, :func:`validate_contexts`).
         """
-        arrays = validate_outputs(outputs)
+        arrays = check_output_arrays(outputs)
         sizes = validate_contexts(contexts, arrays[0].shape[0])
-        detections = self._decode_batch(arrays)
+        detections = self._decode_checked(arrays)
         return [to_results(d, width, height) for d, (width, height) in zip(detections, sizes)]

@@ -1,0 +1,188 @@
+"""Benchmark the postprocess (head outputs -> detections); prints a markdown table.
+
+    .venv/bin/python benches/bench_postprocess.py [--images 8] [--random 4] [--rounds 30]
+        [--python-rounds 2] [--data ../shared/data]
+
+Implementations, timed on the same inputs in one run (milliseconds per image: median, p10, p90
+over images x rounds):
+
+- ``PythonPostProcessor.decode``, batch 1 (the numpy reference);
+- ``NativePostProcessor.decode``, batch 1 (Python validation + Rust), and batch 8 divided by 8;
+- ``_native.Postprocessor.decode``, batch 1, without the Python validation (the wrapper's cost
+  is the difference);
+- FuriosaAI's ``RustPostProcessor.eval`` (``furiosa-native-postprocess``, one image, no batch
+  axis), skipped with a note when not installed.
+
+Inputs: (a) realistic: the oracle's outputs (``ssd_resnet34.oracle.encode_ground_truth``) for
+the first ``--images`` COCO val2017 images of the shared subset (synthetic ground truth when
+``../shared`` is absent); (b) Gaussian random logits N(0, 1) and offsets N(0, 1), the worst
+case for NMS (every class has hundreds of candidates). The table also gives the mean number
+of candidates per image ((anchor, class) pairs with score > 0.05) and of detections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from ssd_resnet34 import NativePostProcessor, PythonPostProcessor
+from ssd_resnet34.oracle import (
+    encode_ground_truth,
+    load_coco_ground_truth,
+    random_ground_truth,
+    random_head_outputs,
+)
+from ssd_resnet34.postprocess import load_native
+from ssd_resnet34.reference import _gather, softmax_scores
+
+REPO = Path(__file__).resolve().parents[1]
+ANNOTATIONS = "coco-val2017-subset/instances_val2017_subset.json"
+BATCH = 8
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def realistic_inputs(data: Path, count: int):
+    """(description, per-image outputs with batch axis 1) of the oracle on COCO ground truth."""
+    annotations = data / ANNOTATIONS
+    if annotations.is_file():
+        images = load_coco_ground_truth(annotations)[:count]
+        truths = [(im.boxes, im.labels) for im in images]
+        gt = sum(len(im.labels) for im in images)
+        name = f"oracle, {len(images)} COCO val2017 images ({gt} boxes)"
+    else:
+        truths = [random_ground_truth(6 + 3 * n, seed=n) for n in range(count)]
+        name = f"oracle, {count} synthetic images ({annotations} absent)"
+    return name, [encode_ground_truth(b, l, seed=n) for n, (b, l) in enumerate(truths)]
+
+
+def random_inputs(count: int):
+    images = [random_head_outputs(1, seed=1000 + n) for n in range(count)]
+    return f"random logits N(0,1), {count} images", images
+
+
+def candidates_per_image(images) -> float:
+    counts = [int((softmax_scores(_gather(o[:6], 0, 81))[1:] > np.float32(0.05)).sum()) for o in images]
+    return float(np.mean(counts))
+
+
+def time_per_image(call: Callable, items: list, rounds: int, per_call: int = 1) -> List[float]:
+    """Milliseconds per image of call(item), each item timed ``rounds`` times after a warm-up."""
+    call(items[0])
+    timings = []
+    for _ in range(rounds):
+        for item in items:
+            start = time.perf_counter()
+            call(item)
+            timings.append((time.perf_counter() - start) * 1e3 / per_call)
+    return timings
+
+
+def batches_of(images, size: int):
+    """Batches of ``size`` images (cycling through the images) as 12 stacked tensors."""
+    batches = []
+    for start in range(0, max(len(images), size), size):
+        chosen = [images[(start + k) % len(images)] for k in range(size)]
+        batches.append([np.concatenate(parts) for parts in zip(*chosen)])
+    return batches
+
+
+def furiosa_processor():
+    # Its bindings (an old rust-numpy) import numpy.core.multiarray, deprecated in numpy 2.
+    warnings.filterwarnings("ignore", "numpy.core.multiarray is deprecated", DeprecationWarning)
+    try:
+        from furiosa_native_postprocess.ssd_resnet34 import RustPostProcessor
+    except ImportError:
+        return None
+    return RustPostProcessor()
+
+
+def row(name: str, timings: Optional[List[float]], note: str = "") -> str:
+    if timings is None:
+        return f"| {name} | - | - | - | {note} |"
+    p10, p90 = np.percentile(timings, [10, 90])
+    return (f"| {name} | {statistics.median(timings):.2f} | {p10:.2f} | {p90:.2f} | "
+            f"{note or f'{len(timings)} timings'} |")
+
+
+def bench_set(title: str, images, args, native_module, furiosa) -> List[str]:
+    python_pp = PythonPostProcessor()
+    native_pp = NativePostProcessor()
+    raw = native_module.Postprocessor(score_threshold=0.05, iou_threshold=0.5,
+                                      max_candidates_per_class=200, max_detections=200)
+    detections = np.mean([len(d[1]) for image in images for d in native_pp.decode(image)])
+    lines = [
+        f"### {title}",
+        "",
+        f"{candidates_per_image(images):.0f} candidates (score > 0.05) and {detections:.0f} "
+        "detections per image on average.",
+        "",
+        "| implementation | median ms/image | p10 | p90 | notes |",
+        "|---|---|---|---|---|",
+    ]
+    lines.append(row("PythonPostProcessor.decode, batch 1",
+                     time_per_image(python_pp.decode, images, args.python_rounds)))
+    lines.append(row("NativePostProcessor.decode, batch 1",
+                     time_per_image(native_pp.decode, images, args.rounds)))
+    batches = batches_of(images, BATCH)
+    lines.append(row(f"NativePostProcessor.decode, batch {BATCH} (per image)",
+                     time_per_image(native_pp.decode, batches, args.rounds, per_call=BATCH)))
+    lines.append(row("_native.Postprocessor.decode, batch 1 (no Python validation)",
+                     time_per_image(lambda o: raw.decode(o[:6], o[6:]), images, args.rounds)))
+    if furiosa is None:
+        lines.append(row("furiosa RustPostProcessor.eval", None,
+                         "skipped: furiosa-native-postprocess not installed"))
+    else:
+        unbatched = [([t[0] for t in o[6:]], [t[0] for t in o[:6]]) for o in images]
+        lines.append(row("furiosa RustPostProcessor.eval (furiosa-native-postprocess)",
+                         time_per_image(lambda a: furiosa.eval(*a), unbatched, args.rounds)))
+    return lines + [""]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=8, help="COCO images for (a)")
+    parser.add_argument("--random", type=int, default=4, help="random-logit images for (b)")
+    parser.add_argument("--rounds", type=int, default=30, help="rounds for the native ones")
+    parser.add_argument("--python-rounds", type=int, default=2, help="rounds for the reference")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    args = parser.parse_args(argv)
+
+    native_module = load_native()
+    furiosa = furiosa_processor()
+    sets = [realistic_inputs(args.data, args.images), random_inputs(args.random)]
+
+    print("## Postprocess benchmark (ms per image)")
+    print()
+    print(f"- machine: {cpu_name()}, nproc {os.cpu_count()}, load average "
+          f"{os.getloadavg()[0]:.1f}; Python {platform.python_version()}, numpy {np.__version__}")
+    command = [".venv/bin/python", "benches/bench_postprocess.py"]
+    command += sys.argv[1:] if argv is None else list(argv)
+    print(f"- command: `{' '.join(command)}`")
+    print(f"- rounds: {args.rounds} (native, furiosa), {args.python_rounds} (numpy reference); "
+          "same inputs for every implementation")
+    print()
+    for title, images in sets:
+        print("\n".join(bench_set(title, images, args, native_module, furiosa)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Write head-output fixtures for the Rust criterion benchmark (``benches/decoder.rs``).
+
+    .venv/bin/python benches/make_fixtures.py [--out target/fixtures] [--images 4] [--data ../shared/data]
+
+Each fixture set is a folder ``<out>/<name>/`` with ``outputs_0.npy`` .. ``outputs_11.npy``: the
+model card's 12 float32 NCHW tensors (class logits, then box offsets), batch axis first:
+
+- ``coco_<image id>``: the oracle's outputs (``ssd_resnet34.oracle.encode_ground_truth``) for
+  the first ``--images`` images of the shared COCO val2017 subset, batch 1 (realistic: a few
+  hundred candidates, clusters of boxes for NMS); ``synthetic_<k>`` instead when ``../shared``
+  is absent;
+- ``coco_batch8`` (or ``synthetic_batch8``): 8 such images in one batch;
+- ``random_logits``: Gaussian logits and offsets N(0, 1), batch 1 (the worst case for NMS).
+
+Deterministic (fixed seeds). The default output folder is ``target/fixtures`` under the
+repository root (git-ignored; never commit the fixtures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ssd_resnet34.oracle import (
+    encode_ground_truth_batch,
+    load_coco_ground_truth,
+    random_ground_truth,
+    random_head_outputs,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+ANNOTATIONS = "coco-val2017-subset/instances_val2017_subset.json"
+
+
+def write_set(out: Path, name: str, outputs) -> None:
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, tensor in enumerate(outputs):
+        np.save(folder / f"outputs_{k}.npy", np.ascontiguousarray(tensor, dtype=np.float32))
+    print(f"{folder}: batch {outputs[0].shape[0]}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "target" / "fixtures")
+    parser.add_argument("--images", type=int, default=4, help="single-image COCO sets")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    args = parser.parse_args(argv)
+
+    annotations = args.data / ANNOTATIONS
+    count = max(args.images, 8)
+    if annotations.is_file():
+        images = load_coco_ground_truth(annotations)[:count]
+        truths = [(f"coco_{im.image_id}", im.boxes, im.labels) for im in images]
+        batch_name = "coco_batch8"
+    else:
+        print(f"{annotations} absent: synthetic ground truth instead", file=sys.stderr)
+        truths = [(f"synthetic_{n}", *random_ground_truth(6 + 3 * n, seed=n)) for n in range(count)]
+        batch_name = "synthetic_batch8"
+    for n, (name, boxes, labels) in enumerate(truths[: args.images]):
+        write_set(args.out, name, encode_ground_truth_batch([(boxes, labels)], seed=n))
+    write_set(args.out, batch_name, encode_ground_truth_batch([t[1:] for t in truths[:8]], seed=0))
+    write_set(args.out, "random_logits", random_head_outputs(1, seed=0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
