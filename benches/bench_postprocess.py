@@ -35,42 +35,22 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from ssd_resnet34 import NativePostProcessor, PythonPostProcessor
-from ssd_resnet34.oracle import (
-    encode_ground_truth,
-    load_coco_ground_truth,
-    random_ground_truth,
-    random_head_outputs,
-)
+from ssd_resnet34.oracle import encode_ground_truth, random_head_outputs
 from ssd_resnet34.postprocess import load_native
-from ssd_resnet34.reference import _gather, softmax_scores
+from ssd_resnet34.reference import gather_levels, softmax_scores
 
-REPO = Path(__file__).resolve().parents[1]
-ANNOTATIONS = "coco-val2017-subset/instances_val2017_subset.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED_DATA, cpu_name, ground_truths  # noqa: E402
+
 BATCH = 8
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def realistic_inputs(data: Path, count: int):
-    """(description, per-image outputs with batch axis 1) of the oracle on COCO ground truth."""
-    annotations = data / ANNOTATIONS
-    if annotations.is_file():
-        images = load_coco_ground_truth(annotations)[:count]
-        truths = [(im.boxes, im.labels) for im in images]
-        gt = sum(len(im.labels) for im in images)
-        name = f"oracle, {len(images)} COCO val2017 images ({gt} boxes)"
-    else:
-        truths = [random_ground_truth(6 + 3 * n, seed=n) for n in range(count)]
-        name = f"oracle, {count} synthetic images ({annotations} absent)"
-    return name, [encode_ground_truth(b, l, seed=n) for n, (b, l) in enumerate(truths)]
+    """(description, per-image outputs with batch axis 1) of the oracle on ground truth."""
+    description, truths = ground_truths(data, count)
+    return f"oracle, {description}", [
+        encode_ground_truth(boxes, labels, seed=n) for n, (_, boxes, labels) in enumerate(truths)
+    ]
 
 
 def random_inputs(count: int):
@@ -79,7 +59,8 @@ def random_inputs(count: int):
 
 
 def candidates_per_image(images) -> float:
-    counts = [int((softmax_scores(_gather(o[:6], 0, 81))[1:] > np.float32(0.05)).sum()) for o in images]
+    threshold = np.float32(0.05)
+    counts = [(softmax_scores(gather_levels(o[:6], 0, 81))[1:] > threshold).sum() for o in images]
     return float(np.mean(counts))
 
 
@@ -162,7 +143,7 @@ def main(argv=None) -> int:
     parser.add_argument("--random", type=int, default=4, help="random-logit images for (b)")
     parser.add_argument("--rounds", type=int, default=30, help="rounds for the native ones")
     parser.add_argument("--python-rounds", type=int, default=2, help="rounds for the reference")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     args = parser.parse_args(argv)
 
     native_module = load_native()

@@ -24,15 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ssd_resnet34.oracle import (
-    encode_ground_truth_batch,
-    load_coco_ground_truth,
-    random_ground_truth,
-    random_head_outputs,
-)
+from ssd_resnet34.oracle import encode_ground_truth_batch, random_head_outputs
 
-REPO = Path(__file__).resolve().parents[1]
-ANNOTATIONS = "coco-val2017-subset/instances_val2017_subset.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, SHARED_DATA, ground_truths  # noqa: E402
 
 
 def write_set(out: Path, name: str, outputs) -> None:
@@ -47,19 +42,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "target" / "fixtures")
     parser.add_argument("--images", type=int, default=4, help="single-image COCO sets")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     args = parser.parse_args(argv)
 
-    annotations = args.data / ANNOTATIONS
-    count = max(args.images, 8)
-    if annotations.is_file():
-        images = load_coco_ground_truth(annotations)[:count]
-        truths = [(f"coco_{im.image_id}", im.boxes, im.labels) for im in images]
-        batch_name = "coco_batch8"
-    else:
-        print(f"{annotations} absent: synthetic ground truth instead", file=sys.stderr)
-        truths = [(f"synthetic_{n}", *random_ground_truth(6 + 3 * n, seed=n)) for n in range(count)]
-        batch_name = "synthetic_batch8"
+    description, truths = ground_truths(args.data, max(args.images, 8))
+    print(f"ground truth: {description}")
+    batch_name = truths[0][0].split("_")[0] + "_batch8"
     for n, (name, boxes, labels) in enumerate(truths[: args.images]):
         write_set(args.out, name, encode_ground_truth_batch([(boxes, labels)], seed=n))
     write_set(args.out, batch_name, encode_ground_truth_batch([t[1:] for t in truths[:8]], seed=0))

@@ -17,15 +17,15 @@ from ssd_resnet34.oracle import (
     match_anchors,
     random_ground_truth,
 )
-from ssd_resnet34.reference import _gather, decode_boxes, iou_matrix, softmax_scores
+from ssd_resnet34.reference import gather_levels, decode_boxes, iou_matrix, softmax_scores
 
 SHAPES = [(1,) + level.class_shape for level in LEVELS] + [(1,) + level.box_shape for level in LEVELS]
 
 
 def per_anchor(outputs):
     """(81, A) scores and (A, 4) decoded boxes of image 0."""
-    scores = softmax_scores(_gather(outputs[:6], 0, 81))
-    boxes = decode_boxes(_gather(outputs[6:], 0, 4), default_boxes())
+    scores = softmax_scores(gather_levels(outputs[:6], 0, 81))
+    boxes = decode_boxes(gather_levels(outputs[6:], 0, 4), default_boxes())
     return scores, boxes
 
 

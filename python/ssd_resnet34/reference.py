@@ -24,7 +24,9 @@ import numpy as np
 from .anchors import LEVELS, NUM_CLASSES, default_boxes
 from .validation import Detections, PostProcessorBase, validate_parameters
 
-__all__ = ["PythonPostProcessor", "nms", "iou_matrix", "softmax_scores", "decode_boxes"]
+__all__ = [
+    "PythonPostProcessor", "nms", "iou_matrix", "softmax_scores", "decode_boxes", "gather_levels",
+]
 
 _ZERO = np.float32(0)
 _NMS_BLOCK = 512  # rows of the IoU matrix computed at a time in nms()
@@ -135,9 +137,11 @@ def nms(boxes, scores, iou_threshold: float) -> np.ndarray:
     return order[_greedy_nms(boxes[order], threshold)]
 
 
-def _gather(tensors: List[np.ndarray], n: int, rows: int) -> np.ndarray:
-    """Image n of the 6 level tensors as one (rows, 15130) array, as the reference's
-    ``view(N, rows, -1)`` then ``cat(dim=2)``: anchor a of level l is column first_anchor + a."""
+def gather_levels(tensors: List[np.ndarray], n: int, rows: int) -> np.ndarray:
+    """Image ``n`` of 6 level tensors as one (rows, 15130) array: rows = 81 for the class
+    logits ``outputs[0:6]`` (row c = class c), 4 for the box offsets ``outputs[6:12]``. As the
+    reference's ``view(N, rows, -1)`` then ``cat(dim=2)``: anchor a of level l is column
+    ``first_anchor + a``. The inverse of ``oracle.pack_head_outputs``."""
     return np.concatenate(
         [t[n].reshape(rows, level.num_anchors) for t, level in zip(tensors, LEVELS)], axis=1
     )
@@ -167,7 +171,9 @@ class PythonPostProcessor(PostProcessorBase):
     def _decode_batch(self, outputs: List[np.ndarray]) -> List[Detections]:
         class_logits, box_offsets = outputs[:6], outputs[6:]
         return [
-            self._decode_image(_gather(class_logits, n, NUM_CLASSES), _gather(box_offsets, n, 4))
+            self._decode_image(
+                gather_levels(class_logits, n, NUM_CLASSES), gather_levels(box_offsets, n, 4)
+            )
             for n in range(outputs[0].shape[0])
         ]
 

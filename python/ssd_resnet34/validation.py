@@ -330,7 +330,9 @@ class PostProcessorBase:
         """
         return self._decode_checked(check_output_arrays(outputs))
 
-    def __call__(self, outputs: Sequence[np.ndarray], contexts: Any) -> List[List[ObjectDetectionResult]]:
+    def __call__(
+        self, outputs: Sequence[np.ndarray], contexts: Any
+    ) -> List[List[ObjectDetectionResult]]:
         """Decode a batch to :class:`ObjectDetectionResult` lists, boxes in pixels.
 
         ``outputs``: as :meth:`decode`. ``contexts``: one dict per image with the original
