@@ -116,3 +116,29 @@ def test_label_mapping_rejects_non_integers(bad):
         label_to_category_id(bad)
     with pytest.raises(TypeError, match="integers"):
         category_id_to_label(bad)
+
+
+def test_public_api_names_and_lazy_import():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ssd_resnet34\n"
+        "assert 'ssd_resnet34._native' not in sys.modules\n"
+        "assert 'onnxruntime' not in sys.modules and 'cv2' not in sys.modules\n"
+        "from ssd_resnet34 import (NativePostProcessor, PythonPostProcessor, ObjectDetectionResult,\n"
+        "    LtrbBoundingBox, COCO_CLASSES, default_boxes, label_to_category_id)\n"
+        "assert 'ssd_resnet34._native' not in sys.modules\n"
+        "assert PythonPostProcessor().max_detections == 200\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_native_postprocessor_without_the_extension_says_how_to_build(monkeypatch):
+    import sys
+
+    from ssd_resnet34 import NativePostProcessor
+
+    monkeypatch.setitem(sys.modules, "ssd_resnet34._native", None)  # import fails
+    with pytest.raises(ImportError, match=r"not built.*pip install -e \."):
+        NativePostProcessor()

@@ -8,6 +8,7 @@ scores/decode rounded to float32, score-descending output, overflowing boxes dro
 
 from __future__ import annotations
 
+import importlib
 from typing import List
 
 import numpy as np
@@ -23,14 +24,14 @@ def load_native():
     Raises ``ImportError`` with the build command when the extension is not built.
     """
     try:
-        from . import _native
+        native = importlib.import_module(f"{__package__}._native")
     except ImportError as error:
         raise ImportError(
             "ssd_resnet34._native (the Rust extension) is not built or failed to load: "
             f"{error}. Build it with `pip install -e .` (or `maturin develop --release`) "
             "from the repository root; PythonPostProcessor works without it."
         ) from error
-    return _native
+    return native
 
 
 class NativePostProcessor(PostProcessorBase):
@@ -49,7 +50,11 @@ class NativePostProcessor(PostProcessorBase):
       original image (``contexts``: per image a dict with ``width`` and ``height``; a single
       dict for N == 1).
 
-    Gives the same detections as :class:`ssd_resnet34.PythonPostProcessor`. Raises
+    Follows MLCommons' ``ssd_r34.py`` except where ``docs/postprocess.md`` says otherwise: IoU
+    with the overlap clamped at 0 (the reference's ``masked_fill_`` acts on a discarded clone),
+    deterministic tie-breaking (score desc, label asc, anchor asc), float64 softmax/decode
+    rounded to float32. Gives the same detections as :class:`ssd_resnet34.PythonPostProcessor`
+    (bit-identical in the test suite). Raises
     ``TypeError``/``ValueError`` for bad parameters or input (identical messages to the
     reference), ``ImportError`` when the extension is not built.
     """

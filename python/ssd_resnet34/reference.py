@@ -162,7 +162,9 @@ class PythonPostProcessor(PostProcessorBase):
     softmax (:func:`softmax_scores`), box decode (:func:`decode_boxes`), per class 1..80 the
     candidates ``score > score_threshold`` with finite boxes, sorted by (score desc, anchor asc),
     the first ``max_candidates_per_class``, greedy NMS (:func:`nms`); then all kept boxes sorted
-    by (score desc, label asc, anchor asc), the first ``max_detections``.
+    by (score desc, label asc, anchor asc), the first ``max_detections``. The IoU clamps the
+    overlap at 0, unlike MLCommons' ``calc_iou_tensor`` (whose ``masked_fill_`` acts on a
+    discarded clone); ties are broken as stated (``torch.sort`` there is not stable).
     """
 
     def _setup(self) -> None:

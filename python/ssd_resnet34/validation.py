@@ -263,6 +263,14 @@ class PostProcessorBase:
     kept box of its class is smaller), ``max_candidates_per_class`` (top-k per class before NMS),
     ``max_detections`` (per image, after merging the classes). Defaults are MLCommons'
     (``vision/classification_and_detection/python/models/ssd_r34.py``): 0.05, 0.5, 200, 200.
+
+    Differences from that reference (``docs/postprocess.md``): the IoU clamps the overlap at 0
+    (the reference's ``delta.clone().masked_fill_(delta < 0, 0)`` fills a discarded copy, so
+    two disjoint boxes can get a positive IoU and suppress each other); ties are broken
+    deterministically, per class by (score desc, anchor asc) and in the merge by (score desc,
+    label asc, anchor asc) (``torch.sort`` is not stable); scores and boxes are computed in
+    float64 and rounded to float32; the output is score-descending; boxes that overflow
+    float32 are dropped.
     """
 
     def __init__(
