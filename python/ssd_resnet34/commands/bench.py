@@ -78,7 +78,7 @@ def register(subparsers: Any) -> None:
         "--short",
         action="store_true",
         help=f"smoke run: min_duration 0 ms, {SHORT_MIN_QUERY_COUNT} queries (Offline: expected qps "
-        f"{SHORT_OFFLINE_EXPECTED_QPS}) unless given; LoadGen then reports INVALID",
+        f"{SHORT_OFFLINE_EXPECTED_QPS}) unless given; not an MLPerf-compliant result even where LoadGen says VALID",
     )
     lg.add_argument("--out", default="mlperf-logs", metavar="DIR", help="LoadGen log folder (default ./mlperf-logs)")
     st = parser.add_argument_group("per-stage breakdown")
@@ -153,6 +153,12 @@ def _run_loadgen(args: argparse.Namespace) -> int:
         with bar:
             result = run_loadgen(library, infer, settings, args.out)
     print(result.summary.rstrip())
+    if min_duration is not None or min_queries is not None:
+        print(
+            f"note: LoadGen minimums set here (min_duration_ms={min_duration}, min_query_count={min_queries}): "
+            "a short run, not an MLPerf-compliant result",
+            file=sys.stderr,
+        )
     print(f"LoadGen logs: {result.log_dir} ({result.samples_completed} samples, {len(paths)} images in the QSL)")
     return 0
 
