@@ -31,7 +31,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["StageTiming", "extract_tail", "format_table", "machine_description", "measure_stages", "time_calls"]
+__all__ = [
+    "StageTiming",
+    "cpu_name",
+    "extract_tail",
+    "format_table",
+    "machine_description",
+    "measure_stages",
+    "time_calls",
+]
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,8 @@ def time_calls(fn: Callable[[], Any], repeats: int) -> list[float]:
     return times
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model (``model name`` of /proc/cpuinfo, else what ``platform`` knows)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -74,7 +83,7 @@ def machine_description() -> str:
     except ImportError:
         ort = "onnxruntime not installed"
     nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"nproc={nproc}, {_cpu_name()}, {ort}"
+    return f"nproc={nproc}, {cpu_name()}, {ort}"
 
 
 def extract_tail(full_model_path: str | Path) -> Any:
