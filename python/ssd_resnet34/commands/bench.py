@@ -32,6 +32,16 @@ SHORT_OFFLINE_EXPECTED_QPS = 0.1
 STAGES_DEFAULT_COUNT = 2
 
 
+_DESCRIPTION = """\
+Default: an MLPerf LoadGen PerformanceOnly test (SingleStream or Offline) of the pipeline
+(images preprocessed into memory by the QSL -> onnxruntime -> postprocessor in the SUT) over the
+images of --images. Prints LoadGen's own summary (mlperf_log_summary.txt: latency percentiles for
+SingleStream, samples per second for Offline); LoadGen's logs stay in --out.
+
+--stages: time decode, preprocess, inference, the native and the Python postprocess and the
+in-graph decode + NMS of the untruncated graph separately; prints a markdown table."""
+
+
 def default_images_dir() -> Path | None:
     """The shared COCO subset (``../shared/data/coco-val2017-subset/images`` from the repository
     root or from the current folder) when it exists, else None."""
@@ -48,7 +58,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="MLPerf LoadGen SingleStream/Offline run, or --stages: per-stage timings",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
