@@ -1,26 +1,16 @@
-"""Helpers shared by the benchmark scripts (machine description, ground truth for the oracle)."""
+"""Helpers shared by the benchmark scripts: ground truth for the oracle (and ``cpu_name``,
+re-exported from ``ssd_resnet34.stages``)."""
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 from ssd_resnet34.oracle import load_coco_ground_truth, random_ground_truth
+from ssd_resnet34.stages import cpu_name  # noqa: F401 (re-exported)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 COCO_ANNOTATIONS = "coco-val2017-subset/instances_val2017_subset.json"
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (or what ``platform`` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def ground_truths(data: Path, count: int):
