@@ -94,7 +94,8 @@ def main(argv=None) -> int:
     print(
         f"Preprocessing per photo, {len(files)} COCO val2017 photos ({sizes[0]} .. {sizes[-1]}) x {args.rounds} rounds; "
         f"nproc {os.cpu_count()}, {cpu_name()}; cv2 {cv2.__version__} ({cv2.getNumThreads()} threads), "
-        f"numpy {np.__version__}, Python {platform.python_version()}\n"
+        f"numpy {np.__version__}, Python {platform.python_version()}; "
+        f"load average {os.getloadavg()[0]:.1f} at the end\n"
     )
     print("| step | median ms | p10 ms | p90 ms | vs fast path |")
     print("|---|---:|---:|---:|---:|")

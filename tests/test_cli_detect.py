@@ -142,6 +142,9 @@ def test_usage_errors_exit_2(capsys):
     for option in ("--model", "--synthetic", "--seed", "--out", "--score-threshold", "--batch-size",
                    "--device", "--python-postprocess", "--no-draw"):
         assert option in help_text
+    from ssd_resnet34.session import DEVICES
+
+    assert f"{{{','.join(DEVICES)}}}" in help_text  # --device choices are the session's devices
 
 
 def test_missing_official_weights_exit_1_with_the_message(tmp_path, monkeypatch, capsys):

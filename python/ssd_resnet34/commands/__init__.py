@@ -59,7 +59,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "for trying the pipeline without the official file)",
     )
     group.add_argument("--seed", type=int, default=0, help="seed of the --synthetic weights (default 0)")
-    group.add_argument("--device", default="cpu", help="onnxruntime device (default cpu)")
+    group.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda", "tensorrt", "auto"),  # ssd_resnet34.session.DEVICES
+        help="onnxruntime device (default cpu; cuda/tensorrt need onnxruntime-gpu)",
+    )
     group.add_argument(
         "--python-postprocess",
         action="store_true",

@@ -190,7 +190,12 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(1)
             pending.clear()
 
-        with bar, sessions.create(model, device=model.device) as sess:
+        try:
+            opened = sessions.create(model, device=model.device)
+        except (ValueError, RuntimeError) as error:  # unknown device, or its provider is missing
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        with bar, opened as sess:
             for path in paths:
                 try:
                     pending.append((path, read_image(path)))
