@@ -34,15 +34,7 @@ sys.path.insert(0, str(REPO / "tests"))
 # The test oracle, written from MLPerf's dataset.py, is also the baseline here.
 from test_preprocess import mlperf_reference as mlperf_as_written  # noqa: E402
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from ssd_resnet34.stages import cpu_name  # noqa: E402
 
 
 def time_ms(function, inputs, rounds: int) -> list:
