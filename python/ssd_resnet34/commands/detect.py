@@ -166,7 +166,6 @@ def run(args: argparse.Namespace) -> int:
         except CommandError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-        bar = tqdm(total=len(paths), unit="image", file=sys.stderr, disable=len(paths) <= 1)
         pending: List[Tuple[str, np.ndarray]] = []
 
         def flush(sess) -> None:
@@ -195,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, RuntimeError) as error:  # unknown device, or its provider is missing
             print(f"error: {error}", file=sys.stderr)
             return 1
+        bar = tqdm(total=len(paths), unit="image", file=sys.stderr, disable=len(paths) <= 1)
         with bar, opened as sess:
             for path in paths:
                 try:
