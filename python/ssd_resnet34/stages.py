@@ -75,7 +75,8 @@ def cpu_name() -> str:
 
 
 def machine_description() -> str:
-    """``nproc=N, <CPU model>, onnxruntime <version>``: what the timings were taken on."""
+    """``nproc=N, <CPU model>, onnxruntime <version>, load average L``: what the timings were
+    taken on (the 1-minute load average shows whether other work shared the CPU)."""
     try:
         import onnxruntime
 
@@ -83,7 +84,8 @@ def machine_description() -> str:
     except ImportError:
         ort = "onnxruntime not installed"
     nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"nproc={nproc}, {cpu_name()}, {ort}"
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return f"nproc={nproc}, {cpu_name()}, {ort}{load}"
 
 
 def extract_tail(full_model_path: str | Path) -> Any:
