@@ -4,7 +4,7 @@
 
 Per photo (median over images x rounds timings, milliseconds):
 
-- JPEG decode: ``ssd_resnet34.preprocess.read_image`` (bytes, Pillow header check, ``cv2.imdecode``);
+- JPEG decode: ``ssd_resnet34.preprocessing.read_image`` (bytes, Pillow header check, ``cv2.imdecode``);
 - MLPerf as written: ``maybe_resize`` + ``pre_process_coco_resnet34`` from mlcommons/inference
   ``vision/classification_and_detection/python/dataset.py`` (float32 cvtColor/resize, numpy
   ``img / 255.0 - mean``, ``/ std``, transpose) plus the copy into a contiguous NCHW batch;
@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 # The test oracle, written from MLPerf's dataset.py, is also the baseline here.
-from test_preprocess import mlperf_reference as mlperf_as_written  # noqa: E402
+from test_preprocessing import mlperf_reference as mlperf_as_written  # noqa: E402
 
 from ssd_resnet34.stages import cpu_name  # noqa: E402
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
         return 0
 
     from ssd_resnet34 import _native
-    from ssd_resnet34.preprocess import INPUT_SIZE, _preprocess_fast, preprocess, read_image
+    from ssd_resnet34.preprocessing import INPUT_SIZE, _preprocess_fast, preprocess, read_image
 
     images = [read_image(path) for path in files]
     resized = [cv2.resize(image, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR) for image in images]

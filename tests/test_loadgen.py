@@ -18,7 +18,7 @@ from ssd_resnet34.loadgen_harness import (  # noqa: E402
     run_loadgen,
 )
 from ssd_resnet34.oracle import random_head_outputs  # noqa: E402
-from ssd_resnet34.preprocess import preprocess  # noqa: E402
+from ssd_resnet34.preprocessing import preprocess  # noqa: E402
 
 LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt")
 

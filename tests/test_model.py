@@ -17,7 +17,7 @@ from ssd_resnet34 import model as model_module
 from ssd_resnet34 import session
 from ssd_resnet34.coco import COCO_CLASSES
 from ssd_resnet34.model import SSDResNet34
-from ssd_resnet34.preprocess import preprocess as preprocess_function
+from ssd_resnet34.preprocessing import preprocess as preprocess_function
 from ssd_resnet34.reference import PythonPostProcessor
 from ssd_resnet34.truncate import HEAD_SHAPES
 from ssd_resnet34.weights import ChecksumError

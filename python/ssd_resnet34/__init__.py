@@ -28,8 +28,8 @@ _EXPORTS = {
     "default_boxes": "anchors",
     # model, preprocessing and the session module
     "SSDResNet34": "model",
-    "preprocess": "preprocess",
-    "ImageError": "preprocess",
+    "preprocess": "preprocessing",
+    "ImageError": "preprocessing",
     "session": None,  # a submodule: ``from ssd_resnet34 import session``; session.create(model)
 }
 
@@ -58,5 +58,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve l
     from .reference import PythonPostProcessor
     from . import session
     from .model import SSDResNet34
-    from .preprocess import ImageError, preprocess
+    from .preprocessing import ImageError, preprocess
     from .types import LtrbBoundingBox, ObjectDetectionResult

@@ -93,7 +93,7 @@ class ImageSampleLibrary:
 
     ``paths``: the image files (sample index i is ``paths[i]``). ``preprocess``: maps a list of
     image paths to ``(batch (n, 3, H, W) float32 NCHW, contexts)``, e.g.
-    ``ssd_resnet34.preprocess.preprocess``. Each loaded sample takes 3*1200*1200*4 bytes
+    ``ssd_resnet34.preprocessing.preprocess``. Each loaded sample takes 3*1200*1200*4 bytes
     (17.3 MB), so keep ``performance_count`` moderate.
     """
 

@@ -25,7 +25,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 from . import session as _session
 from .coco import COCO_CLASSES
-from .preprocess import INPUT_SIZE, preprocess
+from .preprocessing import INPUT_SIZE, preprocess
 from .reference import PythonPostProcessor
 from .synthetic import MEANINGLESS, synthetic_model_path
 from .truncate import truncated_model_path
@@ -62,7 +62,7 @@ class SSDResNet34:
             :meth:`detect` and as ``session.create``'s default.
         input_shape: ``(1, 3, 1200, 1200)``, float32 RGB NCHW (any batch size N works).
         classes: the 81 class names by model label (0 = background), ``COCO_CLASSES``.
-        preprocess: :func:`ssd_resnet34.preprocess.preprocess`: images -> ``(batch, contexts)``.
+        preprocess: :func:`ssd_resnet34.preprocessing.preprocess`: images -> ``(batch, contexts)``.
         postprocessor: ``NativePostProcessor`` (``use_native=True``) or ``PythonPostProcessor``:
             ``postprocessor(outputs, contexts)`` -> per image a list of ``ObjectDetectionResult``.
         postprocess: always the numpy reference ``PythonPostProcessor`` (as the model card).
@@ -188,7 +188,7 @@ class SSDResNet34:
     ) -> List[List[ObjectDetectionResult]]:
         """Preprocess, run and postprocess: one list of ``ObjectDetectionResult`` per image.
 
-        ``images``: as :func:`ssd_resnet34.preprocess.preprocess` (paths or uint8 BGR arrays).
+        ``images``: as :func:`ssd_resnet34.preprocessing.preprocess` (paths or uint8 BGR arrays).
         ``session``: an open session (``ssd_resnet34.session.create(model)``); None opens one on
         ``self.device`` for this call. ``batch_size``: images per inference (>= 1). Boxes are
         ltrb in pixels of each original image. Raises what ``preprocess``, the session and the

@@ -4,7 +4,7 @@ Stages, each timed as wall-clock milliseconds per call with ``time.perf_counter`
 as the median over all calls (batch size 1, so per call = per image):
 
 1. ``decode``: ``cv2.imdecode`` of the file's bytes (read beforehand) to BGR uint8.
-2. ``preprocess``: :func:`ssd_resnet34.preprocess.preprocess` (fast path) of the decoded image
+2. ``preprocess``: :func:`ssd_resnet34.preprocessing.preprocess` (fast path) of the decoded image
    to the (1, 3, 1200, 1200) float32 NCHW input.
 3. ``inference``: the onnxruntime session of the 12-head model (after one untimed warm-up).
 4. ``postprocess``: the native (Rust) and the numpy reference postprocessors on the heads the
@@ -144,7 +144,7 @@ def measure_stages(
     from . import session as session_module
     from .oracle import random_head_outputs
     from .postprocess import NativePostProcessor
-    from .preprocess import preprocess
+    from .preprocessing import preprocess
     from .reference import PythonPostProcessor
 
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:

@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import session as sessions
     from ..coco_results import to_coco_results, write_coco_results
     from ..draw import draw_detections
-    from ..preprocess import ImageError, preprocess, read_image
+    from ..preprocessing import ImageError, preprocess, read_image
 
     paths, errors = collect_images(args.images)
     for message in errors:

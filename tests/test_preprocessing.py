@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ssd_resnet34.preprocess import (
+from ssd_resnet34.preprocessing import (
     INPUT_SIZE,
     MAX_IMAGE_PIXELS,
     ImageError,

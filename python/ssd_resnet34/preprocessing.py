@@ -32,8 +32,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import sys
-import types
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple, Union
@@ -130,7 +128,7 @@ def _check_pixels(width: int, height: int, path) -> None:
         raise ImageError(
             path,
             f"image too large to decode safely: {width}x{height} = {width * height:,} pixels "
-            f"(the limit, ssd_resnet34.preprocess.MAX_IMAGE_PIXELS, is {MAX_IMAGE_PIXELS:,})",
+            f"(the limit, ssd_resnet34.preprocessing.MAX_IMAGE_PIXELS, is {MAX_IMAGE_PIXELS:,})",
         )
 
 
@@ -297,18 +295,3 @@ def preprocess(
         (_preprocess_exact if exact else _preprocess_fast)(image, batch[index])
         contexts.append(context)
     return batch, contexts
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`preprocess`.
-
-    The package exports the function ``ssd_resnet34.preprocess``, but importing this submodule
-    (``ssd_resnet34.preprocess``) rebinds that package attribute to the module; calling the module
-    calls the function, so ``ssd_resnet34.preprocess(images)`` works either way.
-    """
-
-    def __call__(self, images, *, exact: bool = False):
-        return preprocess(images, exact=exact)
-
-
-sys.modules[__name__].__class__ = _CallableModule
