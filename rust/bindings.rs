@@ -233,8 +233,8 @@ fn nms<'py>(py: Python<'py>, boxes: &Bound<'py, PyAny>, scores: &Bound<'py, PyAn
 
 /// Normalizes a uint8 BGR (H, W, 3) image into a float32 RGB (3, H, W) array in place.
 #[pyfunction]
-#[pyo3(signature = (image, out, mean = (IMAGENET_MEAN[0], IMAGENET_MEAN[1], IMAGENET_MEAN[2]), std = (IMAGENET_STD[0], IMAGENET_STD[1], IMAGENET_STD[2])))]
-fn normalize_image<'py>(py: Python<'py>, image: &Bound<'py, PyAny>, out: &Bound<'py, PyAny>, mean: (f64, f64, f64), std: (f64, f64, f64)) -> PyResult<()> {
+#[pyo3(signature = (image, out, mean = IMAGENET_MEAN.to_vec(), std = IMAGENET_STD.to_vec()))]
+fn normalize_image<'py>(py: Python<'py>, image: &Bound<'py, PyAny>, out: &Bound<'py, PyAny>, mean: Vec<f64>, std: Vec<f64>) -> PyResult<()> {
     let img = typed_array::<u8>(image, &|| "image".into(), "uint8")?;
     let dst = typed_array::<f32>(out, &|| "out".into(), "float32")?;
     let shape = img.shape().to_vec();
@@ -255,7 +255,10 @@ fn normalize_image<'py>(py: Python<'py>, image: &Bound<'py, PyAny>, out: &Bound<
     if !dst.is_c_contiguous() {
         return Err(PyValueError::new_err("out must be C-contiguous"));
     }
-    let lut = NormalizeLut::new([mean.0, mean.1, mean.2], [std.0, std.1, std.2]).map_err(to_py_err)?;
+    let three = |name: &str, v: &[f64]| -> PyResult<[f64; 3]> {
+        <[f64; 3]>::try_from(v).map_err(|_| PyValueError::new_err(format!("{name} has {} values; expected 3 (R, G, B)", v.len())))
+    };
+    let lut = NormalizeLut::new(three("mean", &mean)?, three("std", &std)?).map_err(to_py_err)?;
     let src = img.try_readonly().map_err(|e| PyValueError::new_err(format!("image cannot be read: {e}")))?;
     let mut dst_rw = dst
         .try_readwrite()

@@ -21,6 +21,7 @@
 pub mod anchors;
 pub mod decode;
 pub mod error;
+pub mod exp;
 pub mod layout;
 pub mod nms;
 pub mod postprocess;

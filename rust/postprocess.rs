@@ -145,18 +145,22 @@ pub fn decode_top_k(candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS], 
     out
 }
 
+/// Below this many boxes (all classes) NMS runs serially even within an image: a real
+/// image has a few hundred, for which a rayon fork costs more than it saves (measured).
+const PARALLEL_NMS_MIN_BOXES: usize = 3000;
+
 /// Greedy NMS of each class's decoded candidates; returns every kept candidate.
+/// `WithinImage` runs classes on the rayon pool when there are many boxes.
 pub fn suppress(boxes: &ClassBoxes, iou_threshold: f32, parallelism: Parallelism) -> Vec<DecodedCandidate> {
     let per_class = |c: usize| -> Vec<DecodedCandidate> {
         let items = boxes.class(c);
         let ltrb: Vec<[f32; 4]> = items.iter().map(|d| d.ltrb).collect();
         greedy_nms(&ltrb, iou_threshold).into_iter().map(|i| items[i]).collect()
     };
-    match parallelism {
-        Parallelism::Serial => (1..NUM_CLASSES).flat_map(per_class).collect(),
-        Parallelism::WithinImage => {
-            (1..NUM_CLASSES).into_par_iter().with_min_len(8).flat_map_iter(per_class).collect()
-        }
+    if parallelism == Parallelism::WithinImage && boxes.items.len() >= PARALLEL_NMS_MIN_BOXES {
+        (1..NUM_CLASSES).into_par_iter().with_min_len(4).flat_map_iter(per_class).collect()
+    } else {
+        (1..NUM_CLASSES).flat_map(per_class).collect()
     }
 }
 

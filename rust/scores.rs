@@ -22,9 +22,19 @@
 //! d_true >= B + 2e-6 with a wide safety factor. For t <= 0 (every score is > t
 //! unless it underflows) or t >= 1 (B = -inf) there is no reject.
 //!
-//! The finite check is folded into the same pass: `x - x` is 0 for finite x and NaN
-//! for NaN or +-inf; its sum over a block is NaN exactly when some value is not finite.
+//! The finite check is folded into the same pass: a value is NaN or +-inf exactly when
+//! the bit pattern of |x| is >= that of +inf, so an integer max of |x| bit patterns
+//! (associative, hence vectorised) over the block decides it.
+//!
+//! # Softmax of the survivors
+//!
+//! Anchors that pass the quick reject get the exact float64 softmax, four at a time
+//! (one per SIMD lane, AVX2 when the CPU has it, the same bits either way): a strided
+//! gather of the 81 logits, m = max, e_c = [`exp::exp_lanes`](crate::exp::exp_lanes)
+//! (x_c - m), S summed in class order; a division e_c / S only for pairs that can
+//! pass (e_c > S * t * (1 - 1e-9), see [`ScoreConfig::prefilter`]).
 
+use crate::exp;
 use crate::layout::{Level, LEVELS, NUM_CLASSES, NUM_LEVELS};
 use rayon::prelude::*;
 
@@ -33,8 +43,6 @@ pub const NUM_FOREGROUND: usize = NUM_CLASSES - 1;
 
 /// Anchors processed together in the quick-reject pass (stack buffer of running maxima).
 const CHUNK: usize = 1024;
-/// Lanes of the fixed-width inner loop; a multiple of every SIMD width we target.
-const LANES: usize = 16;
 /// Anchors per task when the score pass of one image runs on the rayon pool.
 const PAR_TASK_ANCHORS: usize = 2560;
 
@@ -113,12 +121,19 @@ pub struct ScoreConfig {
     pub threshold: f32,
     /// Quick-reject bound on x_0 - max_{c>=1} x_c; `f32::INFINITY` disables the reject.
     pub reject_bound: f32,
+    /// t*(1 - 1e-9) in float64: f32(fl(e/S)) > t needs fl(e/S) > t, so e/S > t(1 - 2^-53),
+    /// which implies e > fl(S * prefilter); pairs failing this cheap test are skipped.
+    pub prefilter: f64,
 }
 
 impl ScoreConfig {
     /// The configuration for a threshold, with the quick reject on.
     pub fn new(score_threshold: f32) -> Self {
-        ScoreConfig { threshold: score_threshold, reject_bound: reject_bound(score_threshold) }
+        ScoreConfig {
+            threshold: score_threshold,
+            reject_bound: reject_bound(score_threshold),
+            prefilter: score_threshold as f64 * (1.0 - 1e-9),
+        }
     }
 
     /// The same threshold without quick reject (every anchor gets a full softmax).
@@ -175,109 +190,203 @@ impl Candidates {
     }
 }
 
-/// `x - x`: 0 for a finite x, NaN for NaN and +-inf. Summing these over a block gives a
-/// branch-free finite check.
-#[inline(always)]
-#[allow(clippy::eq_op)]
-fn nan_if_not_finite(x: f32) -> f32 {
-    x - x
-}
-
 /// True when every value is finite (no NaN, no +-inf). Vectorised, no early exit.
 pub fn all_finite(values: &[f32]) -> bool {
-    let mut acc = [0.0f32; LANES];
-    let blocks = values.chunks_exact(LANES);
-    let rest = blocks.remainder();
-    for b in blocks {
-        for i in 0..LANES {
-            acc[i] += nan_if_not_finite(b[i]);
-        }
-    }
-    let mut total = 0.0f32;
-    for &v in rest {
-        total += nan_if_not_finite(v);
-    }
-    total += acc.iter().sum::<f32>();
-    total == 0.0
+    values.iter().fold(0u32, |m, &v| m.max(abs_bits(v))) < NON_FINITE_ABS_BITS
 }
 
-/// The exact softmax of one anchor: `out[c]` = f32(e_c / S) with, in float64,
-/// m = max_c x_c, e_c = exp(x_c - m), S summed in class order 0..80.
-/// `logits` is one image's level slice (81 rows of `num_anchors`), `anchor` local.
+/// Exponentials e[c][g] = exp(x_c - m) and sums S[g] (class order 0..80) of up to
+/// [`exp::LANES`] anchors at once, one per lane (a lane may repeat an anchor).
+/// `logits` is one image's level slice (81 rows of `num_anchors`), `anchors` local.
+#[inline(always)]
+fn softmax_lanes_body(logits: &[f32], num_anchors: usize, anchors: [usize; exp::LANES], e: &mut [[f64; exp::LANES]; NUM_CLASSES]) -> [f64; exp::LANES] {
+    let mut m = [f64::NEG_INFINITY; exp::LANES];
+    for (c, ec) in e.iter_mut().enumerate() {
+        let row = &logits[c * num_anchors..(c + 1) * num_anchors];
+        for g in 0..exp::LANES {
+            let v = row[anchors[g]] as f64;
+            ec[g] = v;
+            m[g] = if v > m[g] { v } else { m[g] };
+        }
+    }
+    let mut sum = [0.0f64; exp::LANES];
+    for ec in e.iter_mut() {
+        let mut arg = [0.0f64; exp::LANES];
+        for g in 0..exp::LANES {
+            arg[g] = ec[g] - m[g];
+        }
+        *ec = exp::exp_lanes(arg);
+        for g in 0..exp::LANES {
+            sum[g] += ec[g];
+        }
+    }
+    sum
+}
+
+/// [`softmax_lanes_body`] with AVX2 intrinsics (4 float64 lanes in one register): the
+/// same operations in the same order (`_mm256_max_pd(v, m)` is `if v > m { v } else { m }`,
+/// [`exp::exp_lanes_avx2`] matches [`exp::exp_lanes`]), so the same bits.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn softmax_lanes_avx2(logits: &[f32], num_anchors: usize, anchors: [usize; exp::LANES], e: &mut [[f64; exp::LANES]; NUM_CLASSES]) -> [f64; exp::LANES] {
+    use std::arch::x86_64::*;
+    let mut m = _mm256_set1_pd(f64::NEG_INFINITY);
+    for (c, ec) in e.iter_mut().enumerate() {
+        let row = &logits[c * num_anchors..(c + 1) * num_anchors];
+        let v = _mm256_cvtps_pd(_mm_setr_ps(row[anchors[0]], row[anchors[1]], row[anchors[2]], row[anchors[3]]));
+        _mm256_storeu_pd(ec.as_mut_ptr(), v);
+        m = _mm256_max_pd(v, m);
+    }
+    let mut sum = _mm256_setzero_pd();
+    for ec in e.iter_mut() {
+        let v = exp::exp_lanes_avx2(_mm256_sub_pd(_mm256_loadu_pd(ec.as_ptr()), m));
+        _mm256_storeu_pd(ec.as_mut_ptr(), v);
+        sum = _mm256_add_pd(sum, v);
+    }
+    let mut out = [0.0f64; exp::LANES];
+    _mm256_storeu_pd(out.as_mut_ptr(), sum);
+    out
+}
+
 #[inline]
+fn softmax_lanes(logits: &[f32], num_anchors: usize, anchors: [usize; exp::LANES], e: &mut [[f64; exp::LANES]; NUM_CLASSES]) -> [f64; exp::LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { softmax_lanes_avx2(logits, num_anchors, anchors, e) };
+    }
+    softmax_lanes_body(logits, num_anchors, anchors, e)
+}
+
+/// The softmax of one anchor: `out[c]` = f32(e_c / S) with, in float64,
+/// m = max_c x_c, e_c = exp(x_c - m) ([`exp::exp`]), S summed in class order 0..80.
+/// `logits` is one image's level slice (81 rows of `num_anchors`), `anchor` local.
 pub fn softmax_anchor(logits: &[f32], num_anchors: usize, anchor: usize, out: &mut [f32; NUM_CLASSES]) {
-    let mut x = [0.0f64; NUM_CLASSES];
-    for (c, v) in x.iter_mut().enumerate() {
-        *v = logits[c * num_anchors + anchor] as f64;
+    let mut e = [[0.0f64; exp::LANES]; NUM_CLASSES];
+    let sum = softmax_lanes(logits, num_anchors, [anchor; exp::LANES], &mut e);
+    for (o, ec) in out.iter_mut().zip(&e) {
+        *o = (ec[0] / sum[0]) as f32;
     }
-    let m = x.iter().fold(f64::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    let mut sum = 0.0f64;
-    for v in x.iter_mut() {
-        *v = (*v - m).exp();
-        sum += *v;
+}
+
+/// Bits of |x| for a float32; at least `NON_FINITE_ABS_BITS` exactly for NaN and +-inf.
+#[inline(always)]
+fn abs_bits(x: f32) -> u32 {
+    x.to_bits() & 0x7FFF_FFFF
+}
+
+/// The smallest |x| bit pattern that is not finite (+inf; NaNs are above it).
+const NON_FINITE_ABS_BITS: u32 = 0x7F80_0000;
+
+/// Running max of the 80 foreground rows over anchors `start..start + mx.len()` into
+/// `mx` (`mx[i] = if mx[i] > v { mx[i] } else { v }`), returning the max of the |x| bit
+/// patterns of the values read. Portable version.
+#[inline(always)]
+fn foreground_max_generic(logits: &[f32], num_anchors: usize, start: usize, mx: &mut [f32]) -> u32 {
+    let len = mx.len();
+    let mut abs_max = 0u32;
+    for c in 1..NUM_CLASSES {
+        let row = &logits[c * num_anchors + start..][..len];
+        for (m, &v) in mx.iter_mut().zip(row) {
+            let cur = *m;
+            *m = if cur > v { cur } else { v };
+            abs_max = abs_max.max(abs_bits(v));
+        }
     }
-    for (o, e) in out.iter_mut().zip(&x) {
-        *o = (*e / sum) as f32;
+    abs_max
+}
+
+/// [`foreground_max_generic`] with AVX2 intrinsics, 8 anchors a step. `_mm256_max_ps(m, v)`
+/// is `if m > v { m } else { v }`, the same value as the portable version (float max is
+/// exact; NaN inputs fail the finite check either way), and the |x| check is integer.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn foreground_max_avx2(logits: &[f32], num_anchors: usize, start: usize, mx: &mut [f32]) -> u32 {
+    use std::arch::x86_64::*;
+    let len = mx.len();
+    let whole = len - len % 8;
+    let abs_mask = _mm256_set1_epi32(0x7FFF_FFFF);
+    let mut acc = _mm256_setzero_si256();
+    let mut abs_max = 0u32;
+    for c in 1..NUM_CLASSES {
+        let row = &logits[c * num_anchors + start..][..len];
+        let (rp, mp) = (row.as_ptr(), mx.as_mut_ptr());
+        let mut i = 0;
+        while i < whole {
+            // SAFETY: i + 8 <= whole <= len = row.len() = mx.len().
+            let v = _mm256_loadu_ps(rp.add(i));
+            let m = _mm256_loadu_ps(mp.add(i));
+            _mm256_storeu_ps(mp.add(i), _mm256_max_ps(m, v));
+            acc = _mm256_max_epu32(acc, _mm256_and_si256(_mm256_castps_si256(v), abs_mask));
+            i += 8;
+        }
+        for (m, &v) in mx[whole..].iter_mut().zip(&row[whole..]) {
+            let cur = *m;
+            *m = if cur > v { cur } else { v };
+            abs_max = abs_max.max(abs_bits(v));
+        }
     }
+    let mut lanes = [0u32; 8];
+    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc);
+    lanes.iter().fold(abs_max, |a, &b| a.max(b))
+}
+
+/// Whether [`foreground_max_avx2`] may run (detected once, then a cached load).
+#[inline]
+fn use_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The running foreground max, with AVX2 when `simd` and the CPU has it.
+#[inline]
+fn foreground_max(logits: &[f32], num_anchors: usize, start: usize, mx: &mut [f32], simd: bool) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if simd && use_avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { foreground_max_avx2(logits, num_anchors, start, mx) };
+    }
+    let _ = simd;
+    foreground_max_generic(logits, num_anchors, start, mx)
 }
 
 /// The quick-reject kernel over `len <= CHUNK` anchors starting at local anchor `start`:
 /// pushes the local indices of anchors that may have a candidate onto `survivors`.
 /// Returns false when a logit of these anchors is not finite.
-#[inline(always)]
-fn reject_chunk_body(logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Vec<u32>) -> bool {
+///
+/// Row by row (each a contiguous run of `len` floats, so the reads stream), a running
+/// max over the 80 foreground rows, then `d = x_0 - max` against the bound. The finite
+/// check is an integer max of |x| bit patterns folded into the same reads.
+fn reject_chunk(logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Vec<u32>, simd: bool) -> bool {
     debug_assert!(len <= CHUNK && start + len <= num_anchors);
     let mut mx = [f32::NEG_INFINITY; CHUNK];
     let mx = &mut mx[..len];
-    let mut acc = [0.0f32; LANES];
-    let mut acc_rest = 0.0f32;
-    for c in 1..NUM_CLASSES {
-        let row = &logits[c * num_anchors + start..][..len];
-        let mut m_blocks = mx.chunks_exact_mut(LANES);
-        let mut r_blocks = row.chunks_exact(LANES);
-        for (m, r) in (&mut m_blocks).zip(&mut r_blocks) {
-            for i in 0..LANES {
-                let v = r[i];
-                m[i] = if v > m[i] { v } else { m[i] };
-                acc[i] += nan_if_not_finite(v);
-            }
-        }
-        for (m, &v) in m_blocks.into_remainder().iter_mut().zip(r_blocks.remainder()) {
-            *m = if v > *m { v } else { *m };
-            acc_rest += nan_if_not_finite(v);
-        }
-    }
+    let mut abs_max = foreground_max(logits, num_anchors, start, mx, simd);
     let row0 = &logits[start..][..len];
+    abs_max = row0.iter().fold(abs_max, |a, &x0| a.max(abs_bits(x0)));
+    if abs_max >= NON_FINITE_ABS_BITS {
+        return false;
+    }
     for (i, (&x0, &m)) in row0.iter().zip(mx.iter()).enumerate() {
-        acc_rest += nan_if_not_finite(x0);
+        // Finite logits give a finite m, so d is never NaN here.
         let d = x0 - m;
-        // Finite logits give a non-NaN d (m is finite); NaN inputs fail the finite check.
         if d <= bound {
             survivors.push((start + i) as u32);
         }
     }
-    acc_rest += acc.iter().sum::<f32>();
-    acc_rest == 0.0
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn reject_chunk_avx2(logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Vec<u32>) -> bool {
-    // Same code, compiled with AVX2 enabled: max, subtraction and the x - x sums are
-    // exact or NaN-propagating operations, so results do not depend on the SIMD width
-    // (and no mul-add appears in this loop to be fused).
-    reject_chunk_body(logits, num_anchors, start, len, bound, survivors)
-}
-
-fn reject_chunk(logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Vec<u32>) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the features the function was compiled for.
-            return unsafe { reject_chunk_avx2(logits, num_anchors, start, len, bound, survivors) };
-        }
-    }
-    reject_chunk_body(logits, num_anchors, start, len, bound, survivors)
+    true
 }
 
 /// Scores the anchors `range` (local indices) of one level: pushes every candidate
@@ -289,20 +398,28 @@ pub fn score_level_range(level: &Level, logits: &[f32], range: std::ops::Range<u
     assert!(range.end <= level.num_anchors, "score_level_range: range out of the level");
     let a_l = level.num_anchors;
     let mut survivors = Vec::new();
-    let mut probs = [0.0f32; NUM_CLASSES];
+    let mut e = [[0.0f64; exp::LANES]; NUM_CLASSES];
     let mut start = range.start;
     while start < range.end {
         let len = CHUNK.min(range.end - start);
         survivors.clear();
-        if !reject_chunk(logits, a_l, start, len, cfg.reject_bound, &mut survivors) {
+        if !reject_chunk(logits, a_l, start, len, cfg.reject_bound, &mut survivors, true) {
             return false;
         }
-        for &a in &survivors {
-            let a = a as usize;
-            softmax_anchor(logits, a_l, a, &mut probs);
-            for (c, &p) in probs.iter().enumerate().skip(1) {
-                if p > cfg.threshold {
-                    out.push(Candidate::new(c, p, level.first_anchor + a));
+        for group in survivors.chunks(exp::LANES) {
+            let anchors: [usize; exp::LANES] = std::array::from_fn(|g| group[g.min(group.len() - 1)] as usize);
+            let sums = softmax_lanes(logits, a_l, anchors, &mut e);
+            for (g, &a) in anchors.iter().enumerate().take(group.len()) {
+                // e > S*t_lo is necessary for f32(e/S) > t (see ScoreConfig::new), so
+                // most (anchor, class) pairs need no division.
+                let floor = sums[g] * cfg.prefilter;
+                for (c, ec) in e.iter().enumerate().skip(1) {
+                    if ec[g] > floor {
+                        let p = (ec[g] / sums[g]) as f32;
+                        if p > cfg.threshold {
+                            out.push(Candidate::new(c, p, level.first_anchor + a));
+                        }
+                    }
                 }
             }
         }
@@ -510,7 +627,7 @@ pub(crate) mod tests {
         let mut p = [0.0; NUM_CLASSES];
         softmax_anchor(&x, a_l, 1, &mut p);
         let m = 8.0 - 3.0;
-        let e: Vec<f64> = (0..NUM_CLASSES).map(|c| ((c as f32 * 0.1 - 3.0) as f64 - m).exp()).collect();
+        let e: Vec<f64> = (0..NUM_CLASSES).map(|c| exp::exp((c as f32 * 0.1 - 3.0) as f64 - m)).collect();
         let s: f64 = e.iter().fold(0.0, |s, v| s + v);
         for c in 0..NUM_CLASSES {
             assert_eq!(p[c], (e[c] / s) as f32);
@@ -556,6 +673,61 @@ pub(crate) mod tests {
         let cfg = ScoreConfig::new(0.05);
         assert_eq!(score_pass(as_arrays(&v), &cfg, false).unwrap_err(), 2);
         assert_eq!(score_pass(as_arrays(&v), &cfg, true).unwrap_err(), 2);
+    }
+
+    #[test]
+    fn simd_and_portable_kernels_agree() {
+        let mut rng = Rng::new(99);
+        let a_l = 2 * CHUNK + 13;
+        let mut x: Vec<f32> = (0..NUM_CLASSES * a_l).map(|_| (rng.next_f64() * 16.0 - 8.0) as f32).collect();
+        for v in &mut x[..a_l] {
+            *v += 12.0; // background row: some anchors rejected, some not
+        }
+        // Ties, signed zeros and extremes.
+        x[a_l + 3] = 0.0;
+        x[2 * a_l + 3] = -0.0;
+        x[5 * a_l + 9] = f32::MAX;
+        x[6 * a_l + 10] = -f32::MAX;
+        for &(start, len) in &[(0, CHUNK), (CHUNK, CHUNK), (2 * CHUNK, 13), (5, 7), (17, 1000)] {
+            let (mut m1, mut m2) = (vec![f32::NEG_INFINITY; len], vec![f32::NEG_INFINITY; len]);
+            let a1 = foreground_max(&x, a_l, start, &mut m1, true);
+            let a2 = foreground_max_generic(&x, a_l, start, &mut m2);
+            assert_eq!(a1, a2);
+            assert_eq!(m1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), m2.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            let (mut s1, mut s2) = (Vec::new(), Vec::new());
+            assert!(reject_chunk(&x, a_l, start, len, 1.5, &mut s1, true));
+            assert!(reject_chunk(&x, a_l, start, len, 1.5, &mut s2, false));
+            assert_eq!(s1, s2);
+            assert!(!s1.is_empty() && s1.len() < len);
+        }
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut y = x.clone();
+            y[40 * a_l + CHUNK + 8] = bad;
+            for simd in [true, false] {
+                assert!(!reject_chunk(&y, a_l, CHUNK, CHUNK, 1.5, &mut Vec::new(), simd));
+                assert!(reject_chunk(&y, a_l, 0, CHUNK, 1.5, &mut Vec::new(), simd));
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_lanes_simd_and_portable_agree() {
+        let mut rng = Rng::new(31);
+        let a_l = 50;
+        let x: Vec<f32> = (0..NUM_CLASSES * a_l)
+            .map(|i| match i % 7 {
+                0 => (rng.next_f64() * 2000.0 - 1000.0) as f32, // lanes beyond the fast exp range
+                _ => (rng.next_f64() * 30.0 - 15.0) as f32,
+            })
+            .collect();
+        for first in 0..a_l - 3 {
+            let anchors = [first, first + 1, first + 3, first];
+            let (mut e1, mut e2) = ([[0.0; exp::LANES]; NUM_CLASSES], [[0.0; exp::LANES]; NUM_CLASSES]);
+            let s1 = softmax_lanes(&x, a_l, anchors, &mut e1);
+            let s2 = softmax_lanes_body(&x, a_l, anchors, &mut e2);
+            assert_eq!(s1.map(f64::to_bits), s2.map(f64::to_bits));
+            assert!(e1.iter().zip(&e2).all(|(a, b)| a.map(f64::to_bits) == b.map(f64::to_bits)));
+        }
     }
 
     #[test]
