@@ -28,9 +28,10 @@
 //!
 //! # Softmax of the survivors
 //!
-//! Anchors that pass the quick reject get the exact float64 softmax, four at a time
-//! (one per SIMD lane, AVX2 when the CPU has it, the same bits either way): a strided
-//! gather of the 81 logits, m = max, e_c = [`exp::exp_lanes`](crate::exp::exp_lanes)
+//! Anchors that pass the quick reject get the exact float64 softmax, eight at a time
+//! (one per SIMD lane: AVX-512 or AVX2 when the CPU has it, the same bits on every
+//! path; survivors wait across chunks until a group is full): a strided
+//! gather of the 81 logits, m = max, e_c = [`exp::exp_lanes`]
 //! (x_c - m), S summed in class order; a division e_c / S only for pairs that can
 //! pass (e_c > S * t * (1 - 1e-9), see [`ScoreConfig::prefilter`]).
 
@@ -89,6 +90,7 @@ const ANCHOR_BITS: u32 = 14;
 const SCORE_SHIFT: u32 = ANCHOR_BITS;
 const CLASS_SHIFT: u32 = ANCHOR_BITS + 32;
 const _: () = assert!(crate::layout::NUM_ANCHORS < 1 << ANCHOR_BITS);
+const _: () = assert!(NUM_FOREGROUND.is_multiple_of(ROWS_AT_ONCE));
 
 impl Candidate {
     /// `score` must be > 0 (all candidates are: score > threshold >= 0).
@@ -196,10 +198,18 @@ pub fn all_finite(values: &[f32]) -> bool {
 }
 
 /// Exponentials e[c][g] = exp(x_c - m) and sums S[g] (class order 0..80) of up to
-/// [`exp::LANES`] anchors at once, one per lane (a lane may repeat an anchor).
+/// [`exp::LANES`] anchors at once, one per lane (a lane may repeat an anchor), and the
+/// prefilter masks: bit g of `masks[c]` is set when e[c][g] > S[g] * `prefilter`.
 /// `logits` is one image's level slice (81 rows of `num_anchors`), `anchors` local.
 #[inline(always)]
-fn softmax_lanes_body(logits: &[f32], num_anchors: usize, anchors: [usize; exp::LANES], e: &mut [[f64; exp::LANES]; NUM_CLASSES]) -> [f64; exp::LANES] {
+fn softmax_lanes_body(
+    logits: &[f32],
+    num_anchors: usize,
+    anchors: [usize; exp::LANES],
+    prefilter: f64,
+    e: &mut [[f64; exp::LANES]; NUM_CLASSES],
+    masks: &mut [u8; NUM_CLASSES],
+) -> [f64; exp::LANES] {
     let mut m = [f64::NEG_INFINITY; exp::LANES];
     for (c, ec) in e.iter_mut().enumerate() {
         let row = &logits[c * num_anchors..(c + 1) * num_anchors];
@@ -220,45 +230,142 @@ fn softmax_lanes_body(logits: &[f32], num_anchors: usize, anchors: [usize; exp::
             sum[g] += ec[g];
         }
     }
+    let floor = sum.map(|s| s * prefilter);
+    for (mask, ec) in masks.iter_mut().zip(e.iter()) {
+        *mask = (0..exp::LANES).fold(0u8, |b, g| b | (((ec[g] > floor[g]) as u8) << g));
+    }
     sum
 }
 
-/// [`softmax_lanes_body`] with AVX2 intrinsics (4 float64 lanes in one register): the
-/// same operations in the same order (`_mm256_max_pd(v, m)` is `if v > m { v } else { m }`,
-/// [`exp::exp_lanes_avx2`] matches [`exp::exp_lanes`]), so the same bits.
+/// [`softmax_lanes_body`] with AVX2 intrinsics (the 8 float64 lanes as two registers):
+/// the same operations in the same order (`_mm256_max_pd(v, m)` is
+/// `if v > m { v } else { m }`, [`exp::exp_lanes_avx2`] matches [`exp::exp_lanes`]), so
+/// the same bits.
 ///
 /// # Safety
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn softmax_lanes_avx2(logits: &[f32], num_anchors: usize, anchors: [usize; exp::LANES], e: &mut [[f64; exp::LANES]; NUM_CLASSES]) -> [f64; exp::LANES] {
+unsafe fn softmax_lanes_avx2(
+    logits: &[f32],
+    num_anchors: usize,
+    anchors: [usize; exp::LANES],
+    prefilter: f64,
+    e: &mut [[f64; exp::LANES]; NUM_CLASSES],
+    masks: &mut [u8; NUM_CLASSES],
+) -> [f64; exp::LANES] {
     use std::arch::x86_64::*;
-    let mut m = _mm256_set1_pd(f64::NEG_INFINITY);
+    let mut m = [_mm256_set1_pd(f64::NEG_INFINITY); 2];
     for (c, ec) in e.iter_mut().enumerate() {
         let row = &logits[c * num_anchors..(c + 1) * num_anchors];
-        let v = _mm256_cvtps_pd(_mm_setr_ps(row[anchors[0]], row[anchors[1]], row[anchors[2]], row[anchors[3]]));
-        _mm256_storeu_pd(ec.as_mut_ptr(), v);
-        m = _mm256_max_pd(v, m);
+        let x = anchors.map(|a| row[a]);
+        for (h, mh) in m.iter_mut().enumerate() {
+            let v = _mm256_cvtps_pd(_mm_loadu_ps(x.as_ptr().add(4 * h)));
+            _mm256_storeu_pd(ec.as_mut_ptr().add(4 * h), v);
+            *mh = _mm256_max_pd(v, *mh);
+        }
     }
-    let mut sum = _mm256_setzero_pd();
+    let mut sum = [_mm256_setzero_pd(); 2];
     for ec in e.iter_mut() {
-        let v = exp::exp_lanes_avx2(_mm256_sub_pd(_mm256_loadu_pd(ec.as_ptr()), m));
-        _mm256_storeu_pd(ec.as_mut_ptr(), v);
-        sum = _mm256_add_pd(sum, v);
+        for h in 0..2 {
+            let p = ec.as_mut_ptr().add(4 * h);
+            let v = exp::exp_lanes_avx2(_mm256_sub_pd(_mm256_loadu_pd(p), m[h]));
+            _mm256_storeu_pd(p, v);
+            sum[h] = _mm256_add_pd(sum[h], v);
+        }
+    }
+    let floor = sum.map(|s| _mm256_mul_pd(s, _mm256_set1_pd(prefilter)));
+    for (mask, ec) in masks.iter_mut().zip(e.iter()) {
+        let lo = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(_mm256_loadu_pd(ec.as_ptr()), floor[0]));
+        let hi = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(_mm256_loadu_pd(ec.as_ptr().add(4)), floor[1]));
+        *mask = (lo | hi << 4) as u8;
     }
     let mut out = [0.0f64; exp::LANES];
-    _mm256_storeu_pd(out.as_mut_ptr(), sum);
+    _mm256_storeu_pd(out.as_mut_ptr(), sum[0]);
+    _mm256_storeu_pd(out.as_mut_ptr().add(4), sum[1]);
     out
 }
 
-#[inline]
-fn softmax_lanes(logits: &[f32], num_anchors: usize, anchors: [usize; exp::LANES], e: &mut [[f64; exp::LANES]; NUM_CLASSES]) -> [f64; exp::LANES] {
-    #[cfg(target_arch = "x86_64")]
-    if use_avx2() {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { softmax_lanes_avx2(logits, num_anchors, anchors, e) };
+/// [`softmax_lanes_body`] with AVX-512F intrinsics (the 8 float64 lanes in one
+/// register): the same operations in the same order, so the same bits.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn softmax_lanes_avx512(
+    logits: &[f32],
+    num_anchors: usize,
+    anchors: [usize; exp::LANES],
+    prefilter: f64,
+    e: &mut [[f64; exp::LANES]; NUM_CLASSES],
+    masks: &mut [u8; NUM_CLASSES],
+) -> [f64; exp::LANES] {
+    use std::arch::x86_64::*;
+    let mut m = _mm512_set1_pd(f64::NEG_INFINITY);
+    for (c, ec) in e.iter_mut().enumerate() {
+        let row = &logits[c * num_anchors..(c + 1) * num_anchors];
+        let x = anchors.map(|a| row[a]);
+        let v = _mm512_cvtps_pd(_mm256_loadu_ps(x.as_ptr()));
+        _mm512_storeu_pd(ec.as_mut_ptr(), v);
+        m = _mm512_max_pd(v, m);
     }
-    softmax_lanes_body(logits, num_anchors, anchors, e)
+    let mut sum = _mm512_setzero_pd();
+    for ec in e.iter_mut() {
+        let v = exp::exp_lanes_avx512(_mm512_sub_pd(_mm512_loadu_pd(ec.as_ptr()), m));
+        _mm512_storeu_pd(ec.as_mut_ptr(), v);
+        sum = _mm512_add_pd(sum, v);
+    }
+    let floor = _mm512_mul_pd(sum, _mm512_set1_pd(prefilter));
+    for (mask, ec) in masks.iter_mut().zip(e.iter()) {
+        *mask = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(_mm512_loadu_pd(ec.as_ptr()), floor);
+    }
+    let mut out = [0.0f64; exp::LANES];
+    _mm512_storeu_pd(out.as_mut_ptr(), sum);
+    out
+}
+
+/// The SIMD instruction set the kernels use on this CPU (detected once, then cached).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Simd {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+#[inline]
+fn simd() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Simd::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Simd::Avx2;
+        }
+    }
+    Simd::Portable
+}
+
+#[inline]
+fn softmax_lanes(
+    logits: &[f32],
+    num_anchors: usize,
+    anchors: [usize; exp::LANES],
+    prefilter: f64,
+    e: &mut [[f64; exp::LANES]; NUM_CLASSES],
+    masks: &mut [u8; NUM_CLASSES],
+) -> [f64; exp::LANES] {
+    match simd() {
+        // SAFETY: the CPU has the instruction set of the function (see `simd`).
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { softmax_lanes_avx512(logits, num_anchors, anchors, prefilter, e, masks) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { softmax_lanes_avx2(logits, num_anchors, anchors, prefilter, e, masks) },
+        Simd::Portable => softmax_lanes_body(logits, num_anchors, anchors, prefilter, e, masks),
+    }
 }
 
 /// The softmax of one anchor: `out[c]` = f32(e_c / S) with, in float64,
@@ -266,7 +373,7 @@ fn softmax_lanes(logits: &[f32], num_anchors: usize, anchors: [usize; exp::LANES
 /// `logits` is one image's level slice (81 rows of `num_anchors`), `anchor` local.
 pub fn softmax_anchor(logits: &[f32], num_anchors: usize, anchor: usize, out: &mut [f32; NUM_CLASSES]) {
     let mut e = [[0.0f64; exp::LANES]; NUM_CLASSES];
-    let sum = softmax_lanes(logits, num_anchors, [anchor; exp::LANES], &mut e);
+    let sum = softmax_lanes(logits, num_anchors, [anchor; exp::LANES], 0.0, &mut e, &mut [0; NUM_CLASSES]);
     for (o, ec) in out.iter_mut().zip(&e) {
         *o = (ec[0] / sum[0]) as f32;
     }
@@ -281,27 +388,48 @@ fn abs_bits(x: f32) -> u32 {
 /// The smallest |x| bit pattern that is not finite (+inf; NaNs are above it).
 const NON_FINITE_ABS_BITS: u32 = 0x7F80_0000;
 
+/// Foreground rows read together by the running max (80 is a multiple).
+const ROWS_AT_ONCE: usize = 4;
+/// How far ahead (in floats) the AVX2 kernel prefetches each row.
+const PREFETCH_AHEAD: usize = 64;
+
+/// `if a > b { a } else { b }`: the float max of the kernels (`_mm256_max_ps(a, b)`).
+#[inline(always)]
+fn max2(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// One step of the running max over four rows: `max2(max2(m, max2(v1, v2)), max2(v3, v4))`.
+#[inline(always)]
+fn max_step(m: f32, v: [f32; ROWS_AT_ONCE]) -> f32 {
+    max2(max2(m, max2(v[0], v[1])), max2(v[2], v[3]))
+}
+
 /// Running max of the 80 foreground rows over anchors `start..start + mx.len()` into
-/// `mx` (`mx[i] = if mx[i] > v { mx[i] } else { v }`), returning the max of the |x| bit
-/// patterns of the values read. Portable version.
+/// `mx`, four rows at a time ([`max_step`]), returning the max of the |x| bit patterns
+/// of the values read. Portable version.
 #[inline(always)]
 fn foreground_max_generic(logits: &[f32], num_anchors: usize, start: usize, mx: &mut [f32]) -> u32 {
     let len = mx.len();
     let mut abs_max = 0u32;
-    for c in 1..NUM_CLASSES {
-        let row = &logits[c * num_anchors + start..][..len];
-        for (m, &v) in mx.iter_mut().zip(row) {
-            let cur = *m;
-            *m = if cur > v { cur } else { v };
-            abs_max = abs_max.max(abs_bits(v));
+    for c in (1..NUM_CLASSES).step_by(ROWS_AT_ONCE) {
+        let rows: [&[f32]; ROWS_AT_ONCE] = std::array::from_fn(|k| &logits[(c + k) * num_anchors + start..][..len]);
+        for (i, m) in mx.iter_mut().enumerate() {
+            let v = rows.map(|r| r[i]);
+            *m = max_step(*m, v);
+            abs_max = v.iter().fold(abs_max, |a, &x| a.max(abs_bits(x)));
         }
     }
     abs_max
 }
 
-/// [`foreground_max_generic`] with AVX2 intrinsics, 8 anchors a step. `_mm256_max_ps(m, v)`
-/// is `if m > v { m } else { v }`, the same value as the portable version (float max is
-/// exact; NaN inputs fail the finite check either way), and the |x| check is integer.
+/// [`foreground_max_generic`] with AVX2 intrinsics, 8 anchors a step, the same max tree
+/// (`_mm256_max_ps(a, b)` is [`max2`]`(a, b)`), so the same bits; the next part of each
+/// row is prefetched.
 ///
 /// # Safety
 /// The CPU must support AVX2.
@@ -312,24 +440,32 @@ unsafe fn foreground_max_avx2(logits: &[f32], num_anchors: usize, start: usize, 
     let len = mx.len();
     let whole = len - len % 8;
     let abs_mask = _mm256_set1_epi32(0x7FFF_FFFF);
+    let abs = |v: __m256| _mm256_and_si256(_mm256_castps_si256(v), abs_mask);
     let mut acc = _mm256_setzero_si256();
     let mut abs_max = 0u32;
-    for c in 1..NUM_CLASSES {
-        let row = &logits[c * num_anchors + start..][..len];
-        let (rp, mp) = (row.as_ptr(), mx.as_mut_ptr());
+    for c in (1..NUM_CLASSES).step_by(ROWS_AT_ONCE) {
+        let rows: [&[f32]; ROWS_AT_ONCE] = std::array::from_fn(|k| &logits[(c + k) * num_anchors + start..][..len]);
+        let rp = rows.map(|r| r.as_ptr());
+        let mp = mx.as_mut_ptr();
         let mut i = 0;
         while i < whole {
-            // SAFETY: i + 8 <= whole <= len = row.len() = mx.len().
-            let v = _mm256_loadu_ps(rp.add(i));
+            for p in rp {
+                // A hint only: never faults, so the address may pass the end of the slice.
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i + PREFETCH_AHEAD).cast());
+            }
+            // SAFETY: i + 8 <= whole <= len = every row's and mx's length.
+            let v = rp.map(|p| _mm256_loadu_ps(p.add(i)));
             let m = _mm256_loadu_ps(mp.add(i));
-            _mm256_storeu_ps(mp.add(i), _mm256_max_ps(m, v));
-            acc = _mm256_max_epu32(acc, _mm256_and_si256(_mm256_castps_si256(v), abs_mask));
+            let m = _mm256_max_ps(_mm256_max_ps(m, _mm256_max_ps(v[0], v[1])), _mm256_max_ps(v[2], v[3]));
+            _mm256_storeu_ps(mp.add(i), m);
+            let a = _mm256_max_epu32(_mm256_max_epu32(abs(v[0]), abs(v[1])), _mm256_max_epu32(abs(v[2]), abs(v[3])));
+            acc = _mm256_max_epu32(acc, a);
             i += 8;
         }
-        for (m, &v) in mx[whole..].iter_mut().zip(&row[whole..]) {
-            let cur = *m;
-            *m = if cur > v { cur } else { v };
-            abs_max = abs_max.max(abs_bits(v));
+        for j in whole..len {
+            let v = rows.map(|r| r[j]);
+            mx[j] = max_step(mx[j], v);
+            abs_max = v.iter().fold(abs_max, |a, &x| a.max(abs_bits(x)));
         }
     }
     let mut lanes = [0u32; 8];
@@ -337,28 +473,15 @@ unsafe fn foreground_max_avx2(logits: &[f32], num_anchors: usize, start: usize, 
     lanes.iter().fold(abs_max, |a, &b| a.max(b))
 }
 
-/// Whether [`foreground_max_avx2`] may run (detected once, then a cached load).
-#[inline]
-fn use_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// The running foreground max, with AVX2 when `simd` and the CPU has it.
 #[inline]
-fn foreground_max(logits: &[f32], num_anchors: usize, start: usize, mx: &mut [f32], simd: bool) -> u32 {
+fn foreground_max(logits: &[f32], num_anchors: usize, start: usize, mx: &mut [f32], simd_ok: bool) -> u32 {
     #[cfg(target_arch = "x86_64")]
-    if simd && use_avx2() {
-        // SAFETY: the CPU has AVX2.
+    if simd_ok && simd() != Simd::Portable {
+        // SAFETY: the CPU has AVX2 (AVX-512F CPUs have it too).
         return unsafe { foreground_max_avx2(logits, num_anchors, start, mx) };
     }
-    let _ = simd;
+    let _ = simd_ok;
     foreground_max_generic(logits, num_anchors, start, mx)
 }
 
@@ -369,11 +492,11 @@ fn foreground_max(logits: &[f32], num_anchors: usize, start: usize, mx: &mut [f3
 /// Row by row (each a contiguous run of `len` floats, so the reads stream), a running
 /// max over the 80 foreground rows, then `d = x_0 - max` against the bound. The finite
 /// check is an integer max of |x| bit patterns folded into the same reads.
-fn reject_chunk(logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Vec<u32>, simd: bool) -> bool {
+fn reject_chunk(logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Vec<u32>, simd_ok: bool) -> bool {
     debug_assert!(len <= CHUNK && start + len <= num_anchors);
     let mut mx = [f32::NEG_INFINITY; CHUNK];
     let mx = &mut mx[..len];
-    let mut abs_max = foreground_max(logits, num_anchors, start, mx, simd);
+    let mut abs_max = foreground_max(logits, num_anchors, start, mx, simd_ok);
     let row0 = &logits[start..][..len];
     abs_max = row0.iter().fold(abs_max, |a, &x0| a.max(abs_bits(x0)));
     if abs_max >= NON_FINITE_ABS_BITS {
@@ -397,33 +520,44 @@ pub fn score_level_range(level: &Level, logits: &[f32], range: std::ops::Range<u
     assert_eq!(logits.len(), level.logits_len(), "score_level_range: wrong slice length");
     assert!(range.end <= level.num_anchors, "score_level_range: range out of the level");
     let a_l = level.num_anchors;
-    let mut survivors = Vec::new();
+    // Survivors wait here until a full group of exp::LANES has gathered (the rest of a
+    // chunk joins the next one's), so lanes are rarely wasted.
+    let mut pending: Vec<u32> = Vec::with_capacity(CHUNK + exp::LANES);
     let mut e = [[0.0f64; exp::LANES]; NUM_CLASSES];
-    let mut start = range.start;
-    while start < range.end {
-        let len = CHUNK.min(range.end - start);
-        survivors.clear();
-        if !reject_chunk(logits, a_l, start, len, cfg.reject_bound, &mut survivors, true) {
-            return false;
-        }
-        for group in survivors.chunks(exp::LANES) {
-            let anchors: [usize; exp::LANES] = std::array::from_fn(|g| group[g.min(group.len() - 1)] as usize);
-            let sums = softmax_lanes(logits, a_l, anchors, &mut e);
-            for (g, &a) in anchors.iter().enumerate().take(group.len()) {
-                // e > S*t_lo is necessary for f32(e/S) > t (see ScoreConfig::new), so
-                // most (anchor, class) pairs need no division.
-                let floor = sums[g] * cfg.prefilter;
-                for (c, ec) in e.iter().enumerate().skip(1) {
-                    if ec[g] > floor {
-                        let p = (ec[g] / sums[g]) as f32;
-                        if p > cfg.threshold {
-                            out.push(Candidate::new(c, p, level.first_anchor + a));
-                        }
-                    }
+    let mut masks = [0u8; NUM_CLASSES];
+    let mut score_group = |group: &[u32], out: &mut Vec<Candidate>| {
+        let anchors: [usize; exp::LANES] = std::array::from_fn(|g| group[g.min(group.len() - 1)] as usize);
+        // masks[c] bit g: e > S*t_lo, necessary for f32(e/S) > t (ScoreConfig::prefilter),
+        // so most (anchor, class) pairs need no division.
+        let sums = softmax_lanes(logits, a_l, anchors, cfg.prefilter, &mut e, &mut masks);
+        let valid = u8::MAX >> (exp::LANES - group.len());
+        for (c, (&mask, ec)) in masks.iter().zip(e.iter()).enumerate().skip(1) {
+            let mut bits = mask & valid;
+            while bits != 0 {
+                let g = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let p = (ec[g] / sums[g]) as f32;
+                if p > cfg.threshold {
+                    out.push(Candidate::new(c, p, level.first_anchor + anchors[g]));
                 }
             }
         }
+    };
+    let mut start = range.start;
+    while start < range.end {
+        let len = CHUNK.min(range.end - start);
+        if !reject_chunk(logits, a_l, start, len, cfg.reject_bound, &mut pending, true) {
+            return false;
+        }
+        let full = pending.len() - pending.len() % exp::LANES;
+        for group in pending[..full].chunks_exact(exp::LANES) {
+            score_group(group, out);
+        }
+        pending.drain(..full);
         start += len;
+    }
+    if !pending.is_empty() {
+        score_group(&pending, out);
     }
     true
 }
@@ -720,13 +854,29 @@ pub(crate) mod tests {
                 _ => (rng.next_f64() * 30.0 - 15.0) as f32,
             })
             .collect();
-        for first in 0..a_l - 3 {
-            let anchors = [first, first + 1, first + 3, first];
-            let (mut e1, mut e2) = ([[0.0; exp::LANES]; NUM_CLASSES], [[0.0; exp::LANES]; NUM_CLASSES]);
-            let s1 = softmax_lanes(&x, a_l, anchors, &mut e1);
-            let s2 = softmax_lanes_body(&x, a_l, anchors, &mut e2);
-            assert_eq!(s1.map(f64::to_bits), s2.map(f64::to_bits));
-            assert!(e1.iter().zip(&e2).all(|(a, b)| a.map(f64::to_bits) == b.map(f64::to_bits)));
+        type Lanes = [[f64; exp::LANES]; NUM_CLASSES];
+        type Kernel<'a> = &'a dyn Fn([usize; exp::LANES], &mut Lanes, &mut [u8; NUM_CLASSES]) -> [f64; exp::LANES];
+        let run = |f: Kernel, anchors| {
+            let (mut e, mut m) = ([[0.0; exp::LANES]; NUM_CLASSES], [0u8; NUM_CLASSES]);
+            let s = f(anchors, &mut e, &mut m);
+            (s.map(f64::to_bits), e.map(|r| r.map(f64::to_bits)), m)
+        };
+        for first in 0..a_l - 7 {
+            let anchors = [first, first + 1, first + 3, first, first + 7, first + 2, first + 5, first + 6];
+            let want = run(&|a, e, m| softmax_lanes_body(&x, a_l, a, 0.01, e, m), anchors);
+            assert!(want.2.iter().any(|&b| b != 0) && want.2.iter().any(|&b| b != 0xFF));
+            assert_eq!(run(&|a, e, m| softmax_lanes(&x, a_l, a, 0.01, e, m), anchors), want);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 detected.
+                    assert_eq!(run(&|a, e, m| unsafe { softmax_lanes_avx2(&x, a_l, a, 0.01, e, m) }, anchors), want);
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F detected.
+                    assert_eq!(run(&|a, e, m| unsafe { softmax_lanes_avx512(&x, a_l, a, 0.01, e, m) }, anchors), want);
+                }
+            }
         }
     }
 
