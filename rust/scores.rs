@@ -197,19 +197,37 @@ pub fn all_finite(values: &[f32]) -> bool {
     values.iter().fold(0u32, |m, &v| m.max(abs_bits(v))) < NON_FINITE_ABS_BITS
 }
 
-/// Exponentials e[c][g] = exp(x_c - m) and sums S[g] (class order 0..80) of up to
-/// [`exp::LANES`] anchors at once, one per lane (a lane may repeat an anchor), and the
-/// prefilter masks: bit g of `masks[c]` is set when e[c][g] > S[g] * `prefilter`.
-/// `logits` is one image's level slice (81 rows of `num_anchors`), `anchors` local.
-#[inline(always)]
-fn softmax_lanes_body(
-    logits: &[f32],
+/// One group of anchors for the softmax kernels.
+#[derive(Clone, Copy)]
+struct Group<'a> {
+    /// One image's level slice (81 rows of `num_anchors`).
+    logits: &'a [f32],
     num_anchors: usize,
+    /// Local anchor indices, one per lane (a lane may repeat an anchor).
     anchors: [usize; exp::LANES],
+    /// See [`ScoreConfig::prefilter`].
     prefilter: f64,
-    e: &mut [[f64; exp::LANES]; NUM_CLASSES],
-    masks: &mut [u8; NUM_CLASSES],
-) -> [f64; exp::LANES] {
+}
+
+/// What the softmax kernels write: exponentials `e[c][g]` and prefilter masks.
+struct GroupOut {
+    e: [[f64; exp::LANES]; NUM_CLASSES],
+    masks: [u8; NUM_CLASSES],
+}
+
+impl GroupOut {
+    fn new() -> Self {
+        GroupOut { e: [[0.0; exp::LANES]; NUM_CLASSES], masks: [0; NUM_CLASSES] }
+    }
+}
+
+/// Exponentials e[c][g] = exp(x_c - m) and sums S[g] (class order 0..80) of up to
+/// [`exp::LANES`] anchors at once, one per lane, and the prefilter masks: bit g of
+/// `masks[c]` is set when e[c][g] > S[g] * `prefilter`.
+#[inline(always)]
+fn softmax_lanes_body(group: &Group<'_>, out: &mut GroupOut) -> [f64; exp::LANES] {
+    let Group { logits, num_anchors, anchors, prefilter } = *group;
+    let GroupOut { e, masks } = out;
     let mut m = [f64::NEG_INFINITY; exp::LANES];
     for (c, ec) in e.iter_mut().enumerate() {
         let row = &logits[c * num_anchors..(c + 1) * num_anchors];
@@ -246,14 +264,9 @@ fn softmax_lanes_body(
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn softmax_lanes_avx2(
-    logits: &[f32],
-    num_anchors: usize,
-    anchors: [usize; exp::LANES],
-    prefilter: f64,
-    e: &mut [[f64; exp::LANES]; NUM_CLASSES],
-    masks: &mut [u8; NUM_CLASSES],
-) -> [f64; exp::LANES] {
+unsafe fn softmax_lanes_avx2(group: &Group<'_>, out: &mut GroupOut) -> [f64; exp::LANES] {
+    let Group { logits, num_anchors, anchors, prefilter } = *group;
+    let GroupOut { e, masks } = out;
     use std::arch::x86_64::*;
     let mut m = [_mm256_set1_pd(f64::NEG_INFINITY); 2];
     for (c, ec) in e.iter_mut().enumerate() {
@@ -293,14 +306,9 @@ unsafe fn softmax_lanes_avx2(
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn softmax_lanes_avx512(
-    logits: &[f32],
-    num_anchors: usize,
-    anchors: [usize; exp::LANES],
-    prefilter: f64,
-    e: &mut [[f64; exp::LANES]; NUM_CLASSES],
-    masks: &mut [u8; NUM_CLASSES],
-) -> [f64; exp::LANES] {
+unsafe fn softmax_lanes_avx512(group: &Group<'_>, out: &mut GroupOut) -> [f64; exp::LANES] {
+    let Group { logits, num_anchors, anchors, prefilter } = *group;
+    let GroupOut { e, masks } = out;
     use std::arch::x86_64::*;
     let mut m = _mm512_set1_pd(f64::NEG_INFINITY);
     for (c, ec) in e.iter_mut().enumerate() {
@@ -350,21 +358,14 @@ fn simd() -> Simd {
 }
 
 #[inline]
-fn softmax_lanes(
-    logits: &[f32],
-    num_anchors: usize,
-    anchors: [usize; exp::LANES],
-    prefilter: f64,
-    e: &mut [[f64; exp::LANES]; NUM_CLASSES],
-    masks: &mut [u8; NUM_CLASSES],
-) -> [f64; exp::LANES] {
+fn softmax_lanes(group: &Group<'_>, out: &mut GroupOut) -> [f64; exp::LANES] {
     match simd() {
         // SAFETY: the CPU has the instruction set of the function (see `simd`).
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { softmax_lanes_avx512(logits, num_anchors, anchors, prefilter, e, masks) },
+        Simd::Avx512 => unsafe { softmax_lanes_avx512(group, out) },
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { softmax_lanes_avx2(logits, num_anchors, anchors, prefilter, e, masks) },
-        Simd::Portable => softmax_lanes_body(logits, num_anchors, anchors, prefilter, e, masks),
+        Simd::Avx2 => unsafe { softmax_lanes_avx2(group, out) },
+        Simd::Portable => softmax_lanes_body(group, out),
     }
 }
 
@@ -372,9 +373,9 @@ fn softmax_lanes(
 /// m = max_c x_c, e_c = exp(x_c - m) ([`exp::exp`]), S summed in class order 0..80.
 /// `logits` is one image's level slice (81 rows of `num_anchors`), `anchor` local.
 pub fn softmax_anchor(logits: &[f32], num_anchors: usize, anchor: usize, out: &mut [f32; NUM_CLASSES]) {
-    let mut e = [[0.0f64; exp::LANES]; NUM_CLASSES];
-    let sum = softmax_lanes(logits, num_anchors, [anchor; exp::LANES], 0.0, &mut e, &mut [0; NUM_CLASSES]);
-    for (o, ec) in out.iter_mut().zip(&e) {
+    let mut g = GroupOut::new();
+    let sum = softmax_lanes(&Group { logits, num_anchors, anchors: [anchor; exp::LANES], prefilter: 0.0 }, &mut g);
+    for (o, ec) in out.iter_mut().zip(&g.e) {
         *o = (ec[0] / sum[0]) as f32;
     }
 }
@@ -523,15 +524,14 @@ pub fn score_level_range(level: &Level, logits: &[f32], range: std::ops::Range<u
     // Survivors wait here until a full group of exp::LANES has gathered (the rest of a
     // chunk joins the next one's), so lanes are rarely wasted.
     let mut pending: Vec<u32> = Vec::with_capacity(CHUNK + exp::LANES);
-    let mut e = [[0.0f64; exp::LANES]; NUM_CLASSES];
-    let mut masks = [0u8; NUM_CLASSES];
+    let mut g = GroupOut::new();
     let mut score_group = |group: &[u32], out: &mut Vec<Candidate>| {
         let anchors: [usize; exp::LANES] = std::array::from_fn(|g| group[g.min(group.len() - 1)] as usize);
         // masks[c] bit g: e > S*t_lo, necessary for f32(e/S) > t (ScoreConfig::prefilter),
         // so most (anchor, class) pairs need no division.
-        let sums = softmax_lanes(logits, a_l, anchors, cfg.prefilter, &mut e, &mut masks);
+        let sums = softmax_lanes(&Group { logits, num_anchors: a_l, anchors, prefilter: cfg.prefilter }, &mut g);
         let valid = u8::MAX >> (exp::LANES - group.len());
-        for (c, (&mask, ec)) in masks.iter().zip(e.iter()).enumerate().skip(1) {
+        for (c, (&mask, ec)) in g.masks.iter().zip(g.e.iter()).enumerate().skip(1) {
             let mut bits = mask & valid;
             while bits != 0 {
                 let g = bits.trailing_zeros() as usize;
@@ -854,27 +854,25 @@ pub(crate) mod tests {
                 _ => (rng.next_f64() * 30.0 - 15.0) as f32,
             })
             .collect();
-        type Lanes = [[f64; exp::LANES]; NUM_CLASSES];
-        type Kernel<'a> = &'a dyn Fn([usize; exp::LANES], &mut Lanes, &mut [u8; NUM_CLASSES]) -> [f64; exp::LANES];
-        let run = |f: Kernel, anchors| {
-            let (mut e, mut m) = ([[0.0; exp::LANES]; NUM_CLASSES], [0u8; NUM_CLASSES]);
-            let s = f(anchors, &mut e, &mut m);
-            (s.map(f64::to_bits), e.map(|r| r.map(f64::to_bits)), m)
+        let run = |f: &dyn Fn(&Group<'_>, &mut GroupOut) -> [f64; exp::LANES], anchors| {
+            let mut out = GroupOut::new();
+            let s = f(&Group { logits: &x, num_anchors: a_l, anchors, prefilter: 0.01 }, &mut out);
+            (s.map(f64::to_bits), out.e.map(|r| r.map(f64::to_bits)), out.masks)
         };
         for first in 0..a_l - 7 {
             let anchors = [first, first + 1, first + 3, first, first + 7, first + 2, first + 5, first + 6];
-            let want = run(&|a, e, m| softmax_lanes_body(&x, a_l, a, 0.01, e, m), anchors);
+            let want = run(&|g, o| softmax_lanes_body(g, o), anchors);
             assert!(want.2.iter().any(|&b| b != 0) && want.2.iter().any(|&b| b != 0xFF));
-            assert_eq!(run(&|a, e, m| softmax_lanes(&x, a_l, a, 0.01, e, m), anchors), want);
+            assert_eq!(run(&|g, o| softmax_lanes(g, o), anchors), want);
             #[cfg(target_arch = "x86_64")]
             {
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: AVX2 detected.
-                    assert_eq!(run(&|a, e, m| unsafe { softmax_lanes_avx2(&x, a_l, a, 0.01, e, m) }, anchors), want);
+                    assert_eq!(run(&|g, o| unsafe { softmax_lanes_avx2(g, o) }, anchors), want);
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: AVX-512F detected.
-                    assert_eq!(run(&|a, e, m| unsafe { softmax_lanes_avx512(&x, a_l, a, 0.01, e, m) }, anchors), want);
+                    assert_eq!(run(&|g, o| unsafe { softmax_lanes_avx512(g, o) }, anchors), want);
                 }
             }
         }
