@@ -269,9 +269,10 @@ unsafe fn softmax_lanes_avx2(group: &Group<'_>, out: &mut GroupOut) -> [f64; exp
     let GroupOut { e, masks } = out;
     use std::arch::x86_64::*;
     let mut m = [_mm256_set1_pd(f64::NEG_INFINITY); 2];
+    let run = consecutive(&anchors);
     for (c, ec) in e.iter_mut().enumerate() {
         let row = &logits[c * num_anchors..(c + 1) * num_anchors];
-        let x = anchors.map(|a| row[a]);
+        let x = if run { row[anchors[0]..anchors[0] + exp::LANES].try_into().unwrap_or_default() } else { anchors.map(|a| row[a]) };
         for (h, mh) in m.iter_mut().enumerate() {
             let v = _mm256_cvtps_pd(_mm_loadu_ps(x.as_ptr().add(4 * h)));
             _mm256_storeu_pd(ec.as_mut_ptr().add(4 * h), v);
@@ -311,10 +312,14 @@ unsafe fn softmax_lanes_avx512(group: &Group<'_>, out: &mut GroupOut) -> [f64; e
     let GroupOut { e, masks } = out;
     use std::arch::x86_64::*;
     let mut m = _mm512_set1_pd(f64::NEG_INFINITY);
+    let run = consecutive(&anchors);
     for (c, ec) in e.iter_mut().enumerate() {
         let row = &logits[c * num_anchors..(c + 1) * num_anchors];
-        let x = anchors.map(|a| row[a]);
-        let v = _mm512_cvtps_pd(_mm256_loadu_ps(x.as_ptr()));
+        let v = if run {
+            _mm512_cvtps_pd(_mm256_loadu_ps(row[anchors[0]..anchors[0] + exp::LANES].as_ptr()))
+        } else {
+            _mm512_cvtps_pd(_mm256_loadu_ps(anchors.map(|a| row[a]).as_ptr()))
+        };
         _mm512_storeu_pd(ec.as_mut_ptr(), v);
         m = _mm512_max_pd(v, m);
     }
@@ -331,6 +336,13 @@ unsafe fn softmax_lanes_avx512(group: &Group<'_>, out: &mut GroupOut) -> [f64; e
     let mut out = [0.0f64; exp::LANES];
     _mm512_storeu_pd(out.as_mut_ptr(), sum);
     out
+}
+
+/// Whether the lanes hold consecutive anchors (then each row is one contiguous load,
+/// the same values as the gather).
+#[inline(always)]
+fn consecutive(anchors: &[usize; exp::LANES]) -> bool {
+    (0..exp::LANES).all(|g| anchors[g] == anchors[0] + g)
 }
 
 /// The SIMD instruction set the kernels use on this CPU (detected once, then cached).
@@ -859,8 +871,12 @@ pub(crate) mod tests {
             let s = f(&Group { logits: &x, num_anchors: a_l, anchors, prefilter: 0.01 }, &mut out);
             (s.map(f64::to_bits), out.e.map(|r| r.map(f64::to_bits)), out.masks)
         };
-        for first in 0..a_l - 7 {
-            let anchors = [first, first + 1, first + 3, first, first + 7, first + 2, first + 5, first + 6];
+        for (first, contiguous) in (0..a_l - 7).flat_map(|f| [(f, false), (f, true)]) {
+            let anchors = if contiguous {
+                std::array::from_fn(|g| first + g) // consecutive: contiguous loads
+            } else {
+                [first, first + 1, first + 3, first, first + 7, first + 2, first + 5, first + 6]
+            };
             let want = run(&|g, o| softmax_lanes_body(g, o), anchors);
             assert!(want.2.iter().any(|&b| b != 0) && want.2.iter().any(|&b| b != 0xFF));
             assert_eq!(run(&|g, o| softmax_lanes(g, o), anchors), want);
