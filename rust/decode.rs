@@ -23,6 +23,9 @@ pub fn decode_box(anchor_xywh: [f32; 4], offsets: [f32; 4]) -> Option<[f32; 4]> 
 
 /// The four offsets (dx, dy, dw, dh) of a global anchor, `offsets[l]` being one image's
 /// slice of level l (`LEVELS[l].offsets_len()` values): element `k*A_l + a`.
+///
+/// # Panics
+/// When `anchor >= NUM_ANCHORS` or a slice is shorter than its level's.
 #[inline]
 pub fn anchor_offsets(offsets: &[&[f32]; NUM_LEVELS], anchor: usize) -> [f32; 4] {
     let (lv, a) = locate_anchor(anchor).expect("anchor index out of range");

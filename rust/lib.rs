@@ -5,7 +5,24 @@
 //! plus the input normalization of `pre_process_coco_resnet34`.
 //!
 //! One stage per module, pure Rust; the PyO3 bindings (`ssd_resnet34._native`) live in
-//! `bindings` behind the `python` feature.
+//! `bindings` behind the `python` feature:
+//!
+//! - [`layout`]: the six levels (F, nd, A_l, first anchor) and the shapes of `outputs[k]`;
+//! - [`anchors`]: the 15,130 default boxes;
+//! - [`scores`]: finite check + quick reject + exact float64 softmax + threshold, giving
+//!   the (class, score, anchor) candidates (AVX2/AVX-512 kernels, portable fallback, the
+//!   same bits on every CPU);
+//! - [`exp`]: the vectorised float64 `exp` of that softmax (within 1 ulp of libm);
+//! - [`decode`]: box decoding of the candidates that survive the per-class top-k;
+//! - [`nms`]: IoU and greedy NMS;
+//! - [`postprocess`]: [`Params`], [`Postprocessor`], the per-image pipeline and the batch
+//!   driver (rayon over images; within one image for a batch of one);
+//! - [`preprocess`]: the uint8 BGR HWC -> float32 RGB CHW normalization;
+//! - [`error`]: [`Error`], whose messages name the tensor as `outputs[k]`.
+//!
+//! [`Postprocessor`] and the functions the bindings call never panic on bad input: every
+//! failure is an [`Error`]. The lower-level stage functions (for benchmarks) state their
+//! preconditions and assert them.
 //!
 //! ```
 //! use ssd_resnet34::{layout::LEVELS, Params, Postprocessor};

@@ -529,6 +529,9 @@ fn reject_chunk(logits: &[f32], num_anchors: usize, start: usize, len: usize, bo
 /// (class >= 1, f32 score > threshold) onto `out`. `logits` is the level's slice for
 /// one image (`level.logits_len()` values). Returns false when a logit of these
 /// anchors is not finite (then `out` is unspecified).
+///
+/// # Panics
+/// When `logits` does not have `level.logits_len()` values or `range` leaves the level.
 pub fn score_level_range(level: &Level, logits: &[f32], range: std::ops::Range<usize>, cfg: &ScoreConfig, out: &mut Vec<Candidate>) -> bool {
     assert_eq!(logits.len(), level.logits_len(), "score_level_range: wrong slice length");
     assert!(range.end <= level.num_anchors, "score_level_range: range out of the level");
