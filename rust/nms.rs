@@ -48,6 +48,7 @@ pub fn greedy_nms(boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
 }
 
 /// Below this many boxes the plain loop is as fast as the blocked AVX2 one.
+#[cfg(target_arch = "x86_64")]
 const SMALL: usize = 64;
 
 /// The plain greedy loop: each candidate against the kept boxes in order, stopping at the

@@ -340,6 +340,7 @@ unsafe fn softmax_lanes_avx512(group: &Group<'_>, out: &mut GroupOut) -> [f64; e
 
 /// Whether the lanes hold consecutive anchors (then each row is one contiguous load,
 /// the same values as the gather).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn consecutive(anchors: &[usize; exp::LANES]) -> bool {
     (0..exp::LANES).all(|g| anchors[g] == anchors[0] + g)
@@ -404,6 +405,7 @@ const NON_FINITE_ABS_BITS: u32 = 0x7F80_0000;
 /// Foreground rows read together by the running max (80 is a multiple).
 const ROWS_AT_ONCE: usize = 4;
 /// How far ahead (in floats) the AVX2 kernel prefetches each row.
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_AHEAD: usize = 64;
 
 /// `if a > b { a } else { b }`: the float max of the kernels (`_mm256_max_ps(a, b)`).
