@@ -49,6 +49,9 @@ def _expected_shape(k: int) -> Tuple[int, int, int]:
     return level.class_shape if k < len(LEVELS) else level.box_shape
 
 
+_EXPECTED_SHAPES = tuple(_expected_shape(k) for k in range(NUM_OUTPUTS))
+
+
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
@@ -145,26 +148,29 @@ def check_output_arrays(outputs: Any) -> List[np.ndarray]:
     arrays: List[np.ndarray] = []
     batch_size = None
     for k, array in enumerate(outputs):
-        name = describe_output(k)
+        # The serving-loop case (float32 ndarrays of the right shapes) costs a few attribute
+        # reads per tensor; the tensor's name is built only for an error message.
         if not isinstance(array, np.ndarray):
-            raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
-        if not np.issubdtype(array.dtype, np.floating):
+            raise TypeError(f"{describe_output(k)} must be a numpy.ndarray, got {type(array).__name__}")
+        if array.dtype != np.float32 and not np.issubdtype(array.dtype, np.floating):
             raise TypeError(
-                f"{name} must have a floating dtype (float32 expected), got {array.dtype}"
+                f"{describe_output(k)} must have a floating dtype (float32 expected), "
+                f"got {array.dtype}"
             )
-        expected = _expected_shape(k)
-        if array.ndim != 4 or tuple(array.shape[1:]) != expected:
+        expected = _EXPECTED_SHAPES[k]
+        if array.ndim != 4 or array.shape[1:] != expected:
             raise ValueError(
-                f"{name} has shape {tuple(array.shape)}, expected (N, {expected[0]}, "
+                f"{describe_output(k)} has shape {tuple(array.shape)}, expected (N, {expected[0]}, "
                 f"{expected[1]}, {expected[2]})"
             )
         if batch_size is None:
             batch_size = array.shape[0]
             if batch_size < 1:
-                raise ValueError(f"{name} has batch size 0, expected N >= 1")
+                raise ValueError(f"{describe_output(k)} has batch size 0, expected N >= 1")
         elif array.shape[0] != batch_size:
             raise ValueError(
-                f"{name} has batch size {array.shape[0]}, but outputs[0] has {batch_size}"
+                f"{describe_output(k)} has batch size {array.shape[0]}, "
+                f"but outputs[0] has {batch_size}"
             )
         if array.dtype != np.float32:
             with np.errstate(over="ignore"):
