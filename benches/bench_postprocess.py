@@ -4,7 +4,14 @@
         [--python-rounds 2] [--data ../shared/data]
 
 Implementations, timed on the same inputs in one run (milliseconds per image: median, p10, p90
-over images x rounds):
+over images x rounds), in two cache regimes:
+
+- cold: the images are decoded round-robin, so each call reads its head outputs (4.9 MB per
+  image) from main memory;
+- warm: each image is decoded ``--repeat`` times in a row, so its head outputs are in the CPU
+  cache, as right after the inference engine wrote them in a serving loop.
+
+The implementations:
 
 - ``PythonPostProcessor.decode``, batch 1 (the numpy reference);
 - ``NativePostProcessor.decode``, batch 1 (Python validation + Rust), and batch 8 divided by 8;
@@ -64,15 +71,21 @@ def candidates_per_image(images) -> float:
     return float(np.mean(counts))
 
 
-def time_per_image(call: Callable, items: list, rounds: int, per_call: int = 1) -> List[float]:
-    """Milliseconds per image of call(item), each item timed ``rounds`` times after a warm-up."""
+def time_per_image(call: Callable, items: list, rounds: int, per_call: int = 1,
+                   repeat: int = 1) -> List[float]:
+    """Milliseconds per image of call(item): ``rounds`` passes over the items after a warm-up,
+    each item called ``repeat`` times in a row (the first call of each run is not timed when
+    ``repeat`` > 1, so every timing is warm)."""
     call(items[0])
     timings = []
     for _ in range(rounds):
         for item in items:
-            start = time.perf_counter()
-            call(item)
-            timings.append((time.perf_counter() - start) * 1e3 / per_call)
+            if repeat > 1:
+                call(item)
+            for _ in range(repeat):
+                start = time.perf_counter()
+                call(item)
+                timings.append((time.perf_counter() - start) * 1e3 / per_call)
     return timings
 
 
@@ -95,12 +108,16 @@ def furiosa_processor():
     return RustPostProcessor()
 
 
-def row(name: str, timings: Optional[List[float]], note: str = "") -> str:
+def _stats(timings: Optional[List[float]]) -> str:
     if timings is None:
-        return f"| {name} | - | - | - | {note} |"
+        return "- | -"
     p10, p90 = np.percentile(timings, [10, 90])
-    return (f"| {name} | {statistics.median(timings):.2f} | {p10:.2f} | {p90:.2f} | "
-            f"{note or f'{len(timings)} timings'} |")
+    return f"{statistics.median(timings):.2f} | {p10:.2f}-{p90:.2f}"
+
+
+def row(name: str, cold: Optional[List[float]], warm: Optional[List[float]] = None,
+        note: str = "") -> str:
+    return f"| {name} | {_stats(cold)} | {_stats(warm)} | {note} |"
 
 
 def bench_set(title: str, images, args, native_module, furiosa) -> List[str]:
@@ -115,25 +132,33 @@ def bench_set(title: str, images, args, native_module, furiosa) -> List[str]:
         f"{candidates_per_image(images):.0f} candidates (score > 0.05) and {detections:.0f} "
         "detections per image on average.",
         "",
-        "| implementation | median ms/image | p10 | p90 | notes |",
-        "|---|---|---|---|---|",
+        "| implementation | median ms/image, cold cache | p10-p90 | median ms/image, warm cache "
+        "| p10-p90 | notes |",
+        "|---|---|---|---|---|---|",
     ]
+
+    def both(call, items, per_call=1):
+        return (time_per_image(call, items, args.rounds, per_call),
+                time_per_image(call, items, max(1, args.rounds // args.repeat), per_call,
+                               repeat=args.repeat))
+
     lines.append(row("PythonPostProcessor.decode, batch 1",
-                     time_per_image(python_pp.decode, images, args.python_rounds)))
-    lines.append(row("NativePostProcessor.decode, batch 1",
-                     time_per_image(native_pp.decode, images, args.rounds)))
+                     time_per_image(python_pp.decode, images, args.python_rounds),
+                     note="numpy reference; cold only"))
+    lines.append(row("NativePostProcessor.decode, batch 1", *both(native_pp.decode, images)))
     batches = batches_of(images, BATCH)
     lines.append(row(f"NativePostProcessor.decode, batch {BATCH} (per image)",
-                     time_per_image(native_pp.decode, batches, args.rounds, per_call=BATCH)))
+                     time_per_image(native_pp.decode, batches, args.rounds, per_call=BATCH),
+                     note=f"{BATCH} images = {BATCH * 4.9:.0f} MB, so cold only"))
     lines.append(row("_native.Postprocessor.decode, batch 1 (no Python validation)",
-                     time_per_image(lambda o: raw.decode(o[:6], o[6:]), images, args.rounds)))
+                     *both(lambda o: raw.decode(o[:6], o[6:]), images)))
     if furiosa is None:
-        lines.append(row("furiosa RustPostProcessor.eval", None,
+        lines.append(row("furiosa RustPostProcessor.eval", None, None,
                          "skipped: furiosa-native-postprocess not installed"))
     else:
         unbatched = [([t[0] for t in o[6:]], [t[0] for t in o[:6]]) for o in images]
         lines.append(row("furiosa RustPostProcessor.eval (furiosa-native-postprocess)",
-                         time_per_image(lambda a: furiosa.eval(*a), unbatched, args.rounds)))
+                         *both(lambda a: furiosa.eval(*a), unbatched)))
     return lines + [""]
 
 
@@ -143,6 +168,8 @@ def main(argv=None) -> int:
     parser.add_argument("--random", type=int, default=4, help="random-logit images for (b)")
     parser.add_argument("--rounds", type=int, default=30, help="rounds for the native ones")
     parser.add_argument("--python-rounds", type=int, default=2, help="rounds for the reference")
+    parser.add_argument("--repeat", type=int, default=10,
+                        help="calls in a row per image in the warm-cache regime")
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     args = parser.parse_args(argv)
 
@@ -157,8 +184,9 @@ def main(argv=None) -> int:
     command = [".venv/bin/python", "benches/bench_postprocess.py"]
     command += sys.argv[1:] if argv is None else list(argv)
     print(f"- command: `{' '.join(command)}`")
-    print(f"- rounds: {args.rounds} (native, furiosa), {args.python_rounds} (numpy reference); "
-          "same inputs for every implementation")
+    print(f"- rounds: {args.rounds} (native, furiosa; warm: {max(1, args.rounds // args.repeat)} x "
+          f"{args.repeat} calls in a row), {args.python_rounds} (numpy reference); same inputs "
+          "for every implementation")
     print()
     for title, images in sets:
         print("\n".join(bench_set(title, images, args, native_module, furiosa)))
