@@ -68,8 +68,8 @@ class NativePostProcessor(PostProcessorBase):
         )
 
     def _decode_batch(self, outputs: List[np.ndarray]) -> List[Detections]:
-        arrays = [np.ascontiguousarray(array) for array in outputs]
-        return self._native.decode(arrays[:6], arrays[6:])
+        # The binding borrows C-contiguous arrays and copies any other layout itself.
+        return self._native.decode(outputs[:6], outputs[6:])
 
     def _decode_checked(self, outputs: List[np.ndarray]) -> List[Detections]:
         # The Rust decoder checks finiteness in its first pass over the logits and offsets,
