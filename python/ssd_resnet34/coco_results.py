@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 from .coco import label_to_category_id
+from .paths import replacing
 from .types import ObjectDetectionResult
 
 __all__ = ["image_id_from_file_name", "to_coco_results", "write_coco_results"]
@@ -79,13 +80,8 @@ def write_coco_results(path: Union[str, "os.PathLike[str]"], records: Iterable[D
     it cannot be written, ``TypeError`` for values JSON cannot hold.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
+    with replacing(path, make_parents=False) as tmp:
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(list(records), handle)
             handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path

@@ -39,13 +39,15 @@ def cache_dir() -> Path:
 
 
 @contextmanager
-def replacing(dest: str | os.PathLike) -> Iterator[Path]:
-    """Write a file atomically: yields a temporary path in ``dest``'s folder (created if
-    needed), renamed to ``dest`` when the block succeeds and deleted when it raises, so
-    readers (and concurrent writers) never see a partial file.
+def replacing(dest: str | os.PathLike, *, make_parents: bool = True) -> Iterator[Path]:
+    """Write a file atomically: yields a temporary path in ``dest``'s folder, renamed to
+    ``dest`` when the block succeeds and deleted when it raises, so readers (and concurrent
+    writers) never see a partial file. The folder is created when missing, unless
+    ``make_parents=False`` (then a missing folder raises ``FileNotFoundError``).
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        dest.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     os.close(fd)
     tmp = Path(name)
