@@ -75,8 +75,9 @@ def _model_batches(args: argparse.Namespace, images: list) -> Iterator[tuple[lis
             yield chunk, model.postprocessor(sess.run(batch), contexts)
 
 
-def _oracle_batches(args: argparse.Namespace, images: list) -> Iterator[tuple[list, list]]:
-    """The same from :func:`ssd_resnet34.oracle.encode_ground_truth` (seed = --seed + image id)."""
+def _oracle_batches(args: argparse.Namespace, images: list, dataset: dict) -> Iterator[tuple[list, list]]:
+    """The same from :func:`ssd_resnet34.oracle.encode_ground_truth` (seed = --seed + image id);
+    ``dataset``: the annotation file as already loaded for the evaluator."""
     import numpy as np
 
     from ..oracle import encode_ground_truth, load_coco_ground_truth
@@ -86,7 +87,7 @@ def _oracle_batches(args: argparse.Namespace, images: list) -> Iterator[tuple[li
     else:
         from ..postprocess import NativePostProcessor as PostProcessor
     postprocessor = PostProcessor()
-    truth = load_coco_ground_truth(args.annotations, [im.image_id for im in images])
+    truth = load_coco_ground_truth(dataset, [im.image_id for im in images])
     for start in range(0, len(images), args.batch_size):
         chunk = images[start : start + args.batch_size]
         gts = truth[start : start + args.batch_size]
@@ -124,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     source = "oracle" if args.oracle else "synthetic" if args.synthetic else "model"
-    batches = _oracle_batches(args, images) if args.oracle else _model_batches(args, images)
+    batches = _oracle_batches(args, images, gt.dataset) if args.oracle else _model_batches(args, images)
     records: list[dict] = []
     with _progress(len(images), f"eval ({source})") as bar:
         for chunk, detections in batches:
