@@ -1,16 +1,27 @@
-"""Helpers shared by the benchmark scripts: ground truth for the oracle (and ``cpu_name``,
-re-exported from ``ssd_resnet34.stages``)."""
+"""Helpers shared by the benchmark scripts: the CPU's name and ground truth for the oracle."""
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
-from ssd_resnet34.oracle import load_coco_ground_truth, random_ground_truth
-from ssd_resnet34.stages import cpu_name  # noqa: F401 (re-exported)
+from ssd_resnet34.evaluation.oracle import load_coco_ground_truth, random_ground_truth
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 COCO_ANNOTATIONS = "coco-val2017-subset/instances_val2017_subset.json"
+
+
+def cpu_name() -> str:
+    """The CPU model (``model name`` of /proc/cpuinfo, else what ``platform`` knows)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def ground_truths(data: Path, count: int):

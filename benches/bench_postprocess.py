@@ -20,7 +20,7 @@ The implementations:
 - FuriosaAI's ``RustPostProcessor.eval`` (``furiosa-native-postprocess``, one image, no batch
   axis), skipped with a note when not installed.
 
-Inputs: (a) realistic: the oracle's outputs (``ssd_resnet34.oracle.encode_ground_truth``) for
+Inputs: (a) realistic: the oracle's outputs (``ssd_resnet34.evaluation.oracle.encode_ground_truth``) for
 the first ``--images`` COCO val2017 images of the shared subset (synthetic ground truth when
 ``../shared`` is absent); (b) Gaussian random logits N(0, 1) and offsets N(0, 1), the worst
 case for NMS (every class has hundreds of candidates). The table also gives the mean number
@@ -42,9 +42,9 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from ssd_resnet34 import NativePostProcessor, PythonPostProcessor
-from ssd_resnet34.oracle import encode_ground_truth, random_head_outputs
-from ssd_resnet34.postprocess import load_native
-from ssd_resnet34.reference import gather_levels, softmax_scores
+from ssd_resnet34.evaluation.oracle import encode_ground_truth, random_head_outputs
+from ssd_resnet34._extension import load_native
+from ssd_resnet34.postprocess.reference import gather_levels, softmax_scores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED_DATA, cpu_name, ground_truths  # noqa: E402

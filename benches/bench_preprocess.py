@@ -4,7 +4,7 @@
 
 Per photo (median over images x rounds timings, milliseconds):
 
-- JPEG decode: ``ssd_resnet34.preprocessing.read_image`` (bytes, Pillow header check, ``cv2.imdecode``);
+- JPEG decode: ``ssd_resnet34.image.read_image`` (bytes, Pillow header check, ``cv2.imdecode``);
 - MLPerf as written: ``maybe_resize`` + ``pre_process_coco_resnet34`` from mlcommons/inference
   ``vision/classification_and_detection/python/dataset.py`` (float32 cvtColor/resize, numpy
   ``img / 255.0 - mean``, ``/ std``, transpose) plus the copy into a contiguous NCHW batch;
@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "tests"))
 # The test oracle, written from MLPerf's dataset.py, is also the baseline here.
 from test_preprocessing import mlperf_reference as mlperf_as_written  # noqa: E402
 
-from ssd_resnet34.stages import cpu_name  # noqa: E402
+from _common import cpu_name  # noqa: E402
 
 
 def time_ms(function, inputs, rounds: int) -> list:
@@ -62,7 +62,9 @@ def main(argv=None) -> int:
         return 0
 
     from ssd_resnet34 import _native
-    from ssd_resnet34.preprocessing import INPUT_SIZE, _preprocess_fast, preprocess, read_image
+    from ssd_resnet34.image import preprocess, read_image
+    from ssd_resnet34.image.preprocess import _preprocess_fast
+    from ssd_resnet34.layout import INPUT_SIZE
 
     images = [read_image(path) for path in files]
     resized = [cv2.resize(image, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR) for image in images]

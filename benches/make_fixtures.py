@@ -5,7 +5,7 @@
 Each fixture set is a folder ``<out>/<name>/`` with ``outputs_0.npy`` .. ``outputs_11.npy``: the
 model card's 12 float32 NCHW tensors (class logits, then box offsets), batch axis first:
 
-- ``coco_<image id>``: the oracle's outputs (``ssd_resnet34.oracle.encode_ground_truth``) for
+- ``coco_<image id>``: the oracle's outputs (``ssd_resnet34.evaluation.oracle.encode_ground_truth``) for
   the first ``--images`` images of the shared COCO val2017 subset, batch 1 (realistic: a few
   hundred candidates, clusters of boxes for NMS); ``synthetic_<k>`` instead when ``../shared``
   is absent;
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssd_resnet34.oracle import encode_ground_truth_batch, random_head_outputs
+from ssd_resnet34.evaluation.oracle import encode_ground_truth_batch, random_head_outputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, SHARED_DATA, ground_truths  # noqa: E402

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssd_resnet34.session import Session, create
-from ssd_resnet34.synthetic import synthetic_model_path
+from ssd_resnet34.engines import create
+from ssd_resnet34.engines.onnxruntime import OnnxRuntimeEngine as Session
+from ssd_resnet34.model.synthetic import synthetic_model_path
 
 #: Seed of the shared synthetic models.
 SEED = 0

@@ -23,7 +23,7 @@ import pytest
 
 from ssd_resnet34.cli import main
 from ssd_resnet34.coco import COCO_CATEGORY_IDS
-from ssd_resnet34.commands.detect import _assign_image_ids, _output_paths, collect_images
+from ssd_resnet34.cli.detect import _assign_image_ids, _output_paths, collect_images
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAT = DATA / "images" / "cat.jpg"
@@ -66,7 +66,8 @@ def test_folder_with_a_bad_file_exits_1_after_writing_the_good_ones(folder_run):
     photos, out = folder_run["photos"], folder_run["out"]
     assert folder_run["status"] == 1
     stderr = folder_run["stderr"]
-    assert f"error: {photos / 'broken.jpg'}: not an image (OpenCV could not decode it)\n" in stderr
+    assert (f"error: {photos / 'broken.jpg'}: not an image (unrecognized format: the first bytes are no known "
+            "image signature)\n") in stderr
     assert "warning: --synthetic: the weights are random" in stderr and "noise" in stderr
     assert "Traceback" not in stderr and "UserWarning" not in stderr
 
@@ -89,7 +90,7 @@ def test_folder_with_a_bad_file_exits_1_after_writing_the_good_ones(folder_run):
 
     # One drawing per good image, same size and extension as the input, with boxes drawn on it.
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["detections.json", "image_ids.json", "cat.jpg", GRAYSCALE_COCO.name]
+        ["detections.json", "image_ids.json", "run.json", "cat.jpg", GRAYSCALE_COCO.name]
     )
     for name, source in (("cat.jpg", CAT), (GRAYSCALE_COCO.name, GRAYSCALE_COCO)):
         drawn, original = cv2.imread(str(out / name)), cv2.imread(str(source))
@@ -142,7 +143,7 @@ def test_usage_errors_exit_2(capsys):
     for option in ("--model", "--synthetic", "--seed", "--out", "--score-threshold", "--batch-size",
                    "--device", "--python-postprocess", "--no-draw"):
         assert option in help_text
-    from ssd_resnet34.session import DEVICES
+    from ssd_resnet34.engines import DEVICES
 
     assert f"{{{','.join(DEVICES)}}}" in help_text  # --device choices are the session's devices
 
@@ -165,7 +166,8 @@ def test_only_bad_inputs_exit_1_without_loading_a_model(tmp_path, capsys):
     assert status == 1
     assert f"error: {tmp_path / 'missing.jpg'}: no such file or folder" in err
     assert f"error: {empty}: folder has no image files" in err
-    assert json.loads((tmp_path / "o" / "detections.json").read_text()) == []
+    assert f"error: no image to process; {tmp_path / 'o'} is left as it was" in err
+    assert not (tmp_path / "o").exists()  # nothing written: a run that produced nothing erases nothing
 
 
 def test_image_ids_and_output_names(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ssd_resnet34.coco import COCO_CLASSES
-from ssd_resnet34.coco_results import image_id_from_file_name, to_coco_results, write_coco_results
+from ssd_resnet34.output.coco_results import image_id_from_file_name, to_coco_results, write_coco_results
 from ssd_resnet34.types import LtrbBoundingBox, ObjectDetectionResult
 
 ANNOTATIONS = (

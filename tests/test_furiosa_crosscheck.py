@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 
 from ssd_resnet34 import PythonPostProcessor, default_boxes
-from ssd_resnet34 import reference
-from ssd_resnet34.oracle import (
+from ssd_resnet34.postprocess import reference
+from ssd_resnet34.evaluation.oracle import (
     encode_ground_truth,
     load_coco_ground_truth,
     pack_head_outputs,

@@ -10,15 +10,15 @@ import pytest
 lg = pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed")
 
 from ssd_resnet34.cli import main  # noqa: E402
-from ssd_resnet34.loadgen_harness import (  # noqa: E402
+from ssd_resnet34.evaluation.loadgen import (  # noqa: E402
     ImageSampleLibrary,
     LoadGenSettings,
     decode_response,
     encode_response,
     run_loadgen,
 )
-from ssd_resnet34.oracle import random_head_outputs  # noqa: E402
-from ssd_resnet34.preprocessing import preprocess  # noqa: E402
+from ssd_resnet34.evaluation.oracle import random_head_outputs  # noqa: E402
+from ssd_resnet34.image import preprocess  # noqa: E402
 
 LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt")
 

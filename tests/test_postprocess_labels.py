@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ssd_resnet34 import COCO_CLASSES, default_boxes, label_to_category_id
-from ssd_resnet34.anchors import LEVELS, NUM_ANCHORS, default_boxes_ltrb
+from ssd_resnet34.anchors import default_boxes_ltrb
+from ssd_resnet34.layout import LEVELS, NUM_ANCHORS
 from ssd_resnet34.coco import COCO_CATEGORY_IDS, category_id_to_label
 
 

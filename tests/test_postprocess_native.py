@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ssd_resnet34 import PythonPostProcessor
-from ssd_resnet34.anchors import LEVELS
-from ssd_resnet34.oracle import (
+from ssd_resnet34.layout import LEVELS
+from ssd_resnet34.evaluation.oracle import (
     encode_ground_truth,
     encode_ground_truth_batch,
     load_coco_ground_truth,
@@ -17,7 +17,7 @@ from ssd_resnet34.oracle import (
     random_ground_truth,
     random_head_outputs,
 )
-from ssd_resnet34.reference import nms
+from ssd_resnet34.postprocess.reference import nms
 
 A = 15130
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from ssd_resnet34 import LtrbBoundingBox, ObjectDetectionResult, PythonPostProcessor, default_boxes
-from ssd_resnet34.oracle import pack_head_outputs
-from ssd_resnet34.reference import decode_boxes, iou_matrix, nms, softmax_scores
+from ssd_resnet34.evaluation.oracle import pack_head_outputs
+from ssd_resnet34.postprocess.reference import decode_boxes, iou_matrix, nms, softmax_scores
 
 A = 15130
 ANCHOR_BOXES = decode_boxes(np.zeros((4, A), np.float32), default_boxes())  # offsets 0

@@ -17,13 +17,13 @@ import cv2
 import numpy as np
 import pytest
 
-from ssd_resnet34.preprocessing import (
-    INPUT_SIZE,
+from ssd_resnet34.image import (
     MAX_IMAGE_PIXELS,
     ImageError,
     preprocess,
     read_image,
 )
+from ssd_resnet34.layout import INPUT_SIZE
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAT = DATA / "images" / "cat.jpg"
@@ -207,7 +207,8 @@ def test_too_large_images_are_refused_from_the_header(tmp_path):
 def test_bad_files_raise_image_error_naming_the_file(tmp_path):
     cases = {}
     cases["missing.jpg"] = (None, "no such file")
-    cases["text.jpg"] = (b"this is not a JPEG, just text\n" * 10, r"not an image \(OpenCV could not decode it\)")
+    cases["text.jpg"] = (b"this is not a JPEG, just text\n" * 10, r"not an image \(unrecognized format")
+    cases["garbage.png"] = (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, r"cannot read its PNG header")
     cases["empty.jpg"] = (b"", r"empty file \(0 bytes\)")
     data = CAT.read_bytes()
     cases["truncated.jpg"] = (data[: len(data) // 2], r"truncated JPEG")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ssd_resnet34.cli import main
-from ssd_resnet34.stages import StageTiming, extract_tail, format_table, time_calls
+from ssd_resnet34.evaluation.stages import StageTiming, extract_tail, format_table, time_calls
 
 STAGES = (
     "decode (cv2.imdecode)",
@@ -47,8 +47,8 @@ def test_time_calls_and_table_format():
 def test_extract_tail_runs_the_in_graph_postprocess(native):
     import onnxruntime as ort
 
-    from ssd_resnet34.oracle import encode_ground_truth
-    from ssd_resnet34.synthetic import synthetic_model_path
+    from ssd_resnet34.evaluation.oracle import encode_ground_truth
+    from ssd_resnet34.model.synthetic import synthetic_model_path
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -10,9 +10,9 @@ import onnx
 import pytest
 
 from ssd_resnet34.anchors import default_boxes
-from ssd_resnet34.graph import conv_macs, infer_shapes, parameter_count, producers
-from ssd_resnet34.synthetic import MEANINGLESS, build_synthetic_model, synthetic_model_path
-from ssd_resnet34.truncate import HEAD_SHAPES
+from ssd_resnet34.model.graph import conv_macs, infer_shapes, parameter_count, producers
+from ssd_resnet34.model.synthetic import MEANINGLESS, build_synthetic_model, synthetic_model_path
+from ssd_resnet34.layout import HEAD_SHAPES
 
 NUM_ANCHORS = 15130
 
@@ -94,7 +94,7 @@ def test_synthetic_model_path_is_written_once(tmp_path, monkeypatch):
     assert path.parent == tmp_path and path.suffix == ".onnx" and "seed3" in path.name
     mtime = path.stat().st_mtime_ns
     assert synthetic_model_path(3) == path and path.stat().st_mtime_ns == mtime  # reused, not rebuilt
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".stamp"]  # no temporary files left
     loaded = onnx.load(str(path))
     assert MEANINGLESS in loaded.doc_string and len(loaded.graph.output) == 12
 

@@ -13,10 +13,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ssd_resnet34.graph import infer_shapes
-from ssd_resnet34.session import create
-from ssd_resnet34.synthetic import MEANINGLESS, build_synthetic_model
-from ssd_resnet34.truncate import (
+from ssd_resnet34.model.graph import infer_shapes
+from ssd_resnet34.engines import create
+from ssd_resnet34.model.synthetic import MEANINGLESS, build_synthetic_model
+from ssd_resnet34.model.truncate import (
     HEAD_SHAPES,
     find_head_outputs,
     is_heads_model,
@@ -90,7 +90,7 @@ def test_truncated_model_path_is_cached_and_rebuilt_when_stale(tmp_path, synthet
     assert truncated_model_path(src) == first and first.stat().st_mtime_ns != mtime  # rebuilt
     first.unlink()
     assert truncated_model_path(src) == first and first.is_file()  # rebuilt when missing
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.heads.onnx", "model.heads.onnx.source", "model.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.heads.onnx", "model.heads.onnx.stamp", "model.onnx"]
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write to read-only folders")

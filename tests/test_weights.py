@@ -12,9 +12,9 @@ import threading
 
 import pytest
 
-from ssd_resnet34 import weights
-from ssd_resnet34.paths import cache_dir
-from ssd_resnet34.weights import (
+from ssd_resnet34.model import weights
+from ssd_resnet34._files import cache_dir
+from ssd_resnet34.model.weights import (
     MODEL_ENV_VAR,
     OFFICIAL_FILENAME,
     OFFICIAL_URL,
@@ -222,7 +222,7 @@ def test_checksums_of_found_files(tmp_path, cache):
 def test_verified_file_is_not_rehashed(tmp_path, cache):
     path = _fake(tmp_path / "m.onnx")
     verify_file(path, **FAKE)
-    stamps = list((cache / "verified").glob("*.sha256-ok"))
+    stamps = list((cache / "verified").glob("*.json"))
     assert len(stamps) == 1 and FAKE_SHA in stamps[0].read_text()
     # Same size and mtime, other bytes: the stamp is trusted (no rehash) ...
     st = path.stat()
@@ -240,7 +240,7 @@ def test_resolve_downloads_into_the_cache_once(server, cache):
     path = resolve_model_path(url=f"{server}/model.onnx", progress=False, timeout=TIMEOUT, **expect)
     assert path == cache / OFFICIAL_FILENAME == weights.cached_model_path()
     assert path.read_bytes() == PAYLOAD
-    assert len(list((cache / "verified").glob("*.sha256-ok"))) == 1  # stamped without a second hash
+    assert len(list((cache / "verified").glob("*.json"))) == 1  # stamped without a second hash
     # found in the cache now: the (unreachable) URL is not used
     assert resolve_model_path(url=_closed_port_url(), timeout=TIMEOUT, **expect) == path
 

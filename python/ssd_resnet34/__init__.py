@@ -14,11 +14,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Public name -> submodule that defines it (imported on first access).
+# Public name -> submodule that defines it (imported on first access). The package is laid
+# out as the pipeline runs: image/ (read, preprocess) -> engines/ (the 12 heads) -> postprocess/
+# -> types (results) -> output/ (files); detector.SSDResNet34 owns the loop (pipeline.py);
+# model/ prepares the ONNX files; evaluation/ and cli/ sit apart from the inference path.
 _EXPORTS = {
     # postprocess
     "NativePostProcessor": "postprocess",
-    "PythonPostProcessor": "reference",
+    "PythonPostProcessor": "postprocess",
     "ObjectDetectionResult": "types",
     "LtrbBoundingBox": "types",
     "COCO_CLASSES": "coco",
@@ -26,11 +29,12 @@ _EXPORTS = {
     "label_to_category_id": "coco",
     "category_id_to_label": "coco",
     "default_boxes": "anchors",
-    # model, preprocessing and the session module
-    "SSDResNet34": "model",
-    "preprocess": "preprocessing",
-    "ImageError": "preprocessing",
-    "session": None,  # a submodule: ``from ssd_resnet34 import session``; session.create(model)
+    # the detector, images, engines
+    "SSDResNet34": "detector",
+    "ImageResult": "pipeline",
+    "preprocess": "image",
+    "ImageError": "image",
+    "session": "engines",  # the engines package under its model-card name: session.create(model)
 }
 
 __all__ = sorted(_EXPORTS)
@@ -40,9 +44,8 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = _EXPORTS[name]
-    if module is None:  # the name is a submodule
-        return importlib.import_module(f".{name}", __name__)
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    imported = importlib.import_module(f".{module}", __name__)
+    value = imported if name == "session" else getattr(imported, name)
     globals()[name] = value
     return value
 
@@ -52,11 +55,11 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve lazily
+    from . import engines as session
     from .anchors import default_boxes
     from .coco import COCO_CATEGORY_IDS, COCO_CLASSES, category_id_to_label, label_to_category_id
-    from .postprocess import NativePostProcessor
-    from .reference import PythonPostProcessor
-    from . import session
-    from .model import SSDResNet34
-    from .preprocessing import ImageError, preprocess
+    from .detector import SSDResNet34
+    from .image import ImageError, preprocess
+    from .pipeline import ImageResult
+    from .postprocess import NativePostProcessor, PythonPostProcessor
     from .types import LtrbBoundingBox, ObjectDetectionResult

@@ -1,4 +1,4 @@
-"""Default boxes (anchors) of SSD-ResNet34 and the layout of its 12 head outputs.
+"""Default boxes (anchors) of SSD-ResNet34: 15,130 boxes over the six levels of :mod:`ssd_resnet34.layout`.
 
 Follows MLCommons' reference, ``vision/classification_and_detection/python/models/ssd_r34.py``
 (``dboxes_R34_coco((1200, 1200), ...)`` and ``DefaultBoxes``) in mlcommons/inference, as
@@ -8,81 +8,21 @@ defined exactly in ``docs/postprocess.md``.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Tuple
 
 import numpy as np
 
-__all__ = [
-    "IMAGE_SIZE",
-    "NUM_CLASSES",
-    "NUM_ANCHORS",
-    "NUM_OUTPUTS",
-    "Level",
-    "LEVELS",
-    "default_boxes",
-    "default_boxes_ltrb",
-]
+from .layout import INPUT_SIZE, LEVELS
 
-#: Model input side in pixels (the model sees 1200x1200 images).
-IMAGE_SIZE = 1200
-#: Classes per anchor: 0 = background, 1..80 = COCO classes.
-NUM_CLASSES = 81
-#: Number of head outputs: 6 class-logit tensors, then 6 box-offset tensors.
-NUM_OUTPUTS = 12
+__all__ = ["default_boxes", "default_boxes_ltrb"]
 
-_FEATURE_SIZES = (50, 25, 13, 7, 3, 3)
 _SCALES = (84, 180, 396, 612, 828, 1044, 1260)  # int(s * 1200 / 300) for s in 21, 45, ..., 315
 _ASPECT_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 
 
-class Level(NamedTuple):
-    """One feature-map level of the SSD head.
-
-    ``class_shape`` / ``box_shape`` are the per-image (C, F, F) shapes of
-    ``outputs[index]`` (class logits) and ``outputs[6 + index]`` (box offsets);
-    the full tensors are NCHW with a leading batch axis N.
-    """
-
-    index: int
-    feature_size: int  # F
-    boxes_per_cell: int  # nd
-    num_anchors: int  # A_l = nd * F * F
-    first_anchor: int  # global index of the level's first anchor
-    class_shape: Tuple[int, int, int]  # (81 * nd, F, F)
-    box_shape: Tuple[int, int, int]  # (4 * nd, F, F)
-
-
-def _make_levels() -> Tuple[Level, ...]:
-    levels = []
-    first = 0
-    for index, (size, ratios) in enumerate(zip(_FEATURE_SIZES, _ASPECT_RATIOS)):
-        nd = 2 + 2 * len(ratios)
-        count = nd * size * size
-        levels.append(
-            Level(
-                index=index,
-                feature_size=size,
-                boxes_per_cell=nd,
-                num_anchors=count,
-                first_anchor=first,
-                class_shape=(NUM_CLASSES * nd, size, size),
-                box_shape=(4 * nd, size, size),
-            )
-        )
-        first += count
-    return tuple(levels)
-
-
-#: The 6 levels, in output order (see the table in docs/postprocess.md).
-LEVELS: Tuple[Level, ...] = _make_levels()
-#: 15,130 anchors in all.
-NUM_ANCHORS = sum(level.num_anchors for level in LEVELS)
-
-
 def _level_sizes(index: int):
     """(w, h) of the level's default boxes, in float64, in the reference's order."""
-    sk1 = _SCALES[index] / IMAGE_SIZE
-    sk2 = _SCALES[index + 1] / IMAGE_SIZE
+    sk1 = _SCALES[index] / INPUT_SIZE
+    sk2 = _SCALES[index + 1] / INPUT_SIZE
     sk3 = math.sqrt(sk1 * sk2)
     sizes = [(sk1, sk1), (sk3, sk3)]
     for alpha in _ASPECT_RATIOS[index]:
@@ -98,7 +38,9 @@ def _compute_default_boxes() -> np.ndarray:
         size = level.feature_size
         centers = (np.arange(size, dtype=np.float64) + 0.5) / size
         cy, cx = np.meshgrid(centers, centers, indexing="ij")  # row i, column j
-        for w, h in _level_sizes(level.index):
+        sizes = _level_sizes(level.index)
+        assert len(sizes) == level.boxes_per_cell, "aspect ratios disagree with ssd_resnet34.layout"
+        for w, h in sizes:
             box = np.empty((size * size, 4), dtype=np.float64)
             box[:, 0] = cx.ravel()
             box[:, 1] = cy.ravel()

@@ -8,30 +8,14 @@ scores/decode rounded to float32, score-descending output, overflowing boxes dro
 
 from __future__ import annotations
 
-import importlib
 from typing import List
 
 import numpy as np
 
-from .validation import Detections, PostProcessorBase, check_finite
+from .._extension import load_native
+from ._base import Detections, PostProcessorBase, check_finite
 
-__all__ = ["NativePostProcessor", "load_native"]
-
-
-def load_native():
-    """Import and return the compiled extension ``ssd_resnet34._native``.
-
-    Raises ``ImportError`` with the build command when the extension is not built.
-    """
-    try:
-        native = importlib.import_module(f"{__package__}._native")
-    except ImportError as error:
-        raise ImportError(
-            "ssd_resnet34._native (the Rust extension) is not built or failed to load: "
-            f"{error}. Build it with `pip install -e .` (or `maturin develop --release`) "
-            "from the repository root; PythonPostProcessor works without it."
-        ) from error
-    return native
+__all__ = ["NativePostProcessor"]
 
 
 class NativePostProcessor(PostProcessorBase):

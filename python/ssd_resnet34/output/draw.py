@@ -8,7 +8,7 @@ from typing import Iterable, Tuple
 import cv2
 import numpy as np
 
-from .types import ObjectDetectionResult
+from ..types import ObjectDetectionResult
 
 __all__ = ["class_color", "draw_detections"]
 

@@ -1,12 +1,12 @@
 """``ssd-resnet34 bench``: MLPerf LoadGen SingleStream / Offline runs, or a per-stage breakdown.
 
-Default: a LoadGen PerformanceOnly test (:mod:`ssd_resnet34.loadgen_harness`) of the pipeline
+Default: a LoadGen PerformanceOnly test (:mod:`ssd_resnet34.evaluation.loadgen`) of the pipeline
 (preprocessed images in memory -> onnxruntime -> postprocessor) over the images of ``--images``;
 prints LoadGen's own summary (``mlperf_log_summary.txt``: latency percentiles for SingleStream,
 samples per second for Offline) and leaves LoadGen's logs in ``--out``.
 
 ``--stages``: time decode, preprocess, inference, native and Python postprocess and the in-graph
-decode + NMS of the untruncated graph separately (:mod:`ssd_resnet34.stages`) and print a
+decode + NMS of the untruncated graph separately (:mod:`ssd_resnet34.evaluation.stages`) and print a
 markdown table.
 """
 
@@ -15,14 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from . import CommandError, add_model_arguments, load_model, positive_int
+from ._common import CommandError, add_model_arguments, load_model, open_engine, positive_int
 
-__all__ = ["default_images_dir", "register", "run"]
-
-_SUBSET = Path("shared", "data", "coco-val2017-subset", "images")
+__all__ = ["register", "run"]
 
 #: ``--short``: LoadGen minimums for a smoke run of a few queries (results are INVALID for MLPerf).
 SHORT_MIN_DURATION_MS = 0
@@ -42,17 +39,6 @@ SingleStream, samples per second for Offline); LoadGen's logs stay in --out.
 in-graph decode + NMS of the untruncated graph separately; prints a markdown table."""
 
 
-def default_images_dir() -> Path | None:
-    """The shared COCO subset (``../shared/data/coco-val2017-subset/images`` from the repository
-    root or from the current folder) when it exists, else None."""
-    repo_root = Path(__file__).resolve().parents[3]
-    for base in (Path.cwd().parent, repo_root.parent):
-        candidate = base / _SUBSET
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
 def register(subparsers: Any) -> None:
     """Add the ``bench`` sub-command."""
     parser = subparsers.add_parser(
@@ -61,16 +47,13 @@ def register(subparsers: Any) -> None:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--images", metavar="DIR", help="folder of images (default: ../shared/data/coco-val2017-subset/images if present)"
-    )
+    parser.add_argument("--images", required=True, metavar="DIR", help="folder of images (e.g. COCO val2017)")
     parser.add_argument(
         "--count",
         type=positive_int,
         metavar="N",
         help=f"use the first N images of the folder (default: all for LoadGen, {STAGES_DEFAULT_COUNT} for --stages)",
     )
-    parser.add_argument("--threads", type=positive_int, metavar="N", help="onnxruntime intra-op threads (default: its own)")
     lg = parser.add_argument_group("LoadGen")
     lg.add_argument("--scenario", choices=("SingleStream", "Offline"), default="SingleStream", help="default SingleStream")
     lg.add_argument(
@@ -102,11 +85,6 @@ def _image_paths(args: argparse.Namespace, default_count: int | None) -> list[st
     from .detect import collect_images
 
     folder = args.images
-    if folder is None:
-        found = default_images_dir()
-        if found is None:
-            raise CommandError("no --images folder given and the shared COCO subset is not present: pass --images DIR")
-        folder = str(found)
     if not os.path.isdir(folder):
         raise CommandError(f"{folder}: not a folder (--images takes a folder of images)")
     paths, errors = collect_images([folder])
@@ -117,22 +95,15 @@ def _image_paths(args: argparse.Namespace, default_count: int | None) -> list[st
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``bench``; returns the exit status (0 ok, 1 a reported failure)."""
-    try:
-        return _run_stages(args) if args.stages else _run_loadgen(args)
-    except CommandError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, ImportError, RuntimeError) as error:
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+    """Run ``bench``; returns the exit status (0 ok; failures raise, and the command line reports
+    them as one ``error:`` line)."""
+    return _run_stages(args) if args.stages else _run_loadgen(args)
 
 
 def _run_loadgen(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .. import session as session_module
-    from ..loadgen_harness import ImageSampleLibrary, LoadGenSettings, run_loadgen
+    from ..evaluation.loadgen import ImageSampleLibrary, LoadGenSettings, run_loadgen
 
     paths = _image_paths(args, None)
     min_duration = args.min_duration_ms
@@ -152,7 +123,7 @@ def _run_loadgen(args: argparse.Namespace) -> int:
     )
     model = load_model(args)
     library = ImageSampleLibrary(paths, model.preprocess)
-    with session_module.create(model, device=args.device, threads=args.threads) as sess:
+    with open_engine(args, model) as sess:
         bar = tqdm(desc=f"LoadGen {args.scenario}", unit="sample", file=sys.stderr, dynamic_ncols=True)
 
         def infer(batch: Any) -> list:
@@ -176,8 +147,8 @@ def _run_loadgen(args: argparse.Namespace) -> int:
 def _run_stages(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..model import SSDResNet34
-    from ..stages import format_table, measure_stages
+    from ..detector import SSDResNet34
+    from ..evaluation.stages import format_table, measure_stages
 
     paths = _image_paths(args, STAGES_DEFAULT_COUNT)
     if args.synthetic:

@@ -38,8 +38,9 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .anchors import LEVELS, NUM_ANCHORS, NUM_CLASSES, default_boxes, default_boxes_ltrb
-from .coco import category_id_to_label
+from ..anchors import default_boxes, default_boxes_ltrb
+from ..coco import category_id_to_label
+from ..layout import LEVELS, NUM_ANCHORS, NUM_CLASSES
 
 __all__ = [
     "CocoImage",

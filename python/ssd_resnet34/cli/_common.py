@@ -1,9 +1,6 @@
-"""Sub-commands of the ``ssd-resnet34`` command line (see :mod:`ssd_resnet34.cli`).
-
-Each module here (``detect``, ``eval``, ``bench``) exposes ``register(subparsers)``: it adds its
-sub-parser and sets ``func`` (``func(args) -> int``, the exit status). What several commands share
-is here: the model options (:func:`add_model_arguments`) and loading the model they name
-(:func:`load_model`).
+"""What the sub-commands of ``ssd-resnet34`` share: argument types, the model and engine
+options (:func:`add_model_arguments`), loading the model they name (:func:`load_model`) and
+opening its engine (:func:`open_engine`), and :class:`CommandError`.
 """
 
 from __future__ import annotations
@@ -13,7 +10,9 @@ import sys
 import warnings
 from typing import Any
 
-__all__ = ["CommandError", "add_model_arguments", "load_model", "positive_int", "probability"]
+from ..engines import DEVICES
+
+__all__ = ["CommandError", "add_model_arguments", "load_model", "open_engine", "positive_int", "probability"]
 
 
 class CommandError(Exception):
@@ -43,7 +42,8 @@ def probability(text: str) -> float:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--model PATH | --synthetic``, ``--seed``, ``--device``, ``--python-postprocess``."""
+    """Add ``--model PATH | --synthetic``, ``--no-verify``, ``--seed``, ``--device``,
+    ``--threads``, ``--python-postprocess``."""
     group = parser.add_argument_group("model")
     source = group.add_mutually_exclusive_group()
     source.add_argument(
@@ -58,13 +58,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="use the synthetic model: the exact topology with RANDOM weights (boxes are noise; "
         "for trying the pipeline without the official file)",
     )
+    group.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="use --model even if its size and sha256 are not the official file's (another export "
+        "of the same network)",
+    )
     group.add_argument("--seed", type=int, default=0, help="seed of the --synthetic weights (default 0)")
     group.add_argument(
         "--device",
         default="cpu",
-        choices=("cpu", "cuda", "tensorrt", "auto"),  # ssd_resnet34.session.DEVICES
-        help="onnxruntime device (default cpu; cuda/tensorrt need onnxruntime-gpu)",
+        choices=DEVICES,
+        help="inference device (default cpu; cuda/tensorrt need onnxruntime-gpu)",
     )
+    group.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's own)")
     group.add_argument(
         "--python-postprocess",
         action="store_true",
@@ -79,8 +86,7 @@ def load_model(args: argparse.Namespace, *, score_threshold: float = 0.05) -> An
     Raises :class:`CommandError` with the clear message from :mod:`ssd_resnet34.weights` when the
     official weights cannot be found, downloaded or verified.
     """
-    from ..model import SSDResNet34
-    from ..weights import ChecksumError, DownloadError
+    from ..detector import SSDResNet34
 
     use_native = not args.python_postprocess
     if args.synthetic:
@@ -94,9 +100,23 @@ def load_model(args: argparse.Namespace, *, score_threshold: float = 0.05) -> An
             return SSDResNet34.synthetic(
                 args.seed, use_native=use_native, device=args.device, score_threshold=score_threshold
             )
+    if args.model is not None and not args.model.strip():
+        raise CommandError("--model is empty: give the path of resnet34-ssd1200.onnx")
     try:
         return SSDResNet34.load(
-            args.model, use_native=use_native, device=args.device, score_threshold=score_threshold
+            args.model, use_native=use_native, device=args.device, score_threshold=score_threshold,
+            verify=not args.no_verify,
         )
-    except (FileNotFoundError, DownloadError, ChecksumError) as error:
+    except (OSError, ValueError) as error:  # missing, a folder, download, checksum, not ONNX
+        raise CommandError(str(error)) from None
+
+
+def open_engine(args: argparse.Namespace, model: Any, **options: Any) -> Any:
+    """The engine the options in ``args`` name, for ``model``. Raises :class:`CommandError` for
+    a device this machine lacks or a runtime that fails to start."""
+    from .. import engines
+
+    try:
+        return engines.create(model, device=args.device, threads=args.threads, **options)
+    except (OSError, ValueError, RuntimeError) as error:
         raise CommandError(str(error)) from None

@@ -7,9 +7,9 @@ mlcommons/inference), published on Zenodo (record 3228411). Its input is ``image
 in-graph decode + NMS, which :mod:`ssd_resnet34.truncate` cuts off.
 
 Verified files are remembered so the 80 MB file is not rehashed on every load: a stamp
-``cache_dir()/verified/<hash of the file's absolute path>.sha256-ok`` holds the sha256,
-size and modification time (ns) of the file that passed; a file whose size or mtime
-changed since is hashed again.
+``cache_dir()/verified/<hash of the file's absolute path>.json`` holds the sha256, size and
+modification time (ns) of the file that passed (:mod:`ssd_resnet34._files`); a file whose size
+or mtime changed since is hashed again. A cached copy that fails the check is downloaded again.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .paths import cache_dir, replacing
+from .._files import cache_dir, file_sha256, replacing, stamp_matches, write_stamp
 
 __all__ = [
     "OFFICIAL_FILENAME",
@@ -66,23 +66,9 @@ def _manual_hint(dest: Path) -> str:
             f"or set {MODEL_ENV_VAR}=/path/to/{OFFICIAL_FILENAME} (the CLI: --model PATH).")
 
 
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in ``chunk_size`` blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_size):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _stamp_path(path: Path) -> Path:
     key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
-    return cache_dir() / "verified" / f"{key}.sha256-ok"
-
-
-def _stamp_text(path: Path, sha256: str) -> str:
-    st = path.stat()
-    return f"{sha256} {st.st_size} {st.st_mtime_ns} {path.resolve()}\n"
+    return cache_dir() / "verified" / f"{key}.json"
 
 
 def verify_file(path: str | os.PathLike, expected_size: int | None = None,
@@ -109,9 +95,9 @@ def verify_file(path: str | os.PathLike, expected_size: int | None = None,
     expected_sha256 = expected_sha256.lower()
     if use_stamp:
         try:
-            if _stamp_path(path).read_text(encoding="utf-8") == _stamp_text(path, expected_sha256):
+            if stamp_matches(_stamp_path(path), path, str(path.resolve()), expected_sha256):
                 return path
-        except OSError:
+        except OSError:  # no usable cache folder: hash the file
             pass
     got = file_sha256(path)
     if got != expected_sha256:
@@ -124,9 +110,7 @@ def verify_file(path: str | os.PathLike, expected_size: int | None = None,
 def _write_stamp(path: Path, sha256: str) -> None:
     """Remember that ``path`` (as it is now) has this sha256; skipped if the cache is read-only."""
     try:
-        stamp = _stamp_path(path)
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(_stamp_text(path, sha256), encoding="utf-8")
+        write_stamp(_stamp_path(path), path, sha256, str(path.resolve()))
     except OSError:
         pass
 
@@ -206,14 +190,18 @@ def _stream(url: str, out, dest: Path, expected_size: int | None, progress: bool
 
 def _checked(path: Path, source: str, verify: bool, expected_size: int | None,
              expected_sha256: str | None) -> Path:
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} ({source}) is a folder, not a model file: give the path of "
+                                f"{OFFICIAL_FILENAME}")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path} ({source})")
     if verify:
         try:
             verify_file(path, expected_size, expected_sha256)
         except ChecksumError as exc:
-            raise ChecksumError(f"{exc} ({source}). It is not the official {OFFICIAL_FILENAME}; "
-                                "pass verify=False to use another model file") from exc
+            raise ChecksumError(f"{exc} ({source}). It is not the official {OFFICIAL_FILENAME}; to use "
+                                "another export of this network anyway, pass verify=False "
+                                "(command line: --no-verify)") from exc
     return path
 
 
@@ -242,14 +230,21 @@ def resolve_model_path(model_path: str | os.PathLike | None = None, *, download:
     Returns:
         The path of a verified model file.
 
+    A cached copy that fails the check is downloaded again (when ``download``).
+
     Raises:
+        ValueError: ``model_path`` is an empty string.
         FileNotFoundError: ``model_path`` or ``$SSD_RESNET34_MODEL`` names a missing file
             (the message names it), or there is no cached copy and ``download`` is False
             (the message says where to put the file).
+        IsADirectoryError: ``model_path`` or ``$SSD_RESNET34_MODEL`` names a folder.
         ChecksumError: the file found or downloaded is not the expected one.
         DownloadError: the download failed (see :func:`download_file`).
     """
     if model_path is not None:
+        if not os.fspath(model_path).strip():
+            raise ValueError(f"model_path is empty: expected the path of {OFFICIAL_FILENAME} (or None to "
+                             f"look in ${MODEL_ENV_VAR}, the cache, then download)")
         return _checked(Path(model_path).expanduser(), "the model_path argument", verify,
                         expected_size, expected_sha256)
     env = os.environ.get(MODEL_ENV_VAR, "").strip()
@@ -257,8 +252,13 @@ def resolve_model_path(model_path: str | os.PathLike | None = None, *, download:
         return _checked(Path(env).expanduser(), f"${MODEL_ENV_VAR}", verify, expected_size, expected_sha256)
     cached = cached_model_path()
     if cached.is_file():
-        return _checked(cached, "the cached copy; delete it to download it again", verify,
-                        expected_size, expected_sha256)
+        try:
+            return _checked(cached, "the cached copy", verify, expected_size, expected_sha256)
+        except ChecksumError:
+            if not download:
+                raise
+            # A damaged cache entry (e.g. an interrupted copy by hand): fetch it again. The old
+            # file is replaced only once the new one is verified.
     if not download:
         raise FileNotFoundError(f"model file not found: {cached}, and download=False. {_manual_hint(cached)}")
     download_file(url, cached, expected_size=expected_size if verify else None,

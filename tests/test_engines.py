@@ -8,8 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ssd_resnet34.session import DEVICES, Session, create, providers_for
-from ssd_resnet34.truncate import HEAD_SHAPES
+from ssd_resnet34.engines import DEVICES, create
+from ssd_resnet34.engines.onnxruntime import OnnxRuntimeEngine as Session, providers_for
+from ssd_resnet34.layout import HEAD_SHAPES
 
 pytest_plugins = ["_fixtures"]  # shared session-scoped synthetic models, sessions, images
 

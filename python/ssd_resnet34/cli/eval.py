@@ -1,6 +1,6 @@
 """``ssd-resnet34 eval``: COCO mAP of the pipeline on a folder of COCO images.
 
-Runs preprocess -> onnxruntime session -> postprocessor over the images of the annotation
+Runs the detector's pipeline (``SSDResNet34.iter_detect``) over the images of the annotation
 file found in ``--images`` (sorted by image id, ``--limit`` the first N), maps model labels to
 COCO category ids, writes ``OUT/coco_results.json`` and ``OUT/coco_eval.json``, and prints the
 COCO summary (12 AP/AR lines) for exactly those images and ``mAP=...`` (AP@[.5:.95]), as
@@ -14,12 +14,11 @@ encoded from each image's ground truth, decoded by the postprocessor. This check
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import CommandError, add_model_arguments, load_model, positive_int
+from ._common import CommandError, add_model_arguments, load_model, open_engine, positive_int
 
 __all__ = ["register", "run"]
 
@@ -63,30 +62,26 @@ def _progress(total: int, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
 
 
-def _model_batches(args: argparse.Namespace, images: list) -> Iterator[tuple[list, list]]:
-    """(images, per-image ObjectDetectionResult lists) for each batch, from the model."""
-    from .. import session as session_module
-
+def _model_detections(args: argparse.Namespace, images: list) -> Iterator[tuple[Any, list]]:
+    """(image, its ObjectDetectionResult list) per image, in order, from the model's pipeline.
+    A COCO image that cannot be read is an error of the whole evaluation (its mAP would be wrong)."""
     model = load_model(args)
-    with session_module.create(model, device=args.device) as sess:
-        for start in range(0, len(images), args.batch_size):
-            chunk = images[start : start + args.batch_size]
-            batch, contexts = model.preprocess([str(im.path) for im in chunk])
-            yield chunk, model.postprocessor(sess.run(batch), contexts)
+    with open_engine(args, model) as engine:
+        for image, outcome in zip(images, model.iter_detect([str(im.path) for im in images], engine, args.batch_size)):
+            if outcome.error is not None:
+                raise CommandError(str(outcome.error))
+            yield image, outcome.results
 
 
-def _oracle_batches(args: argparse.Namespace, images: list, dataset: dict) -> Iterator[tuple[list, list]]:
-    """The same from :func:`ssd_resnet34.oracle.encode_ground_truth` (seed = --seed + image id);
-    ``dataset``: the annotation file as already loaded for the evaluator."""
+def _oracle_detections(args: argparse.Namespace, images: list, dataset: dict) -> Iterator[tuple[Any, list]]:
+    """The same from :func:`ssd_resnet34.evaluation.oracle.encode_ground_truth` (seed = --seed +
+    image id); ``dataset``: the annotation file as already loaded for the evaluator."""
     import numpy as np
 
-    from ..oracle import encode_ground_truth, load_coco_ground_truth
+    from .. import postprocess
+    from ..evaluation.oracle import encode_ground_truth, load_coco_ground_truth
 
-    if args.python_postprocess:
-        from ..reference import PythonPostProcessor as PostProcessor
-    else:
-        from ..postprocess import NativePostProcessor as PostProcessor
-    postprocessor = PostProcessor()
+    postprocessor = postprocess.create(not args.python_postprocess)
     truth = load_coco_ground_truth(dataset, [im.image_id for im in images])
     for start in range(0, len(images), args.batch_size):
         chunk = images[start : start + args.batch_size]
@@ -94,24 +89,15 @@ def _oracle_batches(args: argparse.Namespace, images: list, dataset: dict) -> It
         per_image = [encode_ground_truth(gt.boxes, gt.labels, seed=args.seed + gt.image_id) for gt in gts]
         heads = [np.concatenate(parts, axis=0) for parts in zip(*per_image)]
         contexts = [{"width": gt.width, "height": gt.height} for gt in gts]
-        yield chunk, postprocessor(heads, contexts)
+        yield from zip(chunk, postprocessor(heads, contexts))
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``eval``; returns the exit status (0 ok, 1 a reported failure)."""
-    try:
-        return _run(args)
-    except CommandError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, ImportError) as error:
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
-
-
-def _run(args: argparse.Namespace) -> int:
-    from ..coco_results import to_coco_results, write_coco_results
-    from ..evaluation import available_evaluators, evaluate, list_images, load_ground_truth
+    """Run ``eval``; returns the exit status (0 ok; failures raise :class:`CommandError` and
+    the errors of the libraries underneath, which the command line reports)."""
+    from ..evaluation.coco_eval import available_evaluators, evaluate, list_images, load_ground_truth
+    from ..output.coco_results import to_coco_results, write_coco_results
+    from ..output.run_folder import RunFolder
 
     if args.oracle and (args.synthetic or args.model):
         raise CommandError("--oracle replaces the model: do not combine it with --model or --synthetic")
@@ -122,21 +108,20 @@ def _run(args: argparse.Namespace) -> int:
     if not images:
         raise CommandError(f"none of the {len(gt.imgs)} images of {args.annotations} is in {args.images}")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
 
     source = "oracle" if args.oracle else "synthetic" if args.synthetic else "model"
-    batches = _oracle_batches(args, images, gt.dataset) if args.oracle else _model_batches(args, images)
+    detections = _oracle_detections(args, images, gt.dataset) if args.oracle else _model_detections(args, images)
     records: list[dict] = []
     with _progress(len(images), f"eval ({source})") as bar:
-        for chunk, detections in batches:
-            for image, dets in zip(chunk, detections):
-                records.extend(to_coco_results(dets, image.image_id))
-            bar.update(len(chunk))
-    results_path = write_coco_results(out / "coco_results.json", records)
+        for image, found in detections:
+            records.extend(to_coco_results(found, image.image_id))
+            bar.update(1)
 
     result = evaluate(gt, records, [im.image_id for im in images], evaluator=args.evaluator)
-    (out / "coco_eval.json").write_text(
-        json.dumps(
+    with RunFolder(out, "eval") as folder:
+        write_coco_results(folder.path("coco_results.json"), records)
+        folder.write_json(
+            "coco_eval.json",
             {
                 "source": source,
                 "evaluator": result.evaluator,
@@ -146,10 +131,8 @@ def _run(args: argparse.Namespace) -> int:
             },
             indent=2,
         )
-        + "\n",
-        encoding="utf-8",
-    )
-    print(f"{len(images)} images, {len(records)} detections -> {results_path}")
+        folder.commit({"images": len(images), "detections": len(records), "mAP": result.map})
+    print(f"{len(images)} images, {len(records)} detections -> {out / 'coco_results.json'}")
     print(result.summary)
     print(f"mAP={result.map:.4f}")
     return 0

@@ -1,35 +1,55 @@
-"""Small ONNX graph utilities: producer/consumer maps, shape inference at a fixed
-input size, parameter and multiply-add counts.
+"""Small ONNX graph utilities: loading with clear errors, producer/consumer maps, shape
+inference at a fixed input size, parameter and multiply-add counts.
 
-Used by :mod:`ssd_resnet34.truncate` (to find and check the 12 SSD heads) and by
-the tests that report the size of :mod:`ssd_resnet34.synthetic`'s model.
+Used by :mod:`ssd_resnet34.model.truncate` (to find and check the 12 SSD heads) and by
+the tests that report the size of :mod:`ssd_resnet34.model.synthetic`'s model.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from ..layout import INPUT_SHAPE
+
 __all__ = [
-    "MODEL_INPUT_SHAPE",
     "consumers",
     "conv_macs",
     "infer_shapes",
+    "load_onnx",
     "model_input",
     "parameter_count",
     "producers",
 ]
-
-#: One image, NCHW, as the MLPerf SSD-ResNet34 model takes it.
-MODEL_INPUT_SHAPE = (1, 3, 1200, 1200)
 
 # Initializers with more elements than this are replaced by typed graph inputs
 # before shape inference, so the weights are never copied.
 _SMALL_INITIALIZER = 4096
 
 Shape = tuple  # tuple[int | None, ...]; None for a dimension inference left unknown
+
+
+def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    """Load an ONNX model file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is empty, or is not an ONNX model (protobuf cannot parse it);
+            the message names the file.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path} is empty (0 bytes), not an ONNX model")
+    try:
+        return onnx.load(str(path))
+    except Exception as error:  # google.protobuf DecodeError, onnx's own parse errors
+        raise ValueError(f"{path} is not an ONNX model ({size:,} bytes that protobuf cannot parse as "
+                         f"onnx.ModelProto: {type(error).__name__}: {error})") from None
 
 
 def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
@@ -69,7 +89,7 @@ def _dims(value: onnx.ValueInfoProto) -> Shape | None:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
 
 
-def infer_shapes(model: onnx.ModelProto, input_shape: Sequence[int] = MODEL_INPUT_SHAPE,
+def infer_shapes(model: onnx.ModelProto, input_shape: Sequence[int] = INPUT_SHAPE,
                  names: Iterable[str] | None = None) -> dict[str, Shape]:
     """Shapes of the graph's tensors when its data input has ``input_shape``.
 
@@ -136,7 +156,7 @@ def parameter_count(model: onnx.ModelProto) -> int:
                if t.data_type in floats)
 
 
-def conv_macs(model: onnx.ModelProto, input_shape: Sequence[int] = MODEL_INPUT_SHAPE) -> int:
+def conv_macs(model: onnx.ModelProto, input_shape: Sequence[int] = INPUT_SHAPE) -> int:
     """Multiply-accumulate operations of all Conv nodes for one input of ``input_shape``.
 
     For each Conv: ``N * C_out * H_out * W_out * (C_in / group) * kH * kW``. Biases,

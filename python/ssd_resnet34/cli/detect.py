@@ -4,15 +4,20 @@ Writes ``OUT/detections.json`` (COCO results: ``image_id``, ``category_id``, ``b
 pixels, ``score``); the image id is taken from COCO file names (``000000397133.jpg``), other
 images get running numbers from 1 (skipping ids COCO names use) and then ``OUT/image_ids.json``
 maps each id to its file. Unless ``--no-draw``, one copy of each image with labelled boxes,
-``OUT/<stem><ext>``. Exit status 0 when every image was processed, 1 when an input was bad (one
-``error: ...`` line each on stderr, the good ones are still processed and written) or the model
-cannot be loaded, 2 for usage errors.
+``OUT/<stem><ext>``. ``OUT/run.json`` lists the files of the run.
+
+The files are written as one set when the run ends: they replace the previous run's set (whose
+files not rewritten are removed), so OUT never mixes two runs. A run that processed no image
+leaves OUT as it was. After Ctrl-C, the images finished so far are written as a set.
+
+Exit status 0 when every image was processed, 1 when an input was bad (one ``error: ...`` line
+each on stderr, the good ones are still processed and written) or the model cannot be loaded,
+2 for usage errors, 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,7 +26,7 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
-from . import CommandError, add_model_arguments, load_model, positive_int, probability
+from ._common import CommandError, add_model_arguments, load_model, open_engine, positive_int, probability
 
 __all__ = ["IMAGE_SUFFIXES", "register", "run", "collect_images"]
 
@@ -51,6 +56,7 @@ def register(subparsers) -> None:
         help="the postprocessor's score threshold: keep (anchor, class) candidates scoring above F (default 0.05, as MLPerf)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="images per inference (default 1)")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="process only the first N images")
     parser.add_argument("--no-draw", action="store_true", help="do not write the images with boxes drawn")
     parser.set_defaults(func=run)
 
@@ -94,7 +100,7 @@ def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
 
 def _assign_image_ids(paths: List[str]) -> Tuple[Dict[str, int], bool]:
     """COCO ids from COCO file names, running numbers from 1 (skipping COCO ids) for the rest."""
-    from ..coco_results import image_id_from_file_name
+    from ..output.coco_results import image_id_from_file_name
 
     ids: Dict[str, int] = {}
     taken = set()
@@ -138,85 +144,75 @@ def _summary(path: str, detections) -> str:
     return f"{path}: {len(detections)} detection{plural}, top: {top.label} {top.score:.2f}"
 
 
+def _encode_drawing(image: np.ndarray, detections, suffix: str) -> bytes:
+    from ..output.draw import draw_detections
+
+    encoded_ok, encoded = cv2.imencode(suffix, draw_detections(image, detections))
+    if not encoded_ok:
+        raise OSError(f"OpenCV could not encode {suffix}")
+    return encoded.tobytes()
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``detect`` with parsed ``args``; returns the exit status (0, or 1 after a bad input)."""
+    """Run ``detect`` with parsed ``args``; returns the exit status (0; 1 after a bad input or when
+    nothing could be processed; 130 when interrupted)."""
     from tqdm import tqdm
 
-    from .. import session as sessions
-    from ..coco_results import to_coco_results, write_coco_results
-    from ..draw import draw_detections
-    from ..preprocessing import ImageError, preprocess, read_image
+    from ..output.coco_results import to_coco_results, write_coco_results
+    from ..output.run_folder import RunFolder
 
     paths, errors = collect_images(args.images)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
+    if args.limit is not None:
+        paths = paths[: args.limit]
     out_dir = Path(args.out)
+    if not paths:
+        raise CommandError(f"no image to process; {out_dir} is left as it was")
+    model = load_model(args, score_threshold=args.score_threshold)
+    engine = open_engine(args, model)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        folder = RunFolder(out_dir, "detect")
     except OSError as error:
-        print(f"error: cannot create the output folder {out_dir}: {error}", file=sys.stderr)
-        return 1
+        engine.close()
+        raise CommandError(f"cannot use the output folder {out_dir}: {error}") from None
     ok = not errors
-    outputs = _output_paths(paths, out_dir)
+    targets = _output_paths(paths, out_dir)
     processed: List[Tuple[str, list]] = []  # (path, detections) of each image that went through
-
-    if paths:
+    interrupted = False
+    bar = tqdm(total=len(paths), unit="image", file=sys.stderr, disable=len(paths) <= 1)
+    with folder, bar, engine:
         try:
-            model = load_model(args, score_threshold=args.score_threshold)
-        except CommandError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        pending: List[Tuple[str, np.ndarray]] = []
-
-        def flush(sess) -> None:
-            nonlocal ok
-            batch, contexts = preprocess([image for _, image in pending])
-            results = model.postprocessor(sess.run(batch), contexts)
-            for (path, image), detections in zip(pending, results):
-                processed.append((path, detections))
+            for outcome in model.iter_detect(paths, engine, args.batch_size, keep_images=not args.no_draw):
+                bar.update(1)
+                if outcome.error is not None:
+                    ok = False
+                    tqdm.write(f"error: {outcome.error}", file=sys.stderr)
+                    continue
+                path = outcome.source
                 if not args.no_draw:
-                    drawn = draw_detections(image, detections)
-                    target = outputs[path]
+                    name = targets[path].name
                     try:
-                        encoded_ok, encoded = cv2.imencode(target.suffix, drawn)
-                        if not encoded_ok:
-                            raise OSError(f"OpenCV could not encode {target.suffix}")
-                        target.write_bytes(encoded.tobytes())
+                        folder.path(name).write_bytes(_encode_drawing(outcome.image, outcome.results, targets[path].suffix))
                     except (OSError, cv2.error) as error:
                         ok = False
-                        tqdm.write(f"error: {target}: cannot write the drawing: {error}", file=sys.stderr)
-                tqdm.write(_summary(path, detections), file=sys.stdout)
-                bar.update(1)
-            pending.clear()
-
-        try:
-            opened = sessions.create(model, device=model.device)
-        except (ValueError, RuntimeError) as error:  # unknown device, or its provider is missing
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        bar = tqdm(total=len(paths), unit="image", file=sys.stderr, disable=len(paths) <= 1)
-        with bar, opened as sess:
-            for path in paths:
-                try:
-                    pending.append((path, read_image(path)))
-                except ImageError as error:
-                    ok = False
-                    tqdm.write(f"error: {error}", file=sys.stderr)
-                    bar.update(1)
-                    continue
-                if len(pending) == args.batch_size:
-                    flush(sess)
-            if pending:
-                flush(sess)
-
-    # Ids once the good images are known, so running numbers count only those.
-    image_ids, running_numbers = _assign_image_ids([path for path, _ in processed])
-    records = [record for path, found in processed for record in to_coco_results(found, image_ids[path])]
-    write_coco_results(out_dir / "detections.json", records)
-    written = [f"{out_dir / 'detections.json'} ({len(records)} detections, {len(processed)} images)"]
-    if running_numbers:
-        mapping = {str(image_ids[path]): path for path, _ in processed}
-        (out_dir / "image_ids.json").write_text(json.dumps(mapping, indent=1) + "\n", encoding="utf-8")
-        written.append(str(out_dir / "image_ids.json"))
-    print("wrote " + ", ".join(written), file=sys.stderr)
+                        tqdm.write(f"error: {out_dir / name}: cannot write the drawing: {error}", file=sys.stderr)
+                processed.append((path, outcome.results))
+                tqdm.write(_summary(path, outcome.results), file=sys.stdout)
+        except KeyboardInterrupt:
+            interrupted = True
+        if not processed:
+            raise CommandError(f"no image could be processed; {out_dir} is left as it was")
+        # Ids once the good images are known, so running numbers count only those.
+        image_ids, running_numbers = _assign_image_ids([path for path, _ in processed])
+        records = [record for path, found in processed for record in to_coco_results(found, image_ids[path])]
+        write_coco_results(folder.path("detections.json"), records)
+        if running_numbers:
+            folder.write_json("image_ids.json", {str(image_ids[path]): path for path, _ in processed}, indent=1)
+        folder.commit({"images": len(processed), "detections": len(records), "interrupted": interrupted})
+    print(f"wrote {out_dir / 'detections.json'} ({len(records)} detections, {len(processed)} images)"
+          + (f", {out_dir / 'image_ids.json'}" if running_numbers else ""), file=sys.stderr)
+    if interrupted:
+        print(f"interrupted: {out_dir} holds the {len(processed)} image(s) finished before Ctrl-C", file=sys.stderr)
+        return 130
     return 0 if ok else 1

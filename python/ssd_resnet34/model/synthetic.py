@@ -22,7 +22,7 @@ mlcommons/inference:
   256->128->256 (pad 0, stride 2, 9x9), 256->128->256 (pad 0, stride 1, 7x7).
 * the heads: for each of the 6 feature maps a 3x3, pad 1, stride 3 Conv for the box
   offsets (nd*4 channels) and one for the class logits (nd*81), nd = [4, 6, 6, 6, 4, 4],
-  giving the model card's 12 outputs (see :data:`ssd_resnet34.truncate.HEAD_SHAPES`).
+  giving the model card's 12 outputs (see :data:`ssd_resnet34.layout.HEAD_SHAPES`).
 
 ``full_graph=True`` appends a decode + NMS tail shaped like the official export
 (Reshape to ``(N, 4, -1)`` / ``(N, 81, -1)`` with the shape computed by
@@ -51,12 +51,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .anchors import default_boxes
-from .paths import cache_dir, replacing
+from .._files import build_cached, cache_dir
+from ..anchors import default_boxes
+from ..layout import HEAD_SHAPES, INPUT_SIZE, LEVELS, NUM_CLASSES
 
 __all__ = [
     "MEANINGLESS",
-    "NUM_BOXES_PER_CELL",
     "OPSET",
     "build_synthetic_model",
     "synthetic_model_path",
@@ -66,10 +66,6 @@ __all__ = [
 MEANINGLESS = "Synthetic SSD-ResNet34 model: its detections are meaningless (random weights)."
 #: ONNX opset of the synthetic model.
 OPSET = 17
-#: nd, default boxes per feature-map cell, for the 6 levels.
-NUM_BOXES_PER_CELL = (4, 6, 6, 6, 4, 4)
-
-_NUM_CLASSES = 81
 _OUT_CHANNELS = (256, 512, 512, 256, 256, 256)
 # (mid channels, padding, stride) of the 3x3 conv of each additional block
 _EXTRA_BLOCKS = ((256, 1, 2), (256, 1, 2), (128, 1, 2), (128, 0, 2), (128, 0, 1))
@@ -169,15 +165,15 @@ def _feature_maps(b: _GraphBuilder, image: str) -> list[str]:
 def _heads(b: _GraphBuilder, maps: Sequence[str]) -> tuple[list[str], list[str]]:
     """Per level the box-offset conv then the class-logit conv; returns (class logits, box offsets)."""
     logits, offsets = [], []
-    for x, cin, nd in zip(maps, _OUT_CHANNELS, NUM_BOXES_PER_CELL):
+    for x, cin, nd in zip(maps, _OUT_CHANNELS, [level.boxes_per_cell for level in LEVELS]):
         fan_in = cin * 9
         # Feature maps are post-ReLU with a second moment of about 1.
         offsets.append(b.conv(x, cin, nd * 4, 3, stride=_HEAD_STRIDE, pad=1,
                               std=_BOX_OFFSET_STD / np.sqrt(fan_in),
                               bias=np.zeros(nd * 4, np.float32)))
-        bias = np.zeros(nd * _NUM_CLASSES, np.float32)
+        bias = np.zeros(nd * NUM_CLASSES, np.float32)
         bias[:nd] = _BACKGROUND_BIAS  # channel c*nd + d: class 0 is the first nd channels
-        logits.append(b.conv(x, cin, nd * _NUM_CLASSES, 3, stride=_HEAD_STRIDE, pad=1,
+        logits.append(b.conv(x, cin, nd * NUM_CLASSES, 3, stride=_HEAD_STRIDE, pad=1,
                              std=_LOGIT_STD / np.sqrt(fan_in), bias=bias))
     return logits, offsets
 
@@ -198,7 +194,7 @@ def _flatten_concat(b: _GraphBuilder, heads: Sequence[str], channels: int) -> st
 def _decode_nms_tail(b: _GraphBuilder, logits: Sequence[str], offsets: Sequence[str]) -> list[str]:
     """Decode + NMS for one image: returns the names of bboxes (1,K,4), labels (1,K), scores (1,K)."""
     locs = _flatten_concat(b, offsets, 4)  # (N, 4, 15130)
-    confs = _flatten_concat(b, logits, _NUM_CLASSES)  # (N, 81, 15130)
+    confs = _flatten_concat(b, logits, NUM_CLASSES)  # (N, 81, 15130)
     i64 = lambda *v: b.const(np.array(v, np.int64))  # noqa: E731
     f32 = lambda v: b.const(np.array(v, np.float32))  # noqa: E731
 
@@ -219,7 +215,7 @@ def _decode_nms_tail(b: _GraphBuilder, logits: Sequence[str], offsets: Sequence[
     (boxes,) = b.node("Concat", [lt, rb], axis=2)  # (N, 15130, 4) ltrb
 
     (probs,) = b.node("Softmax", [confs], axis=1)  # (N, 81, 15130)
-    (fg,) = b.node("Slice", [probs, i64(1), i64(_NUM_CLASSES), i64(1)])  # classes 1..80
+    (fg,) = b.node("Slice", [probs, i64(1), i64(NUM_CLASSES), i64(1)])  # classes 1..80
     # IoU is symmetric in x and y, so ltrb boxes work with center_point_box=0 ([y1,x1,y2,x2]).
     (selected,) = b.node("NonMaxSuppression", [boxes, fg, i64(_MAX_PER_CLASS), f32([_IOU_THRESHOLD]),
                                                f32([_SCORE_THRESHOLD])], center_point_box=0)
@@ -273,15 +269,13 @@ def build_synthetic_model(seed: int = 0, *, full_graph: bool = False) -> onnx.Mo
     maps = _feature_maps(b, "image")
     logits, offsets = _heads(b, maps)
     batch: int | str = 1 if full_graph else "N"
-    inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 1200, 1200])]
+    inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, INPUT_SIZE, INPUT_SIZE])]
     if full_graph:
         names = _decode_nms_tail(b, logits, offsets)
         outputs = [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, [1, "K", 4]),
                    helper.make_tensor_value_info(names[1], TensorProto.INT64, [1, "K"]),
                    helper.make_tensor_value_info(names[2], TensorProto.FLOAT, [1, "K"])]
     else:
-        from .truncate import HEAD_SHAPES
-
         outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, *shape])
                    for name, shape in zip([*logits, *offsets], HEAD_SHAPES)]
     graph = helper.make_graph(b.nodes, "ssd_resnet34_synthetic", inputs, outputs,
@@ -305,13 +299,15 @@ def _generator_id(full_graph: bool) -> str:
 
 
 def synthetic_model_path(seed: int = 0, *, full_graph: bool = False) -> Path:
-    """Path of the synthetic model's .onnx file in :func:`ssd_resnet34.paths.cache_dir`.
+    """Path of the synthetic model's .onnx file in :func:`ssd_resnet34._files.cache_dir`.
 
     Its detections are meaningless (random weights). Built with
     :func:`build_synthetic_model` on first use and reused afterwards; the file name
     (``synthetic-ssd-resnet34-<variant>-seed<seed>-<id>.onnx``) carries a hash of this
     module's source, so an edit to the generator makes a new file. Written to a
-    temporary file and renamed, so concurrent processes never see a partial model.
+    temporary file and renamed, so concurrent processes never see a partial model; a stamp
+    beside it (:func:`ssd_resnet34._files.build_cached`) makes a damaged file (cut short,
+    overwritten) be rebuilt.
 
     Raises:
         TypeError: ``seed`` is not an int.
@@ -321,8 +317,5 @@ def synthetic_model_path(seed: int = 0, *, full_graph: bool = False) -> Path:
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     variant = "full" if full_graph else "heads"
     path = cache_dir() / f"synthetic-ssd-resnet34-{variant}-seed{int(seed)}-{_generator_id(full_graph)}.onnx"
-    if not path.is_file():
-        model = build_synthetic_model(int(seed), full_graph=full_graph)
-        with replacing(path) as tmp:
-            onnx.save(model, str(tmp))
-    return path
+    return build_cached(path, f"seed {int(seed)}, {variant}",
+                        lambda tmp: onnx.save(build_synthetic_model(int(seed), full_graph=full_graph), str(tmp)))

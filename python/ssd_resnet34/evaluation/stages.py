@@ -33,7 +33,6 @@ import numpy as np
 
 __all__ = [
     "StageTiming",
-    "cpu_name",
     "extract_tail",
     "format_table",
     "machine_description",
@@ -62,20 +61,8 @@ def time_calls(fn: Callable[[], Any], repeats: int) -> list[float]:
     return times
 
 
-def cpu_name() -> str:
-    """The CPU model (``model name`` of /proc/cpuinfo, else what ``platform`` knows)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_description() -> str:
-    """``nproc=N, <CPU model>, onnxruntime <version>, load average L``: what the timings were
+    """``nproc=N, <machine>, onnxruntime <version>, load average L``: what the timings were
     taken on (the 1-minute load average shows whether other work shared the CPU)."""
     try:
         import onnxruntime
@@ -85,7 +72,7 @@ def machine_description() -> str:
         ort = "onnxruntime not installed"
     nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return f"nproc={nproc}, {cpu_name()}, {ort}{load}"
+    return f"nproc={nproc}, {platform.machine()}, {ort}{load}"
 
 
 def extract_tail(full_model_path: str | Path) -> Any:
@@ -98,7 +85,7 @@ def extract_tail(full_model_path: str | Path) -> Any:
     import onnx
     import onnx.utils
 
-    from .truncate import find_head_outputs, is_heads_model
+    from ..model.truncate import find_head_outputs, is_heads_model
 
     model = onnx.load(str(full_model_path))
     if is_heads_model(model):
@@ -141,11 +128,10 @@ def measure_stages(
     """
     import cv2
 
-    from . import session as session_module
+    from .. import engines
+    from ..image import preprocess
+    from ..postprocess import NativePostProcessor, PythonPostProcessor
     from .oracle import random_head_outputs
-    from .postprocess import NativePostProcessor
-    from .preprocessing import preprocess
-    from .reference import PythonPostProcessor
 
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"runs must be an int >= 1, got {runs!r}")
@@ -177,7 +163,7 @@ def measure_stages(
 
     say("inference")
     heads_per_image, times = [], []
-    with session_module.create(model, device=device, threads=threads) as sess:
+    with engines.create(model, device=device, threads=threads) as sess:
         if warmup:
             sess.run(inputs[0])
         for x in inputs:
@@ -220,7 +206,7 @@ def _tail_row(model: Any, heads_per_image: list, runs: int, device: str, threads
         tail = extract_tail(source)
     except ValueError as error:
         return StageTiming(_TAIL, float("nan"), 0, f"not measured: {error}")
-    from .session import providers_for
+    from ..engines.onnxruntime import providers_for
 
     options = ort.SessionOptions()
     if threads:

@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssd_resnet34 import model as model_module
+from ssd_resnet34 import detector as model_module
 from ssd_resnet34 import session
 from ssd_resnet34.coco import COCO_CLASSES
-from ssd_resnet34.model import SSDResNet34
-from ssd_resnet34.preprocessing import preprocess as preprocess_function
-from ssd_resnet34.reference import PythonPostProcessor
-from ssd_resnet34.truncate import HEAD_SHAPES
-from ssd_resnet34.weights import ChecksumError
+from ssd_resnet34.detector import SSDResNet34
+from ssd_resnet34.image import preprocess as preprocess_function
+from ssd_resnet34.postprocess import NativePostProcessor
+from ssd_resnet34.postprocess.reference import PythonPostProcessor
+from ssd_resnet34.layout import HEAD_SHAPES
+from ssd_resnet34.model.weights import ChecksumError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAT = DATA / "images" / "cat.jpg"
@@ -34,7 +35,8 @@ pytestmark = pytest.mark.skipif(
 
 def _native_postprocessor_class():
     try:
-        from ssd_resnet34.postprocess import NativePostProcessor, load_native
+        from ssd_resnet34.postprocess import NativePostProcessor
+        from ssd_resnet34._extension import load_native
 
         load_native()
     except ImportError as error:
@@ -72,11 +74,13 @@ def test_attributes(model):
     assert model.is_synthetic and model.device == "cpu"
     assert model.model_path == model.source_path and model.model_path.is_file()
     assert not model.truncated  # the synthetic heads model needs no truncation
-    assert isinstance(model.postprocess, PythonPostProcessor)
-    assert model.preprocess is preprocess_function
+    assert isinstance(model.postprocessor, NativePostProcessor)  # the model card's default: Rust
+    images, contexts = model.preprocess([str(CAT)])
+    expected_images, expected_contexts = preprocess_function([str(CAT)])
+    assert np.array_equal(images, expected_images) and contexts == expected_contexts
     assert "synthetic (random weights)" in repr(model)
     python_only = SSDResNet34(model.model_path, use_native=False, score_threshold=0.3)
-    assert python_only.postprocessor is python_only.postprocess
+    assert isinstance(python_only.postprocessor, PythonPostProcessor)
     assert python_only.postprocessor.score_threshold == pytest.approx(0.3)
     with pytest.raises(ValueError):
         SSDResNet34(model.model_path, score_threshold=1.5)
@@ -97,7 +101,7 @@ def test_head_outputs_of_real_photos(batch_run):
 def test_native_and_python_postprocess_agree_on_real_outputs(model, batch_run):
     _, contexts, outputs = batch_run
     native = model.postprocessor.decode(outputs)
-    python = model.postprocess.decode(outputs)
+    python = PythonPostProcessor().decode(outputs)
     for (n_boxes, n_labels, n_scores), (p_boxes, p_labels, p_scores) in zip(native, python):
         assert len(n_labels) > 0  # random weights still give candidates above 0.05
         np.testing.assert_array_equal(n_labels, p_labels)
@@ -108,7 +112,9 @@ def test_native_and_python_postprocess_agree_on_real_outputs(model, batch_run):
         assert (np.diff(n_scores) <= 0).all()  # score-descending
 
     native_results = model.postprocessor(outputs, contexts)
-    python_results = model.postprocess(outputs, contexts)
+    python_results = PythonPostProcessor()(outputs, contexts)
+    # The model card's postprocess calls the selected postprocessor (here the native one).
+    assert model.postprocess(outputs, contexts) == native_results
     assert [len(r) for r in native_results] == [len(d[1]) for d in native]
     for image_results, other, (boxes, labels, scores), context in zip(
         native_results, python_results, native, contexts

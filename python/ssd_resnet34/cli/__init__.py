@@ -1,17 +1,22 @@
 """The ``ssd-resnet34`` command line: ``ssd-resnet34 <command> ...``.
 
-Each command is a module ``ssd_resnet34.commands.<name>`` exposing ``register(subparsers)``,
-which adds its sub-parser and sets ``func`` (``func(args) -> int``, the exit status) as a default.
-Exit status: 0 success, 1 a failure the command reports (bad input, missing weights), 2 a usage
-error (argparse), 130 interrupted.
+Each command is a module ``ssd_resnet34.cli.<name>`` exposing ``register(subparsers)``, which
+adds its sub-parser and sets ``func`` (``func(args) -> int``, the exit status) as a default;
+``_common.py`` holds what they share. Exit status: 0 success, 1 a failure the command reports
+(bad input, missing weights), 2 a usage error (argparse), 130 interrupted. Every failure is one
+``error: ...`` line on stderr, never a traceback (``SSD_RESNET34_DEBUG=1`` re-raises unexpected
+exceptions, with their traceback, for debugging).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Optional, Sequence
+
+from ._common import CommandError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -38,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module_name = f"ssd_resnet34.commands.{name}"
+        module_name = f"ssd_resnet34.cli.{name}"
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
@@ -65,6 +70,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, TypeError, ImportError, RuntimeError) as error:
+        # Expected failures of the libraries underneath (a file that cannot be written, a bad
+        # value, a missing optional package, a runtime that cannot start): their message says
+        # what is wrong.
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a bug: still one line, unless debugging
+        if os.environ.get("SSD_RESNET34_DEBUG"):
+            raise
+        print(f"error: internal error ({type(error).__name__}: {error}); run with SSD_RESNET34_DEBUG=1 "
+              "for the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # python -m ssd_resnet34.cli

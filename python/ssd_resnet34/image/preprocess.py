@@ -1,4 +1,4 @@
-"""Image preprocessing for SSD-ResNet34: image files or BGR arrays -> a (N, 3, 1200, 1200) batch.
+"""Preprocessing for SSD-ResNet34: image files or BGR arrays -> a (N, 3, 1200, 1200) batch.
 
 The model input is MLPerf's ``pre_process_coco_resnet34`` (mlcommons/inference,
 ``vision/classification_and_detection/python/dataset.py``, with ``maybe_resize``): the image
@@ -20,165 +20,31 @@ Two ways to compute it:
   ``img / 255.0 - mean``, ``/ std``, transpose; bit-for-bit MLPerf. Several times slower
   (see ``benches/bench_preprocess.py``).
 
-Image files are read as bytes and decoded with ``cv2.imdecode(..., IMREAD_COLOR)`` (so unicode
-paths work and every file becomes 3-channel BGR, as MLPerf's ``cv2.imread``: grayscale is
-replicated, alpha dropped, EXIF orientation applied). Before decoding, the header is read with
-Pillow and an image above ``MAX_IMAGE_PIXELS`` is refused (decompression bombs). Every problem
-with a file raises :class:`ImageError` naming the file.
+Both release the GIL (OpenCV and the native kernel), so images can be preprocessed on threads.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import stat
-import warnings
-from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
-from PIL import Image
 
-from .postprocess import load_native
+from .._extension import load_native
+from ..layout import INPUT_SIZE
+from .reading import read_image
 
-__all__ = [
-    "INPUT_SIZE",
-    "MEAN",
-    "STD",
-    "MAX_IMAGE_PIXELS",
-    "ImageError",
-    "read_image",
-    "as_bgr",
-    "preprocess",
-]
+__all__ = ["MEAN", "STD", "ImageInput", "as_bgr", "load_image", "preprocess", "preprocess_into"]
 
-#: Side of the square model input, in pixels.
-INPUT_SIZE = 1200
 #: ImageNet mean and standard deviation per RGB channel (MLPerf ``pre_process_coco_resnet34``).
 MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
-#: Images with more pixels than this (width * height; 100 megapixels, e.g. 12000 x 8333) are
-#: refused before decoding: decoding one takes 300 MB as uint8 BGR.
-MAX_IMAGE_PIXELS = 100_000_000
 
 _MEAN32 = np.array(MEAN, dtype=np.float32)
 _STD32 = np.array(STD, dtype=np.float32)
 
 ImageInput = Union[str, "os.PathLike[str]", np.ndarray]
-
-
-class ImageError(ValueError):
-    """An image file that cannot be used: missing, unreadable, empty, not an image, too large.
-
-    ``path`` is the file as given, ``reason`` what is wrong; ``str(error)`` is ``"path: reason"``.
-    """
-
-    def __init__(self, path: Union[str, "os.PathLike[str]"], reason: str):
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.reason))
-
-
-def _read_bytes(path: Union[str, "os.PathLike[str]"]) -> bytes:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise ImageError(path, "no such file") from None
-    except OSError as error:
-        raise ImageError(path, f"cannot read it ({error.strerror or error})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise ImageError(path, "is a directory, not an image file")
-    if not stat.S_ISREG(info.st_mode):
-        raise ImageError(path, "not a regular file")
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise ImageError(path, f"cannot read it ({error.strerror or error})") from None
-    if not data:
-        raise ImageError(path, "empty file (0 bytes)")
-    return data
-
-
-def _check_header(data: bytes, path) -> None:
-    """Refuse an image whose header (read by Pillow, nothing decoded) declares too many pixels.
-
-    Formats Pillow does not know are left to OpenCV, whose own limit (``CV_IO_MAX_IMAGE_PIXELS``,
-    2**30 by default) applies and whose result is checked against ``MAX_IMAGE_PIXELS`` after
-    decoding.
-    """
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns between its own limit and twice that; this module decides.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as header:
-                width, height = header.size
-    except Image.DecompressionBombError as error:
-        raise ImageError(path, f"image too large to decode safely ({error})") from None
-    except Exception:  # not a format Pillow knows (or a broken header): OpenCV decides
-        return
-    _check_pixels(width, height, path)
-
-
-def _check_pixels(width: int, height: int, path) -> None:
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ImageError(
-            path,
-            f"image too large to decode safely: {width}x{height} = {width * height:,} pixels "
-            f"(the limit, ssd_resnet34.preprocessing.MAX_IMAGE_PIXELS, is {MAX_IMAGE_PIXELS:,})",
-        )
-
-
-def _jpeg_is_complete(data: bytes) -> bool:
-    """False for a JPEG cut short: no end-of-image marker after its first scan.
-
-    Walks the marker segments up to the first start-of-scan (so EXIF thumbnails, which carry
-    their own end-of-image marker inside APP1, are skipped), then looks for an end-of-image
-    marker (``FF D9`` cannot occur inside entropy-coded data). Data after the end-of-image marker
-    (camera trailers) is allowed. A malformed header returns True: OpenCV decides.
-    """
-    position = 2
-    size = len(data)
-    while position + 4 <= size:
-        if data[position] != 0xFF:
-            return True
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        if marker == 0xDA:  # start of scan
-            return data.find(b"\xff\xd9", position) >= 0
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            position += 2
-            continue
-        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
-    return False
-
-
-def read_image(path: Union[str, "os.PathLike[str]"]) -> np.ndarray:
-    """Read an image file as MLPerf does (``cv2.imread``): uint8 BGR, shape (H, W, 3).
-
-    Any format OpenCV decodes (JPEG, PNG, BMP, TIFF, WebP, ...): grayscale becomes 3 equal
-    channels, alpha is dropped, 16-bit is scaled to 8-bit, EXIF orientation is applied. The file is
-    read as bytes (unicode paths work) and decoded with ``cv2.imdecode``.
-
-    Raises :class:`ImageError` (a ``ValueError``) naming the file when it is missing, a directory,
-    unreadable, empty (0 bytes), not an image or cut short ("not an image (OpenCV could not
-    decode it)"), or declares more than ``MAX_IMAGE_PIXELS`` pixels in its header (refused
-    before decoding).
-    """
-    data = _read_bytes(path)
-    _check_header(data, path)
-    if data[:3] == b"\xff\xd8\xff" and not _jpeg_is_complete(data):
-        raise ImageError(path, "truncated JPEG (no end-of-image marker; the file is cut short)")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise ImageError(path, "not an image (OpenCV could not decode it)")
-    _check_pixels(image.shape[1], image.shape[0], path)
-    return image
 
 
 def as_bgr(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -279,19 +145,35 @@ def preprocess(
     contexts: List[Dict[str, Any]] = []
     many = len(items) > 1 or not isinstance(images, (str, os.PathLike, np.ndarray))
     for index, item in enumerate(items):
-        name = f"images[{index}]" if many else "image"
-        if isinstance(item, (str, os.PathLike)):
-            image = read_image(item)
-            context = {"file_name": os.path.basename(os.fspath(item)), "path": os.fspath(item)}
-        elif isinstance(item, np.ndarray):
-            image = as_bgr(item, name)
-            context = {}
-        else:
-            raise TypeError(
-                f"{name}: expected a path (str or os.PathLike) or a numpy image, "
-                f"got {type(item).__name__}"
-            )
-        context = {"width": int(image.shape[1]), "height": int(image.shape[0]), **context}
-        (_preprocess_exact if exact else _preprocess_fast)(image, batch[index])
+        image, context = load_image(item, f"images[{index}]" if many else "image")
+        preprocess_into(image, batch[index], exact=exact)
         contexts.append(context)
     return batch, contexts
+
+
+def load_image(item: ImageInput, name: str = "image") -> Tuple[np.ndarray, Dict[str, Any]]:
+    """One input as ``(uint8 BGR (H, W, 3) image, context)``: a path is read with
+    :func:`~ssd_resnet34.image.read_image`, an array checked with :func:`as_bgr`. The context
+    holds ``width`` and ``height`` in pixels, plus ``file_name`` and ``path`` for a file.
+
+    Raises :class:`~ssd_resnet34.image.ImageError` for a bad file, ``TypeError``/``ValueError``
+    naming ``name`` for a bad array or another type.
+    """
+    if isinstance(item, (str, os.PathLike)):
+        image = read_image(item)
+        extra = {"file_name": os.path.basename(os.fspath(item)), "path": os.fspath(item)}
+    elif isinstance(item, np.ndarray):
+        image = as_bgr(item, name)
+        extra = {}
+    else:
+        raise TypeError(
+            f"{name}: expected a path (str or os.PathLike) or a numpy image, got {type(item).__name__}"
+        )
+    return image, {"width": int(image.shape[1]), "height": int(image.shape[0]), **extra}
+
+
+def preprocess_into(image_bgr: np.ndarray, out: np.ndarray, *, exact: bool = False) -> None:
+    """Preprocess one uint8 BGR (H, W, 3) C-contiguous image into ``out``, a (3, 1200, 1200)
+    float32 C-contiguous array (e.g. ``batch[i]``): the fast path, or MLPerf's float path with
+    ``exact=True`` (see the module docstring)."""
+    (_preprocess_exact if exact else _preprocess_fast)(image_bgr, out)

@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Union
 
-from .coco import label_to_category_id
-from .paths import replacing
-from .types import ObjectDetectionResult
+from .._files import replacing
+from ..coco import label_to_category_id
+from ..types import ObjectDetectionResult
 
 __all__ = ["image_id_from_file_name", "to_coco_results", "write_coco_results"]
 

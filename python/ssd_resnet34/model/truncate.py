@@ -20,25 +20,17 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from .graph import MODEL_INPUT_SHAPE, infer_shapes, model_input, producers
-from .paths import cache_dir, replacing
+from .._files import build_cached, cache_dir, stamp_matches
+from ..layout import HEAD_SHAPES, INPUT_SHAPE, NUM_CLASSES
+from .graph import infer_shapes, load_onnx, model_input, producers
 
 __all__ = [
-    "HEAD_SHAPES",
     "find_head_outputs",
     "is_heads_model",
     "truncate_model",
     "truncated_model_path",
 ]
 
-#: Per-image (C, H, W) shapes of the 12 head outputs, in the model card's order:
-#: class logits of levels 0..5 (81*nd channels), then box offsets of levels 0..5 (4*nd).
-HEAD_SHAPES: tuple[tuple[int, int, int], ...] = (
-    (324, 50, 50), (486, 25, 25), (486, 13, 13), (486, 7, 7), (324, 3, 3), (324, 3, 3),
-    (16, 50, 50), (24, 25, 25), (24, 13, 13), (24, 7, 7), (16, 3, 3), (16, 3, 3),
-)
-
-_NUM_CLASSES = 81
 _METADATA_KEY = "ssd_resnet34.truncated_from"
 # Bump when truncate_model's output changes, so cached .heads.onnx files are rebuilt.
 _FORMAT_VERSION = "1"
@@ -97,18 +89,18 @@ def find_head_outputs(model: onnx.ModelProto) -> list[str]:
             f"found {len(groups)} Concat(axis=2) node(s) joining 6 Conv -> Reshape heads, expected 2 "
             f"(the box offsets and the class logits of MLCommons' ssd_r34.py bbox_view)")
     try:
-        shapes = infer_shapes(model, MODEL_INPUT_SHAPE, names=[n for g in groups for n in g])
+        shapes = infer_shapes(model, INPUT_SHAPE, names=[n for g in groups for n in g])
     except ValueError as exc:
         raise _not_ssd(str(exc)) from exc
     unknown = [n for g in groups for n in g if n not in shapes or None in shapes[n]]
     if unknown:
         raise _not_ssd(f"could not infer the shapes of head tensors {unknown} for a "
-                       f"{list(MODEL_INPUT_SHAPE)} input")
+                       f"{list(INPUT_SHAPE)} input")
     channels = [[shapes[n][1] for n in g] for g in groups]
-    is_class = [all(c % _NUM_CLASSES == 0 for c in chans) for chans in channels]
+    is_class = [all(c % NUM_CLASSES == 0 for c in chans) for chans in channels]
     if sorted(is_class) != [False, True]:
         raise _not_ssd(f"head channel counts {channels}: expected one group of multiples of "
-                       f"{_NUM_CLASSES} (class logits) and one of multiples of 4 (box offsets)")
+                       f"{NUM_CLASSES} (class logits) and one of multiples of 4 (box offsets)")
     logits, offsets = (groups[0], groups[1]) if is_class[0] else (groups[1], groups[0])
     heads = [*logits, *offsets]
     got = [tuple(shapes[n]) for n in heads]
@@ -206,37 +198,25 @@ def _source_key(src: Path) -> str:
     return f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|v{_FORMAT_VERSION}"
 
 
-def _is_fresh(target: Path, key: str) -> bool:
-    stamp = target.with_name(target.name + ".source")
-    try:
-        return target.is_file() and stamp.read_text(encoding="utf-8").strip() == key
-    except OSError:
-        return False
-
-
-def _write(model: onnx.ModelProto, target: Path, key: str) -> None:
-    with replacing(target) as tmp:
-        onnx.save(model, str(tmp))
-    target.with_name(target.name + ".source").write_text(key + "\n", encoding="utf-8")
-
-
 def truncated_model_path(full_model_path: str | os.PathLike) -> Path:
     """Path of the heads-only version of an SSD-ResNet34 .onnx file, built on first use.
 
     The truncated model is ``<stem>.heads.onnx`` next to the original, or, when that
     folder is not writable, ``cache_dir()/<stem>-<hash of the path>.heads.onnx``. A
-    ``<name>.source`` stamp beside it records the original's path, size and mtime; the
-    file is rebuilt when it is missing or the stamp does not match (the original
-    changed). A file whose outputs already are the 12 heads (:func:`is_heads_model`,
+    ``<name>.stamp`` beside it (:func:`ssd_resnet34._files.build_cached`) records the
+    original's path, size and mtime and the truncated file's own size and sha256; the file
+    is rebuilt when it is missing, damaged (e.g. cut short) or the original changed. A file whose outputs already are the 12 heads (:func:`is_heads_model`,
     e.g. the synthetic heads model) is returned unchanged.
 
     Raises:
         FileNotFoundError: ``full_model_path`` does not exist.
-        ValueError: not an SSD-ResNet34 graph (see :func:`find_head_outputs`).
-        onnx.onnx_cpp2py_export.checker.ValidationError / google.protobuf.message.DecodeError:
-            the file is not an ONNX model.
+        IsADirectoryError: ``full_model_path`` is a folder.
+        ValueError: the file is empty or not an ONNX model (:func:`~ssd_resnet34.model.graph.load_onnx`),
+            or not an SSD-ResNet34 graph (see :func:`find_head_outputs`).
     """
     src = Path(full_model_path).expanduser()
+    if src.is_dir():
+        raise IsADirectoryError(f"{src} is a folder, not an .onnx model file")
     if not src.is_file():
         raise FileNotFoundError(f"model file not found: {src}")
     key = _source_key(src)
@@ -244,17 +224,19 @@ def truncated_model_path(full_model_path: str | os.PathLike) -> Path:
     digest = hashlib.sha256(str(src.resolve()).encode()).hexdigest()[:12]
     fallback = cache_dir() / f"{src.stem}-{digest}.heads.onnx"
     for target in (primary, fallback):
-        if _is_fresh(target, key):
+        if stamp_matches(target.with_name(target.name + ".stamp"), target, key):
             return target
-    model = onnx.load(str(src))
+    model = load_onnx(src)
     if is_heads_model(model):
         return src
     heads = truncate_model(model)
     heads.metadata_props.append(onnx.StringStringEntryProto(key=_METADATA_KEY, value=str(src.resolve())))
     del model
+
+    def save(tmp: Path) -> None:
+        onnx.save(heads, str(tmp))
+
     try:
-        _write(heads, primary, key)
-        return primary
+        return build_cached(primary, key, save)
     except OSError:
-        _write(heads, fallback, key)
-        return fallback
+        return build_cached(fallback, key, save)

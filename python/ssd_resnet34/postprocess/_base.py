@@ -16,14 +16,13 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
-from .anchors import LEVELS, NUM_OUTPUTS
-from .coco import COCO_CLASSES
-from .types import LtrbBoundingBox, ObjectDetectionResult
+from ..coco import COCO_CLASSES
+from ..layout import HEAD_SHAPES, NUM_OUTPUTS, describe_output
+from ..types import LtrbBoundingBox, ObjectDetectionResult
 
 __all__ = [
     "Detections",
     "PostProcessorBase",
-    "describe_output",
     "validate_parameters",
     "validate_outputs",
     "check_output_arrays",
@@ -37,27 +36,21 @@ __all__ = [
 Detections = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def describe_output(k: int) -> str:
-    """``"outputs[k] (class logits, level l)"`` or ``"outputs[k] (box offsets, level l)"``."""
-    if k < len(LEVELS):
-        return f"outputs[{k}] (class logits, level {k})"
-    return f"outputs[{k}] (box offsets, level {k - len(LEVELS)})"
-
-
-def _expected_shape(k: int) -> Tuple[int, int, int]:
-    level = LEVELS[k % len(LEVELS)]
-    return level.class_shape if k < len(LEVELS) else level.box_shape
-
-
-_EXPECTED_SHAPES = tuple(_expected_shape(k) for k in range(NUM_OUTPUTS))
-
-
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _is_integer(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _as_float(value: Any) -> float:
+    """``float(value)`` for a real number, with +-inf for an integer too large for a float
+    (``10**400``), so that the range checks report it instead of an ``OverflowError``."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def validate_parameters(
@@ -79,7 +72,7 @@ def validate_parameters(
     ):
         if not _is_real(value):
             raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-        value = float(value)
+        value = _as_float(value)
         in_range = (0.0 < value <= 1.0) if low_open else (0.0 <= value <= 1.0)
         if not in_range:
             interval = "(0, 1]" if low_open else "[0, 1]"
@@ -93,8 +86,8 @@ def validate_parameters(
         if int(value) < 1:
             raise ValueError(f"{name} must be >= 1, got {int(value)}")
     return (
-        float(score_threshold),
-        float(iou_threshold),
+        _as_float(score_threshold),
+        _as_float(iou_threshold),
         int(max_candidates_per_class),
         int(max_detections),
     )
@@ -124,13 +117,26 @@ def validate_outputs(outputs: Any) -> List[np.ndarray]:
     float16/float64 arrays are converted to float32; non-contiguous arrays are accepted
     (returned as they are when already float32).
 
-    Raises ``TypeError`` when ``outputs`` is not a list/tuple, an element is not an ndarray or
-    its dtype is not floating; ``ValueError`` for a count other than 12, a wrong rank or shape,
+    Raises ``TypeError`` when ``outputs`` is not a list/tuple, an element is not an ndarray (or
+    is a ``numpy.ma.MaskedArray``, whose mask could not be honoured) or its dtype is not floating; ``ValueError`` for a count other than 12, a wrong rank or shape,
     differing batch sizes, or NaN/infinite values (naming ``outputs[k]`` and the batch item).
     """
     arrays = check_output_arrays(outputs)
     check_finite(arrays)
     return arrays
+
+
+def _plain_array(array: Any, k: int) -> np.ndarray:
+    """An ndarray subclass as a plain ndarray; a masked array or a non-array is refused (a mask
+    cannot be honoured: decoding its data would silently use the masked values)."""
+    if isinstance(array, np.ma.MaskedArray):
+        raise TypeError(
+            f"{describe_output(k)} is a numpy.ma.MaskedArray; the postprocessor takes plain arrays "
+            "and cannot honour a mask: pass array.filled(value) or numpy.asarray(array)"
+        )
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{describe_output(k)} must be a numpy.ndarray, got {type(array).__name__}")
+    return np.asarray(array)
 
 
 def check_output_arrays(outputs: Any) -> List[np.ndarray]:
@@ -150,14 +156,14 @@ def check_output_arrays(outputs: Any) -> List[np.ndarray]:
     for k, array in enumerate(outputs):
         # The serving-loop case (float32 ndarrays of the right shapes) costs a few attribute
         # reads per tensor; the tensor's name is built only for an error message.
-        if not isinstance(array, np.ndarray):
-            raise TypeError(f"{describe_output(k)} must be a numpy.ndarray, got {type(array).__name__}")
+        if type(array) is not np.ndarray:
+            array = _plain_array(array, k)
         if array.dtype != np.float32 and not np.issubdtype(array.dtype, np.floating):
             raise TypeError(
                 f"{describe_output(k)} must have a floating dtype (float32 expected), "
                 f"got {array.dtype}"
             )
-        expected = _EXPECTED_SHAPES[k]
+        expected = HEAD_SHAPES[k]
         if array.ndim != 4 or array.shape[1:] != expected:
             raise ValueError(
                 f"{describe_output(k)} has shape {tuple(array.shape)}, expected (N, {expected[0]}, "
@@ -205,7 +211,7 @@ def _context_size(context: Any, where: str) -> Tuple[float, float]:
             raise TypeError(
                 f"{where}[{key!r}] must be a number (pixels), got {type(value).__name__}"
             )
-        value = float(value)
+        value = _as_float(value)
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{where}[{key!r}] must be positive and finite, got {value!r}")
         size.append(value)

@@ -21,8 +21,9 @@ from typing import List
 
 import numpy as np
 
-from .anchors import LEVELS, NUM_CLASSES, default_boxes
-from .validation import Detections, PostProcessorBase, validate_parameters
+from ..anchors import default_boxes
+from ..layout import LEVELS, NUM_CLASSES
+from ._base import Detections, PostProcessorBase, validate_parameters
 
 __all__ = [
     "PythonPostProcessor", "nms", "iou_matrix", "softmax_scores", "decode_boxes", "gather_levels",

@@ -1,0 +1,250 @@
+"""``SSDResNet34``: the MLPerf SSD-ResNet34 detector (COCO, 1200x1200), as FuriosaAI's model card.
+
+The model (``resnet34-ssd1200.onnx`` from MLCommons, ``vision/classification_and_detection`` in
+mlcommons/inference) is run up to its 12 head outputs (class logits and box offsets of the 6
+feature maps); everything after them (softmax, box decoding, NMS) is this package's
+postprocessor (``docs/postprocess.md``). ``SSDResNet34`` owns the pipeline: ``iter_detect``
+(and ``detect`` on top of it) runs images through :mod:`ssd_resnet34.pipeline`.
+
+Usage::
+
+    from ssd_resnet34 import SSDResNet34, session
+
+    model = SSDResNet34.load()                    # official weights, truncated to the 12 heads
+    with session.create(model) as sess:
+        images, contexts = model.preprocess(["cat.jpg"])
+        outputs = sess.run(images)
+        results = model.postprocessor(outputs, contexts=contexts)   # per image, a list of results
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import engines
+from . import postprocess as postprocessors
+from .coco import COCO_CLASSES
+from .image import preprocess as _preprocess
+from .layout import INPUT_SHAPE
+from .model.synthetic import MEANINGLESS, synthetic_model_path
+from .model.truncate import truncated_model_path
+from .model.weights import resolve_model_path
+from .pipeline import ImageResult, run_pipeline
+from .types import ObjectDetectionResult
+
+__all__ = ["SSDResNet34"]
+
+_warned_synthetic = False
+
+
+def _warn_synthetic() -> None:
+    global _warned_synthetic
+    if not _warned_synthetic:
+        _warned_synthetic = True
+        warnings.warn(MEANINGLESS + " Use SSDResNet34.load() for real detections.", UserWarning, stacklevel=3)
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    return int(batch_size)
+
+
+class SSDResNet34:
+    """MLCommons SSD-ResNet34 (COCO 2017, 80 classes, 1200x1200 input), FuriosaAI model-card API.
+
+    Make one with :meth:`load` (official weights) or :meth:`synthetic` (the exact topology with
+    random weights, for tests and timings: its detections are noise).
+
+    Attributes:
+        name: ``"SSDResNet34"``.
+        model_path: the ``.onnx`` file an engine runs (12 head outputs, see
+            :data:`ssd_resnet34.layout.HEAD_SHAPES`).
+        source_path: the official or synthetic ``.onnx`` it was made from (``model_path`` itself
+            when no truncation was needed).
+        truncated: True when ``model_path`` is a truncated copy of ``source_path``.
+        is_synthetic: True for random weights (detections are meaningless).
+        device: the default device of :meth:`detect` / :meth:`iter_detect` and
+            ``session.create`` (see :func:`ssd_resnet34.engines.create`).
+        input_shape: ``(1, 3, 1200, 1200)``, float32 RGB NCHW (any batch size N works).
+        classes: the 81 class names by model label (0 = background), ``COCO_CLASSES``.
+        postprocessor: the selected postprocessor, ``NativePostProcessor`` (default) or
+            ``PythonPostProcessor``: ``postprocessor(outputs, contexts)`` -> per image a list
+            of ``ObjectDetectionResult``.
+    """
+
+    name = "SSDResNet34"
+    input_shape = INPUT_SHAPE
+    classes = COCO_CLASSES
+
+    def __init__(
+        self,
+        model_path: Union[str, "os.PathLike[str]"],
+        *,
+        source_path: Union[str, "os.PathLike[str]", None] = None,
+        truncated: bool = False,
+        is_synthetic: bool = False,
+        use_native: bool = True,
+        device: str = "cpu",
+        score_threshold: float = 0.05,
+    ) -> None:
+        """Wrap an existing 12-head ``.onnx`` file; prefer :meth:`load` / :meth:`synthetic`.
+
+        ``use_native`` selects the postprocessor (Rust, or the numpy reference);
+        ``score_threshold`` is its score threshold (MLPerf: 0.05). Raises ``ValueError`` /
+        ``TypeError`` for a bad ``score_threshold``, ``ImportError`` when ``use_native`` and the
+        extension is not built.
+        """
+        self.model_path = Path(model_path)
+        self.source_path = Path(source_path) if source_path is not None else self.model_path
+        self.truncated = bool(truncated)
+        self.is_synthetic = bool(is_synthetic)
+        self.device = device
+        self.postprocessor = postprocessors.create(use_native, score_threshold=score_threshold)
+
+    @classmethod
+    def load(
+        cls,
+        model_path: Union[str, "os.PathLike[str]", None] = None,
+        use_native: bool = True,
+        device: str = "cpu",
+        truncate: bool = True,
+        *,
+        download: bool = True,
+        verify: bool = True,
+        score_threshold: float = 0.05,
+    ) -> "SSDResNet34":
+        """The official MLPerf model (``resnet34-ssd1200.onnx``).
+
+        ``model_path``: the file; None looks in ``$SSD_RESNET34_MODEL``, then the cache, then
+        downloads it (unless ``download=False``), see
+        :func:`ssd_resnet34.model.weights.resolve_model_path`; the file's size and sha256 must be
+        the official ones unless ``verify=False`` (another export of the same network, e.g. the
+        synthetic full graph). ``truncate``: run it up to the 12 heads (default; the postprocess
+        is this package's); ``truncate=False`` keeps the file as is, whose outputs are then the
+        graph's own boxes/labels/scores, not what ``postprocessor`` takes.
+
+        Raises ``FileNotFoundError`` (no model and no download), ``IsADirectoryError``,
+        ``ssd_resnet34.model.weights.DownloadError``, ``ssd_resnet34.model.weights.ChecksumError``
+        with a message saying where to put the file; ``ValueError`` when the file is empty, not
+        ONNX or not an SSD-ResNet34 graph.
+        """
+        source = Path(resolve_model_path(model_path, download=download, verify=verify))
+        path = Path(truncated_model_path(source)) if truncate else source
+        return cls(
+            path,
+            source_path=source,
+            truncated=truncate,
+            use_native=use_native,
+            device=device,
+            score_threshold=score_threshold,
+        )
+
+    @classmethod
+    def synthetic(
+        cls,
+        seed: int = 0,
+        use_native: bool = True,
+        full_graph: bool = False,
+        *,
+        device: str = "cpu",
+        score_threshold: float = 0.05,
+    ) -> "SSDResNet34":
+        """The exact MLPerf topology with random weights (``numpy.random.default_rng(seed)``).
+
+        **Its detections are noise**: warns once per process (``UserWarning``) and sets
+        ``is_synthetic``. For tests, timings and plumbing without the official file. The model is
+        built on first use and cached (:func:`ssd_resnet34.model.synthetic.synthetic_model_path`).
+        ``full_graph=True`` builds the variant with the decode + NMS tail, as the official file,
+        and truncates it to the 12 heads (exercising :mod:`ssd_resnet34.model.truncate`).
+        Raises ``TypeError`` for a non-int seed, ``OSError`` if the cache is not writable.
+        """
+        _warn_synthetic()
+        source = Path(synthetic_model_path(seed, full_graph=full_graph))
+        path = Path(truncated_model_path(source)) if full_graph else source
+        return cls(
+            path,
+            source_path=source,
+            truncated=full_graph,
+            is_synthetic=True,
+            use_native=use_native,
+            device=device,
+            score_threshold=score_threshold,
+        )
+
+    def __repr__(self) -> str:
+        kind = "synthetic (random weights)" if self.is_synthetic else "official"
+        return (
+            f"SSDResNet34({kind}, model_path={str(self.model_path)!r}, device={self.device!r}, "
+            f"postprocessor={type(self.postprocessor).__name__})"
+        )
+
+    def preprocess(self, images: Any, *, exact: bool = False):
+        """Images -> ``(batch, contexts)``: :func:`ssd_resnet34.image.preprocess`
+        (``(N, 3, 1200, 1200)`` float32 RGB NCHW, and per image a dict with ``width``/``height``)."""
+        return _preprocess(images, exact=exact)
+
+    def postprocess(self, outputs: Sequence[np.ndarray], contexts: Any) -> List[List[ObjectDetectionResult]]:
+        """The selected :attr:`postprocessor` (native by default), as the model card's
+        ``postprocess``: the 12 heads and the contexts (a list, or one dict for one image) ->
+        per image a list of ``ObjectDetectionResult`` with boxes in pixels."""
+        return self.postprocessor(outputs, contexts=contexts)
+
+    def iter_detect(
+        self,
+        images: Union[Any, Iterable[Any]],
+        session: Optional[engines.Engine] = None,
+        batch_size: int = 1,
+        *,
+        keep_images: bool = False,
+        depth: Optional[int] = None,
+    ) -> Iterator[ImageResult]:
+        """Detect on images as a stream: yields, per input and in input order, an
+        :class:`~ssd_resnet34.pipeline.ImageResult` holding either its results or its error.
+
+        ``images``: one image or an iterable of them (paths, or uint8 BGR arrays as
+        :func:`ssd_resnet34.image.preprocess` takes), consumed lazily. ``session``: an open
+        engine (``ssd_resnet34.session.create(model)``); None opens one on :attr:`device` for
+        the run and closes it at the end. ``batch_size``: images per inference. ``keep_images``:
+        put each decoded image in its result. ``depth``: batches alive at once (None: the
+        engine's requests in flight plus one per core; 0: serial, in the calling thread).
+
+        Reading, preprocessing, inference and the postprocess overlap (see
+        :mod:`ssd_resnet34.pipeline`); memory stays bounded by ``depth`` batches. A bad input is
+        reported in its result, not raised. Raises ``ValueError`` for a bad ``batch_size`` and
+        what the engine raises; stopping the iteration early cleans everything up.
+        """
+        batch_size = _check_batch_size(batch_size)
+        if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):
+            images = [images]
+        if session is None:
+            with engines.create(self, device=self.device) as own:
+                yield from run_pipeline(images, own, self.postprocessor, batch_size=batch_size,
+                                        depth=depth, keep_images=keep_images)
+            return
+        yield from run_pipeline(images, session, self.postprocessor, batch_size=batch_size,
+                                depth=depth, keep_images=keep_images)
+
+    def detect(
+        self,
+        images: Union[Any, Sequence[Any]],
+        session: Optional[engines.Engine] = None,
+        batch_size: int = 1,
+    ) -> List[List[ObjectDetectionResult]]:
+        """Preprocess, run and postprocess: one list of ``ObjectDetectionResult`` per image.
+
+        ``images``, ``session``, ``batch_size``: as :meth:`iter_detect`. Boxes are ltrb in
+        pixels of each original image. Raises the first bad input's error (``ImageError`` for a
+        bad file, ``TypeError``/``ValueError`` for a bad array) after the run, what the engine
+        raises, and ``ValueError`` for ``batch_size < 1``.
+        """
+        outcomes = list(self.iter_detect(images, session, batch_size))
+        for outcome in outcomes:
+            if outcome.error is not None:
+                raise outcome.error
+        return [outcome.results for outcome in outcomes]

@@ -1,0 +1,156 @@
+"""The pixel dimensions an image file declares, read from its header before anything is decoded.
+
+The decompression-bomb guard of :func:`ssd_resnet34.image.read_image` must hold for every format
+OpenCV decodes, whatever the file is named: a small file can declare an image of billions of
+pixels, and OpenCV allocates the whole image before it finds out the data is missing. So the
+format is recognized by its signature (the first bytes), and the declared width and height are
+read from its header:
+
+- by Pillow's header parser, restricted to the recognized format (JPEG, PNG, BMP, TIFF and
+  BigTIFF, WebP, GIF, Sun raster, JPEG 2000, AVIF, PBM/PGM/PPM and PFM), which reads the header
+  only (Pillow decodes lazily);
+- by this module for the formats Pillow does not know: Radiance HDR and PAM.
+
+A file whose signature is none of these, or whose header cannot be read, is refused
+(:class:`HeaderError`) rather than handed to a decoder that would allocate first. OpenEXR is
+recognized but refused: opencv-python builds ship with its reader disabled.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from typing import NamedTuple, Optional, Tuple
+
+from PIL import Image
+
+__all__ = ["HeaderError", "ImageHeader", "read_header", "sniff_format"]
+
+
+class HeaderError(ValueError):
+    """The file's format is not recognized, or its header cannot be read."""
+
+
+class ImageHeader(NamedTuple):
+    """What a header declares: the format's name and the image's width and height in pixels."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+# (format name, Pillow plugin or None for this module's own parser)
+_JPEG = ("JPEG", "JPEG")
+_PNG = ("PNG", "PNG")
+_BMP = ("BMP", "BMP")
+_TIFF = ("TIFF", "TIFF")
+_WEBP = ("WebP", "WEBP")
+_GIF = ("GIF", "GIF")
+_SUN = ("Sun raster", "SUN")
+_JP2 = ("JPEG 2000", "JPEG2000")
+_AVIF = ("AVIF", "AVIF")
+_PNM = ("PNM", "PPM")
+_PFM = ("PFM", "PPM")
+_PAM = ("PAM", None)
+_HDR = ("Radiance HDR", None)
+_EXR = ("OpenEXR", None)
+
+_PREFIXES: Tuple[Tuple[bytes, Tuple[str, Optional[str]]], ...] = (
+    (b"\xff\xd8\xff", _JPEG),
+    (b"\x89PNG\r\n\x1a\n", _PNG),
+    (b"BM", _BMP),
+    (b"II*\x00", _TIFF),
+    (b"MM\x00*", _TIFF),
+    (b"II+\x00", _TIFF),  # BigTIFF
+    (b"MM\x00+", _TIFF),
+    (b"GIF87a", _GIF),
+    (b"GIF89a", _GIF),
+    (b"\x59\xa6\x6a\x95", _SUN),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", _JP2),
+    (b"\xff\x4f\xff\x51", _JP2),  # raw codestream (.j2k)
+    (b"#?RADIANCE", _HDR),
+    (b"#?RGBE", _HDR),
+    (b"v/1\x01", _EXR),
+    (b"P7", _PAM),
+    (b"PF", _PFM),
+    (b"Pf", _PFM),
+    *((b"P" + str(k).encode(), _PNM) for k in range(1, 7)),
+)
+
+
+def sniff_format(data: bytes) -> Tuple[str, Optional[str]]:
+    """``(format name, Pillow plugin name or None)`` from the file's first bytes.
+
+    Raises :class:`HeaderError` when the signature is not one of an image format OpenCV decodes.
+    """
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _WEBP
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return _AVIF
+    for prefix, kind in _PREFIXES:
+        if data.startswith(prefix):
+            return kind
+    raise HeaderError("not an image (unrecognized format: the first bytes are no known image signature)")
+
+
+_HDR_SIZE = re.compile(rb"^([-+])([XY]) (\d+) ([-+])([XY]) (\d+)$")
+
+
+def _radiance_size(data: bytes) -> Tuple[int, int]:
+    """Radiance RGBE: text lines, an empty line, then the resolution line ``-Y H +X W``."""
+    lines = data[:65536].split(b"\n")
+    for k, line in enumerate(lines):
+        if line.strip() == b"" and k > 0 and k + 1 < len(lines):
+            match = _HDR_SIZE.match(lines[k + 1].strip())
+            if match is None or match.group(2) == match.group(5):
+                break
+            first, second = int(match.group(3)), int(match.group(6))
+            # "-Y H +X W": rows first (height), then columns; "+X W -Y H" the other way round.
+            return (second, first) if match.group(2) == b"Y" else (first, second)
+    raise HeaderError("cannot read its Radiance HDR header (no resolution line after the header)")
+
+
+def _pam_size(data: bytes) -> Tuple[int, int]:
+    """PAM (P7): ``WIDTH w`` and ``HEIGHT h`` lines before ``ENDHDR``."""
+    header = data[:65536].split(b"ENDHDR", 1)
+    fields = {}
+    for line in header[0].split(b"\n")[1:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            fields[parts[0]] = int(parts[1])
+    if len(header) != 2 or b"WIDTH" not in fields or b"HEIGHT" not in fields:
+        raise HeaderError("cannot read its PAM header (WIDTH, HEIGHT and ENDHDR expected)")
+    return fields[b"WIDTH"], fields[b"HEIGHT"]
+
+
+def read_header(data: bytes) -> ImageHeader:
+    """The format and declared size of an image file's bytes, without decoding the image.
+
+    Raises :class:`HeaderError` when the format is not recognized, cannot be checked (OpenEXR) or
+    its header is unreadable, and ``PIL.Image.DecompressionBombError`` when Pillow finds the
+    declared size beyond twice its own limit (the caller reports both as too large / unusable).
+    """
+    name, plugin = sniff_format(data)
+    if name == _HDR[0]:
+        width, height = _radiance_size(data)
+    elif name == _PAM[0]:
+        width, height = _pam_size(data)
+    elif plugin is None:
+        raise HeaderError(f"{name} images are not accepted (their size cannot be checked before decoding)")
+    else:
+        try:
+            with warnings.catch_warnings():
+                # Pillow warns between its own limit and twice that; the caller decides.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data), formats=[plugin]) as header:
+                    width, height = header.size
+        except Image.DecompressionBombError:
+            raise
+        except Exception as error:  # Pillow's own errors for a broken header
+            raise HeaderError(f"cannot read its {name} header ({error})") from None
+    return ImageHeader(name, int(width), int(height))

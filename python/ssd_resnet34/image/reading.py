@@ -1,0 +1,137 @@
+"""Reading image files safely: bytes -> uint8 BGR (H, W, 3), as MLPerf's ``cv2.imread``.
+
+Image files are read as bytes and decoded with ``cv2.imdecode(..., IMREAD_COLOR)`` (so unicode
+paths work and every file becomes 3-channel BGR, as MLPerf's ``cv2.imread``: grayscale is
+replicated, alpha dropped, EXIF orientation applied). Before decoding, the format is recognized
+from the file's first bytes and the size its header declares is read
+(:mod:`ssd_resnet34.image.headers`); an image above ``MAX_IMAGE_PIXELS``, or a file whose header
+cannot be read, is refused (decompression bombs). Every problem with a file raises
+:class:`ImageError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Union
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .headers import HeaderError, read_header
+
+__all__ = ["MAX_IMAGE_PIXELS", "ImageError", "read_image"]
+
+#: Images with more pixels than this (width * height; 100 megapixels, e.g. 12000 x 8333) are
+#: refused before decoding: decoding one takes 300 MB as uint8 BGR.
+MAX_IMAGE_PIXELS = 100_000_000
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used: missing, unreadable, empty, not an image, too large.
+
+    ``path`` is the file as given, ``reason`` what is wrong; ``str(error)`` is ``"path: reason"``.
+    """
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
+
+def _read_bytes(path: Union[str, "os.PathLike[str]"]) -> bytes:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ImageError(path, "no such file") from None
+    except OSError as error:
+        raise ImageError(path, f"cannot read it ({error.strerror or error})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError(path, "is a directory, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(path, "not a regular file")
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ImageError(path, f"cannot read it ({error.strerror or error})") from None
+    if not data:
+        raise ImageError(path, "empty file (0 bytes)")
+    return data
+
+
+def _check_header(data: bytes, path) -> None:
+    """Refuse a file whose format is not recognized, whose header cannot be read, or whose header
+    declares more than ``MAX_IMAGE_PIXELS`` pixels: before anything is decoded
+    (:mod:`ssd_resnet34.image.headers`)."""
+    try:
+        header = read_header(data)
+    except HeaderError as error:
+        raise ImageError(path, str(error)) from None
+    except Image.DecompressionBombError as error:
+        raise ImageError(path, f"image too large to decode safely ({error})") from None
+    _check_pixels(header.width, header.height, path, f"declared in its {header.format} header")
+
+
+def _check_pixels(width: int, height: int, path, source: str = "decoded") -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageError(
+            path,
+            f"image too large to decode safely: {width}x{height} = {width * height:,} pixels ({source}) "
+            f"(the limit, ssd_resnet34.image.MAX_IMAGE_PIXELS, is {MAX_IMAGE_PIXELS:,})",
+        )
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    """False for a JPEG cut short: no end-of-image marker after its first scan.
+
+    Walks the marker segments up to the first start-of-scan (so EXIF thumbnails, which carry
+    their own end-of-image marker inside APP1, are skipped), then looks for an end-of-image
+    marker (``FF D9`` cannot occur inside entropy-coded data). Data after the end-of-image marker
+    (camera trailers) is allowed. A malformed header returns True: OpenCV decides.
+    """
+    position = 2
+    size = len(data)
+    while position + 4 <= size:
+        if data[position] != 0xFF:
+            return True
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xDA:  # start of scan
+            return data.find(b"\xff\xd9", position) >= 0
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+            continue
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return False
+
+
+def read_image(path: Union[str, "os.PathLike[str]"]) -> np.ndarray:
+    """Read an image file as MLPerf does (``cv2.imread``): uint8 BGR, shape (H, W, 3).
+
+    Any format OpenCV decodes whose header can be checked first (JPEG, PNG, BMP, TIFF, WebP, GIF,
+    Sun raster, JPEG 2000, AVIF, PNM/PAM/PFM, Radiance HDR; see :mod:`ssd_resnet34.image.headers`),
+    recognized by content, not by file name: grayscale becomes 3 equal channels, alpha is dropped,
+    16-bit is scaled to 8-bit, EXIF orientation is applied. The file is read as bytes (unicode
+    paths work) and decoded with ``cv2.imdecode``.
+
+    Raises :class:`ImageError` (a ``ValueError``) naming the file when it is missing, a directory,
+    unreadable, empty (0 bytes), not an image (an unrecognized format, or one whose header cannot
+    be read), cut short ("not an image (OpenCV could not decode it)"), or declares more than
+    ``MAX_IMAGE_PIXELS`` pixels in its header (refused before decoding).
+    """
+    data = _read_bytes(path)
+    _check_header(data, path)
+    if data[:3] == b"\xff\xd8\xff" and not _jpeg_is_complete(data):
+        raise ImageError(path, "truncated JPEG (no end-of-image marker; the file is cut short)")
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise ImageError(path, "not an image (OpenCV could not decode it)")
+    _check_pixels(image.shape[1], image.shape[0], path)
+    return image
