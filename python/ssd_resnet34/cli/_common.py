@@ -6,13 +6,25 @@ opening its engine (:func:`open_engine`), and :class:`CommandError`.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import warnings
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from ..engines import DEVICES
 
-__all__ = ["CommandError", "add_model_arguments", "load_model", "open_engine", "positive_int", "probability"]
+__all__ = [
+    "CommandError",
+    "Interrupt",
+    "add_model_arguments",
+    "graceful_interrupt",
+    "load_model",
+    "open_engine",
+    "positive_int",
+    "probability",
+]
 
 
 class CommandError(Exception):
@@ -120,3 +132,32 @@ def open_engine(args: argparse.Namespace, model: Any, **options: Any) -> Any:
         return engines.create(model, device=args.device, threads=args.threads, **options)
     except (OSError, ValueError, RuntimeError) as error:
         raise CommandError(str(error)) from None
+
+
+class Interrupt:
+    """Set by :func:`graceful_interrupt` when Ctrl-C was pressed once."""
+
+    requested = False
+
+
+@contextmanager
+def graceful_interrupt(message: str = "stopping after the images in flight (Ctrl-C again to abort)") -> Iterator[Interrupt]:
+    """Within the block, a first Ctrl-C (SIGINT) only sets ``requested`` (and prints ``message``),
+    so a loop can finish the item at hand, stop and write a consistent result; a second one
+    raises ``KeyboardInterrupt`` as usual. Outside the main thread it changes nothing."""
+    state = Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame):
+        if state.requested:
+            raise KeyboardInterrupt
+        state.requested = True
+        print(message, file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -26,7 +26,15 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
-from ._common import CommandError, add_model_arguments, load_model, open_engine, positive_int, probability
+from ._common import (
+    CommandError,
+    add_model_arguments,
+    graceful_interrupt,
+    load_model,
+    open_engine,
+    positive_int,
+    probability,
+)
 
 __all__ = ["IMAGE_SUFFIXES", "register", "run", "collect_images"]
 
@@ -179,37 +187,45 @@ def run(args: argparse.Namespace) -> int:
     ok = not errors
     targets = _output_paths(paths, out_dir)
     processed: List[Tuple[str, list]] = []  # (path, detections) of each image that went through
+    keep: List[str] = []  # the output files of those images
     interrupted = False
     bar = tqdm(total=len(paths), unit="image", file=sys.stderr, disable=len(paths) <= 1)
-    with folder, bar, engine:
+    with folder, bar, engine, graceful_interrupt() as stop:
         try:
             for outcome in model.iter_detect(paths, engine, args.batch_size, keep_images=not args.no_draw):
                 bar.update(1)
                 if outcome.error is not None:
                     ok = False
                     tqdm.write(f"error: {outcome.error}", file=sys.stderr)
-                    continue
-                path = outcome.source
-                if not args.no_draw:
-                    name = targets[path].name
-                    try:
-                        folder.path(name).write_bytes(_encode_drawing(outcome.image, outcome.results, targets[path].suffix))
-                    except (OSError, cv2.error) as error:
-                        ok = False
-                        tqdm.write(f"error: {out_dir / name}: cannot write the drawing: {error}", file=sys.stderr)
-                processed.append((path, outcome.results))
-                tqdm.write(_summary(path, outcome.results), file=sys.stdout)
-        except KeyboardInterrupt:
+                else:
+                    path = outcome.source
+                    if not args.no_draw:
+                        name = targets[path].name
+                        try:
+                            folder.path(name).write_bytes(_encode_drawing(outcome.image, outcome.results, targets[path].suffix))
+                            keep.append(name)
+                        except (OSError, cv2.error) as error:
+                            ok = False
+                            tqdm.write(f"error: {out_dir / name}: cannot write the drawing: {error}", file=sys.stderr)
+                    processed.append((path, outcome.results))
+                    tqdm.write(_summary(path, outcome.results), file=sys.stdout)
+                if stop.requested:
+                    interrupted = True
+                    break
+        except KeyboardInterrupt:  # a second Ctrl-C: keep what is consistent so far
             interrupted = True
+            keep = [targets[path].name for path, _ in processed if targets[path].name in keep]
         if not processed:
             raise CommandError(f"no image could be processed; {out_dir} is left as it was")
         # Ids once the good images are known, so running numbers count only those.
         image_ids, running_numbers = _assign_image_ids([path for path, _ in processed])
         records = [record for path, found in processed for record in to_coco_results(found, image_ids[path])]
         write_coco_results(folder.path("detections.json"), records)
+        keep.append("detections.json")
         if running_numbers:
             folder.write_json("image_ids.json", {str(image_ids[path]): path for path, _ in processed}, indent=1)
-        folder.commit({"images": len(processed), "detections": len(records), "interrupted": interrupted})
+            keep.append("image_ids.json")
+        folder.commit({"images": len(processed), "detections": len(records), "interrupted": interrupted}, only=keep)
     print(f"wrote {out_dir / 'detections.json'} ({len(records)} detections, {len(processed)} images)"
           + (f", {out_dir / 'image_ids.json'}" if running_numbers else ""), file=sys.stderr)
     if interrupted:

@@ -7,9 +7,9 @@ format is recognized by its signature (the first bytes), and the declared width 
 read from its header:
 
 - by Pillow's header parser, restricted to the recognized format (JPEG, PNG, BMP, TIFF and
-  BigTIFF, WebP, GIF, Sun raster, JPEG 2000, AVIF, PBM/PGM/PPM and PFM), which reads the header
-  only (Pillow decodes lazily);
-- by this module for the formats Pillow does not know: Radiance HDR and PAM.
+  BigTIFF, WebP, GIF, Sun raster, JPEG 2000, AVIF, PBM/PGM/PPM), which reads the header only
+  (Pillow decodes lazily);
+- by this module for the formats Pillow does not read: Radiance HDR, PAM and PFM.
 
 A file whose signature is none of these, or whose header cannot be read, is refused
 (:class:`HeaderError`) rather than handed to a decoder that would allocate first. OpenEXR is
@@ -55,7 +55,7 @@ _SUN = ("Sun raster", "SUN")
 _JP2 = ("JPEG 2000", "JPEG2000")
 _AVIF = ("AVIF", "AVIF")
 _PNM = ("PNM", "PPM")
-_PFM = ("PFM", "PPM")
+_PFM = ("PFM", None)
 _PAM = ("PAM", None)
 _HDR = ("Radiance HDR", None)
 _EXR = ("OpenEXR", None)
@@ -128,6 +128,14 @@ def _pam_size(data: bytes) -> Tuple[int, int]:
     return fields[b"WIDTH"], fields[b"HEIGHT"]
 
 
+def _pfm_size(data: bytes) -> Tuple[int, int]:
+    """PFM (``PF`` colour, ``Pf`` grey): whitespace-separated width, height and scale."""
+    fields = data[2:256].split(None, 3)
+    if len(fields) < 3 or not (fields[0].isdigit() and fields[1].isdigit()):
+        raise HeaderError("cannot read its PFM header (width and height expected)")
+    return int(fields[0]), int(fields[1])
+
+
 def read_header(data: bytes) -> ImageHeader:
     """The format and declared size of an image file's bytes, without decoding the image.
 
@@ -140,6 +148,8 @@ def read_header(data: bytes) -> ImageHeader:
         width, height = _radiance_size(data)
     elif name == _PAM[0]:
         width, height = _pam_size(data)
+    elif name == _PFM[0]:
+        width, height = _pfm_size(data)
     elif plugin is None:
         raise HeaderError(f"{name} images are not accepted (their size cannot be checked before decoding)")
     else:

@@ -91,12 +91,14 @@ class RunFolder:
             return []
         return [f for f in files if isinstance(f, str) and os.path.basename(f) == f and f != MANIFEST]
 
-    def commit(self, summary: Optional[dict] = None) -> List[Path]:
-        """Replace the previous set by the files written: remove the previous run's files that
-        this run did not write, move the new ones into place, then write ``run.json``
-        (``command``, ``files`` and ``summary``). Returns the final paths."""
+    def commit(self, summary: Optional[dict] = None, only: Optional[Iterable[str]] = None) -> List[Path]:
+        """Replace the previous set by the files written (or by those of them named in ``only``):
+        remove the previous run's files that this set does not have, move the new ones into
+        place, then write ``run.json`` (``command``, ``files`` and ``summary``). Returns the
+        final paths."""
         staging = self._require_staging()
-        written = [n for n in self._names if (staging / n).exists()]
+        chosen = self._names if only is None else [n for n in self._names if n in set(only)]
+        written = [n for n in chosen if (staging / n).exists()]
         for name in set(self._previous()) - set(written):
             (self.out / name).unlink(missing_ok=True)
         for name in written:

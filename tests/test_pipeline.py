@@ -1,0 +1,158 @@
+"""The pipelined detector: same results and order as the serial loop, errors per image, bounded
+memory, and a clean shutdown (no thread left behind).
+
+The engine is a real onnxruntime session over a tiny model with the 12 heads' shapes (average
+pooling to each level's grid, then a 1x1 convolution), so these tests run in seconds; the
+synthetic SSD-ResNet34 itself goes through the same code in tests/test_detector.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from ssd_resnet34 import engines
+from ssd_resnet34.detector import SSDResNet34
+from ssd_resnet34.image import ImageError
+from ssd_resnet34.layout import HEAD_SHAPES, INPUT_SIZE, LEVELS
+from ssd_resnet34.pipeline import run_pipeline
+
+_POOL = {50: 24, 25: 48, 13: 92, 7: 171, 3: 400}
+
+
+def _tiny_heads_model(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    nodes, inits, outputs = [], [], []
+    for k, (channels, size, _) in enumerate(HEAD_SHAPES):
+        pooled = f"pool{k}"
+        stride = _POOL[size]
+        nodes.append(helper.make_node("AveragePool", ["image"], [pooled], kernel_shape=[stride, stride],
+                                      strides=[stride, stride]))
+        weight = numpy_helper.from_array(rng.standard_normal((channels, 3, 1, 1)).astype(np.float32) * 2, f"w{k}")
+        bias = np.zeros(channels, np.float32)
+        if k < len(LEVELS):
+            bias[: LEVELS[k].boxes_per_cell] = 3.0  # background logits: a modest number of candidates
+        inits += [weight, numpy_helper.from_array(bias, f"b{k}")]
+        nodes.append(helper.make_node("Conv", [pooled, f"w{k}", f"b{k}"], [f"head{k}"]))
+        outputs.append(helper.make_tensor_value_info(f"head{k}", TensorProto.FLOAT, ["N", channels, size, size]))
+    graph = helper.make_graph(nodes, "tiny_heads", [helper.make_tensor_value_info(
+        "image", TensorProto.FLOAT, ["N", 3, INPUT_SIZE, INPUT_SIZE])], outputs, initializer=inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> SSDResNet34:
+    folder = tmp_path_factory.mktemp("tiny")
+    return SSDResNet34(_tiny_heads_model(folder / "tiny.onnx"))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> list:
+    """Good files, a bad file, a missing file, arrays (one of a bad dtype), in one list."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(1)
+    items: list = []
+    for k in range(7):
+        image = (rng.random((90 + 13 * k, 120 + 7 * k, 3)) * 255).astype(np.uint8)
+        path = folder / f"img{k}.png"
+        cv2.imwrite(str(path), image)
+        items.append(str(path))
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    items.insert(2, str(folder / "broken.jpg"))
+    items.insert(5, str(folder / "missing.png"))
+    items.append((rng.random((64, 48, 3)) * 255).astype(np.uint8))
+    items.append(np.zeros((10, 10, 3), np.float32))  # wrong dtype
+    items.append((rng.random((33, 200)) * 255).astype(np.uint8))  # grayscale array
+    return items
+
+
+def _summary(outcomes):
+    return [(o.index, type(o.error).__name__ if o.error else None,
+             [(r.index, r.score, tuple(r.boundingbox)) for r in (o.results or [])]) for o in outcomes]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_pipelined_equals_serial(tiny, inputs, batch_size):
+    with engines.create(tiny) as engine:
+        serial = list(tiny.iter_detect(inputs, engine, batch_size, depth=0))
+        pipelined = list(tiny.iter_detect(inputs, engine, batch_size))
+        deep = list(tiny.iter_detect(iter(inputs), engine, batch_size, depth=7))
+    assert [o.index for o in serial] == list(range(len(inputs)))
+    assert _summary(pipelined) == _summary(serial) == _summary(deep)
+    errors = {o.index: o.error for o in serial if o.error is not None}
+    assert sorted(errors) == [2, 5, len(inputs) - 2]
+    assert isinstance(errors[2], ImageError) and "not an image" in str(errors[2])
+    assert isinstance(errors[5], ImageError) and "no such file" in str(errors[5])
+    assert isinstance(errors[len(inputs) - 2], TypeError) and "uint8" in str(errors[len(inputs) - 2])
+    assert sum(len(o.results) for o in serial if o.ok) > 0
+    # The same as the manual preprocess -> run -> postprocess of each good input alone.
+    with engines.create(tiny) as engine:
+        for outcome in serial:
+            if outcome.ok:
+                batch, contexts = tiny.preprocess(outcome.source)
+                assert tiny.postprocessor(engine.run(batch), contexts)[0] == outcome.results
+
+
+def test_detect_raises_the_first_bad_input(tiny, inputs):
+    with pytest.raises(ImageError, match="broken.jpg: not an image"):
+        tiny.detect(inputs)
+    assert len(tiny.detect(inputs[:2])) == 2
+
+
+def _threads() -> set:
+    return {t.ident for t in threading.enumerate()}
+
+
+def test_no_thread_is_left_behind(tiny, inputs):
+    before = _threads()
+    assert len(list(tiny.iter_detect(inputs, batch_size=2))) == len(inputs)  # own engine, closed at the end
+    assert _threads() == before
+    stream = tiny.iter_detect(inputs, batch_size=1)
+    next(stream)
+    next(stream)
+    stream.close()  # the consumer stops early (break, an exception)
+    assert _threads() == before
+
+
+def test_stopping_early_waits_for_running_batches_and_cancels_the_rest(tiny, inputs):
+    pulled = []
+
+    def lazily():
+        for item in inputs * 20:
+            pulled.append(item)
+            yield item
+
+    with engines.create(tiny) as engine:
+        stream = tiny.iter_detect(lazily(), engine, batch_size=2, depth=3)
+        first = next(stream)
+        assert first.index == 0
+        # Memory is bounded: only `depth` batches (plus the one being formed) are taken ahead.
+        assert len(pulled) <= (3 + 1) * 2
+        stream.close()
+        count = len(pulled)
+        time.sleep(0.2)
+        assert len(pulled) == count  # nothing runs on after close
+        assert engine.run(tiny.preprocess(inputs[0])[0])[0].shape[0] == 1  # the engine is still usable
+
+
+def test_engine_errors_are_raised_after_cleanup(tiny, inputs):
+    before = _threads()
+    engine = engines.create(tiny)
+    engine.close()
+    with pytest.raises(RuntimeError, match="is closed"):
+        list(run_pipeline(inputs, engine, tiny.postprocessor, batch_size=2))
+    assert _threads() == before
+
+
+def test_bad_batch_size(tiny):
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+            list(tiny.iter_detect([], batch_size=bad))
