@@ -1,8 +1,8 @@
 """The layout of SSD-ResNet34's input and its 12 head outputs: the single Python source.
 
 Every other module takes the input size, the class count, the six feature-map levels and the
-head shapes from here; ``rust/layout.rs`` mirrors these numbers on the native side (a test
-checks that the two agree). The values are MLCommons' reference,
+head shapes from here; ``rust/layout.rs`` mirrors these numbers on the native side (the tests check
+that the two agree: the default boxes, and the shapes each side accepts and refuses). The values are MLCommons' reference,
 ``vision/classification_and_detection/python/models/ssd_r34.py`` in mlcommons/inference
 (``SSD_R34`` with ``dboxes_R34_coco((1200, 1200), ...)``), and FuriosaAI's model card.
 """

@@ -24,7 +24,6 @@ __all__ = [
     "Detections",
     "PostProcessorBase",
     "validate_parameters",
-    "validate_outputs",
     "check_output_arrays",
     "check_finite",
     "validate_contexts",
@@ -104,28 +103,6 @@ def _first_non_finite_item(array: np.ndarray) -> int:
     return -1 if finite.all() else int(np.argmin(finite))
 
 
-def validate_outputs(outputs: Any) -> List[np.ndarray]:
-    """Check the model's 12 head outputs; return them as 12 float32 ndarrays.
-
-    :func:`check_output_arrays` (types, dtypes, shapes, batch size) then
-    :func:`check_finite` (NaN/inf).
-
-    ``outputs``: a list or tuple of 12 numpy arrays, NCHW: ``outputs[0..5]`` class logits of
-    shapes (N, 324, 50, 50), (N, 486, 25, 25), (N, 486, 13, 13), (N, 486, 7, 7), (N, 324, 3, 3),
-    (N, 324, 3, 3); ``outputs[6..11]`` box offsets (N, 16, 50, 50), (N, 24, 25, 25),
-    (N, 24, 13, 13), (N, 24, 7, 7), (N, 16, 3, 3), (N, 16, 3, 3); one batch size N >= 1.
-    float16/float64 arrays are converted to float32; non-contiguous arrays are accepted
-    (returned as they are when already float32).
-
-    Raises ``TypeError`` when ``outputs`` is not a list/tuple, an element is not an ndarray (or
-    is a ``numpy.ma.MaskedArray``, whose mask could not be honoured) or its dtype is not floating; ``ValueError`` for a count other than 12, a wrong rank or shape,
-    differing batch sizes, or NaN/infinite values (naming ``outputs[k]`` and the batch item).
-    """
-    arrays = check_output_arrays(outputs)
-    check_finite(arrays)
-    return arrays
-
-
 def _plain_array(array: Any, k: int) -> np.ndarray:
     """An ndarray subclass as a plain ndarray; a masked array or a non-array is refused (a mask
     cannot be honoured: decoding its data would silently use the masked values)."""
@@ -140,7 +117,20 @@ def _plain_array(array: Any, k: int) -> np.ndarray:
 
 
 def check_output_arrays(outputs: Any) -> List[np.ndarray]:
-    """The structural part of :func:`validate_outputs`: everything but the NaN/inf check."""
+    """Check the structure of the model's 12 head outputs; return them as 12 float32 ndarrays.
+
+    ``outputs``: a list or tuple of 12 numpy arrays, NCHW: ``outputs[0..5]`` class logits of
+    shapes (N, 324, 50, 50), (N, 486, 25, 25), (N, 486, 13, 13), (N, 486, 7, 7), (N, 324, 3, 3),
+    (N, 324, 3, 3); ``outputs[6..11]`` box offsets (N, 16, 50, 50), (N, 24, 25, 25),
+    (N, 24, 13, 13), (N, 24, 7, 7), (N, 16, 3, 3), (N, 16, 3, 3); one batch size N >= 1.
+    float16/float64 arrays are converted to float32; non-contiguous arrays and ndarray subclasses
+    other than masked arrays are accepted. NaN/inf are checked separately (:func:`check_finite`).
+
+    Raises ``TypeError`` when ``outputs`` is not a list/tuple, an element is not an ndarray (or
+    is a ``numpy.ma.MaskedArray``, whose mask could not be honoured) or its dtype is not floating;
+    ``ValueError`` for a count other than 12, a wrong rank or shape, or differing batch sizes
+    (naming ``outputs[k]``).
+    """
     if not isinstance(outputs, (list, tuple)):
         raise TypeError(
             f"outputs must be a list or tuple of {NUM_OUTPUTS} numpy arrays "
@@ -342,11 +332,11 @@ class PostProcessorBase:
     def decode(self, outputs: Sequence[np.ndarray]) -> List[Detections]:
         """Decode the 12 head outputs of a batch of N images to detections.
 
-        ``outputs``: see :func:`validate_outputs` (12 NCHW float arrays, batch size N).
+        ``outputs``: see :func:`check_output_arrays` (12 NCHW float arrays, batch size N).
         Returns a list of N tuples ``(boxes, labels, scores)``: boxes (K, 4) float32
         normalized ltrb (not clipped), labels (K,) int64 in 1..80, scores (K,) float32,
         sorted by score descending (ties: label, then anchor ascending); K <= max_detections.
-        Raises ``TypeError``/``ValueError`` for bad outputs (see :func:`validate_outputs`).
+        Raises ``TypeError``/``ValueError`` for bad outputs (see :func:`check_output_arrays`, :func:`check_finite`).
         """
         return self._decode_checked(check_output_arrays(outputs))
 
@@ -359,7 +349,7 @@ class PostProcessorBase:
         image's ``width`` and ``height`` in pixels (a single dict is accepted for N == 1).
         Returns N lists of results, score-descending. Everything is validated before
         decoding (the outputs' structure, then the contexts, then NaN/inf); raises
-        ``TypeError``/``ValueError`` (see :func:`validate_outputs`, :func:`validate_contexts`).
+        ``TypeError``/``ValueError`` (see :func:`check_output_arrays`, :func:`validate_contexts`).
         """
         arrays = check_output_arrays(outputs)
         sizes = validate_contexts(contexts, arrays[0].shape[0])
