@@ -1,9 +1,9 @@
 """The pipelined detector: same results and order as the serial loop, errors per image, bounded
 memory, and a clean shutdown (no thread left behind).
 
-The engine is a real onnxruntime session over a tiny model with the 12 heads' shapes (average
-pooling to each level's grid, then a 1x1 convolution), so these tests run in seconds; the
-synthetic SSD-ResNet34 itself goes through the same code in tests/test_detector.py.
+The engine is a real onnxruntime session over a tiny model with the 12 heads' shapes
+(``_models.tiny_heads_model``), so these tests run in seconds; the synthetic SSD-ResNet34 itself
+goes through the same code in tests/test_detector.py.
 """
 
 from __future__ import annotations
@@ -14,44 +14,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from _models import tiny_heads_model
 
 from ssd_resnet34 import engines
 from ssd_resnet34.detector import SSDResNet34
 from ssd_resnet34.image import ImageError
-from ssd_resnet34.layout import HEAD_SHAPES, INPUT_SIZE, LEVELS
 from ssd_resnet34.pipeline import run_pipeline
-
-_POOL = {50: 24, 25: 48, 13: 92, 7: 171, 3: 400}
-
-
-def _tiny_heads_model(path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    nodes, inits, outputs = [], [], []
-    for k, (channels, size, _) in enumerate(HEAD_SHAPES):
-        pooled = f"pool{k}"
-        stride = _POOL[size]
-        nodes.append(helper.make_node("AveragePool", ["image"], [pooled], kernel_shape=[stride, stride],
-                                      strides=[stride, stride]))
-        weight = numpy_helper.from_array(rng.standard_normal((channels, 3, 1, 1)).astype(np.float32) * 2, f"w{k}")
-        bias = np.zeros(channels, np.float32)
-        if k < len(LEVELS):
-            bias[: LEVELS[k].boxes_per_cell] = 3.0  # background logits: a modest number of candidates
-        inits += [weight, numpy_helper.from_array(bias, f"b{k}")]
-        nodes.append(helper.make_node("Conv", [pooled, f"w{k}", f"b{k}"], [f"head{k}"]))
-        outputs.append(helper.make_tensor_value_info(f"head{k}", TensorProto.FLOAT, ["N", channels, size, size]))
-    graph = helper.make_graph(nodes, "tiny_heads", [helper.make_tensor_value_info(
-        "image", TensorProto.FLOAT, ["N", 3, INPUT_SIZE, INPUT_SIZE])], outputs, initializer=inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> SSDResNet34:
     folder = tmp_path_factory.mktemp("tiny")
-    return SSDResNet34(_tiny_heads_model(folder / "tiny.onnx"))
+    return SSDResNet34(tiny_heads_model(folder / "tiny.onnx"))
 
 
 @pytest.fixture(scope="module")

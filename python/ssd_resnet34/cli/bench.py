@@ -1,13 +1,16 @@
-"""``ssd-resnet34 bench``: MLPerf LoadGen SingleStream / Offline runs, or a per-stage breakdown.
+"""``ssd-resnet34 bench``: MLPerf LoadGen runs in the four scenarios and both modes, or a
+per-stage breakdown.
 
-Default: a LoadGen PerformanceOnly test (:mod:`ssd_resnet34.evaluation.loadgen`) of the pipeline
-(preprocessed images in memory -> onnxruntime -> postprocessor) over the images of ``--images``;
-prints LoadGen's own summary (``mlperf_log_summary.txt``: latency percentiles for SingleStream,
-samples per second for Offline) and leaves LoadGen's logs in ``--out``.
+Default: a LoadGen test (:mod:`ssd_resnet34.evaluation.loadgen`) of the detector over the images
+of ``--images``: the QSL preprocesses them into memory, the SUT runs inference and the postprocess.
+Prints LoadGen's own summary (``mlperf_log_summary.txt``) and, when the result is INVALID, why;
+LoadGen's logs and the ``user.conf`` it was given stay in ``--out``. AccuracyOnly
+(``--annotations``) also scores ``mlperf_log_accuracy.json`` as MLCommons' ``accuracy-coco.py``
+and prints ``mAP=``.
 
-``--stages``: time decode, preprocess, inference, native and Python postprocess and the in-graph
-decode + NMS of the untruncated graph separately (:mod:`ssd_resnet34.evaluation.stages`) and print a
-markdown table.
+``--stages``: time decode, preprocess, inference, native and Python postprocess, the in-graph
+decode + NMS of the untruncated graph, and the whole pipeline serial and pipelined beside the
+bare engine (:mod:`ssd_resnet34.evaluation.stages`); prints a markdown table.
 """
 
 from __future__ import annotations
@@ -21,29 +24,52 @@ from ._common import CommandError, add_model_arguments, load_model, open_engine,
 
 __all__ = ["register", "run"]
 
-#: ``--short``: LoadGen minimums for a smoke run of a few queries (results are INVALID for MLPerf).
+#: ``--short``: LoadGen minimums for a smoke run of a few queries (not an MLPerf-compliant result).
 SHORT_MIN_DURATION_MS = 0
 SHORT_MIN_QUERY_COUNT = 2
-SHORT_OFFLINE_EXPECTED_QPS = 0.1
 #: Default number of images for ``--stages`` (each costs seconds of CPU inference per run).
 STAGES_DEFAULT_COUNT = 2
 
-
 _DESCRIPTION = """\
-Default: an MLPerf LoadGen PerformanceOnly test (SingleStream or Offline) of the pipeline
-(images preprocessed into memory by the QSL -> onnxruntime -> postprocessor in the SUT) over the
-images of --images. Prints LoadGen's own summary (mlperf_log_summary.txt: latency percentiles for
-SingleStream, samples per second for Offline); LoadGen's logs stay in --out.
+Default: an MLPerf LoadGen test of the detector (images preprocessed into memory by the QSL ->
+engine -> postprocessor in the SUT) over the images of --images, in one of MLPerf's four
+scenarios and two modes. Settings: LoadGen's built-in mlperf.conf, then ssd-resnet34's own
+entries of MLPerf v2.0 (performance sample count 64, MultiStream target latency 528 ms, Server
+latency bound 100 ms), then --user-conf, then the explicit options. Prints LoadGen's summary;
+its logs and the user.conf it was given stay in --out.
 
---stages: time decode, preprocess, inference, the native and the Python postprocess and the
-in-graph decode + NMS of the untruncated graph separately; prints a markdown table."""
+AccuracyOnly needs --annotations (COCO instances JSON): the QSL is then the annotated images found
+in --images (sorted by id), and the accuracy log is scored as MLCommons' accuracy-coco.py does.
+
+--stages: time each stage (decode, preprocess, inference, postprocess, in-graph decode + NMS) and
+the whole pipeline, serial and pipelined, beside the bare engine; prints a markdown table."""
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 def register(subparsers: Any) -> None:
     """Add the ``bench`` sub-command."""
     parser = subparsers.add_parser(
         "bench",
-        help="MLPerf LoadGen SingleStream/Offline run, or --stages: per-stage timings",
+        help="MLPerf LoadGen run (SingleStream, MultiStream, Server, Offline), or --stages: per-stage timings",
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,23 +81,29 @@ def register(subparsers: Any) -> None:
         help=f"use the first N images of the folder (default: all for LoadGen, {STAGES_DEFAULT_COUNT} for --stages)",
     )
     lg = parser.add_argument_group("LoadGen")
-    lg.add_argument("--scenario", choices=("SingleStream", "Offline"), default="SingleStream", help="default SingleStream")
-    lg.add_argument(
-        "--min-duration-ms", type=positive_int, metavar="MS", help="LoadGen min_duration_ms (default 10000; --short: 0)"
-    )
-    lg.add_argument("--min-query-count", type=positive_int, metavar="N", help="LoadGen min_query_count (default 100)")
-    lg.add_argument(
-        "--expected-qps", type=float, metavar="F", help="Offline: LoadGen offline_expected_qps, > 0 (default 1.0)"
-    )
-    lg.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="Offline: images per inference (default 1)")
-    lg.add_argument(
-        "--performance-count", type=positive_int, metavar="N", help="samples LoadGen keeps preprocessed in memory (default min(images, 64); 17 MB each)"
-    )
+    lg.add_argument("--scenario", choices=("SingleStream", "MultiStream", "Server", "Offline"), default="SingleStream")
+    lg.add_argument("--mode", choices=("PerformanceOnly", "AccuracyOnly"), default="PerformanceOnly")
+    lg.add_argument("--annotations", metavar="JSON", help="AccuracyOnly: COCO instances file of the --images")
+    lg.add_argument("--user-conf", metavar="FILE", help="a LoadGen user.conf applied after the model's own entries")
+    lg.add_argument("--target-qps", type=_number, metavar="F", help="Server: the query rate; Offline: the expected samples/s")
+    lg.add_argument("--target-latency-ms", type=_number, metavar="MS",
+                    help="SingleStream/MultiStream: the expected latency; Server: the latency bound (MLPerf: 100)")
+    lg.add_argument("--samples-per-query", type=positive_int, metavar="N", help="MultiStream: samples per query (MLPerf: 8)")
+    lg.add_argument("--min-duration-ms", type=_non_negative_int, metavar="MS",
+                    help="LoadGen min_duration (mlperf.conf: 600000; --short: 0)")
+    lg.add_argument("--min-query-count", type=positive_int, metavar="N", help=f"LoadGen min_query_count (--short: {SHORT_MIN_QUERY_COUNT})")
+    lg.add_argument("--performance-count", type=positive_int, metavar="N",
+                    help="samples LoadGen keeps preprocessed in memory (MLPerf v2.0: 64; 17 MB each)")
+    lg.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
+                    help="SingleStream/MultiStream/Offline: images per inference (default 1)")
+    lg.add_argument("--max-batch", type=positive_int, default=4, metavar="N", help="Server: most samples per dynamic batch (default 4)")
+    lg.add_argument("--batch-timeout-ms", type=float, default=10.0, metavar="MS",
+                    help="Server: longest wait for a batch to fill after its first sample (default 10)")
     lg.add_argument(
         "--short",
         action="store_true",
-        help=f"smoke run: min_duration 0 ms, {SHORT_MIN_QUERY_COUNT} queries (Offline: expected qps "
-        f"{SHORT_OFFLINE_EXPECTED_QPS}) unless given; not an MLPerf-compliant result even where LoadGen says VALID",
+        help=f"smoke run: min_duration 0 ms and {SHORT_MIN_QUERY_COUNT} queries unless given; not an MLPerf-compliant "
+        "result even where LoadGen says VALID",
     )
     lg.add_argument("--out", default="mlperf-logs", metavar="DIR", help="LoadGen log folder (default ./mlperf-logs)")
     st = parser.add_argument_group("per-stage breakdown")
@@ -100,47 +132,71 @@ def run(args: argparse.Namespace) -> int:
     return _run_stages(args) if args.stages else _run_loadgen(args)
 
 
-def _run_loadgen(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def _settings(args: argparse.Namespace) -> Any:
+    from ..evaluation.loadgen import LoadGenSettings
 
-    from ..evaluation.loadgen import ImageSampleLibrary, LoadGenSettings, run_loadgen
-
-    paths = _image_paths(args, None)
-    min_duration = args.min_duration_ms
-    min_queries = args.min_query_count
-    qps = args.expected_qps
+    min_duration, min_queries = args.min_duration_ms, args.min_query_count
     if args.short:
         min_duration = SHORT_MIN_DURATION_MS if min_duration is None else min_duration
         min_queries = SHORT_MIN_QUERY_COUNT if min_queries is None else min_queries
-        qps = SHORT_OFFLINE_EXPECTED_QPS if qps is None else qps
-    settings = LoadGenSettings(
+    if args.batch_timeout_ms < 0:
+        raise CommandError(f"--batch-timeout-ms must be >= 0, got {args.batch_timeout_ms}")
+    if args.user_conf is not None and not os.path.isfile(args.user_conf):
+        raise CommandError(f"--user-conf {args.user_conf}: no such file")
+    return LoadGenSettings(
         scenario=args.scenario,
+        mode=args.mode,
+        user_conf=args.user_conf,
+        target_qps=args.target_qps,
+        target_latency_ms=args.target_latency_ms,
+        samples_per_query=args.samples_per_query,
         min_duration_ms=min_duration,
         min_query_count=min_queries,
-        offline_expected_qps=1.0 if qps is None else qps,
         performance_count=args.performance_count,
         batch_size=args.batch_size,
+        max_batch=args.max_batch,
+        batch_timeout_ms=args.batch_timeout_ms,
     )
+
+
+def _run_loadgen(args: argparse.Namespace) -> int:
+    from ..evaluation.loadgen import ImageSampleLibrary, run_loadgen, score_accuracy_log
+    from ..image import preprocess
+
+    accuracy = args.mode == "AccuracyOnly"
+    if accuracy and not args.annotations:
+        raise CommandError("--mode AccuracyOnly needs --annotations (the COCO instances file of the --images)")
+    settings = _settings(args)
+    coco_gt = images = None
+    if args.annotations:
+        from ..evaluation.coco_eval import list_images, load_ground_truth
+
+        coco_gt = load_ground_truth(args.annotations)
+        images = list_images(coco_gt, args.images, args.count)
+        if not images:
+            raise CommandError(f"none of the {len(coco_gt.imgs)} images of {args.annotations} is in {args.images}")
+        paths = [str(image.path) for image in images]
+    else:
+        paths = _image_paths(args, None)
     model = load_model(args)
-    library = ImageSampleLibrary(paths, model.preprocess)
-    with open_engine(args, model) as sess:
-        bar = tqdm(desc=f"LoadGen {args.scenario}", unit="sample", file=sys.stderr, dynamic_ncols=True)
-
-        def infer(batch: Any) -> list:
-            detections = model.postprocessor.decode(sess.run(batch))
-            bar.update(len(detections))
-            return detections
-
-        with bar:
-            result = run_loadgen(library, infer, settings, args.out)
+    library = ImageSampleLibrary(paths, preprocess)
+    mode = "latency" if args.scenario == "SingleStream" else "throughput"
+    with open_engine(args, model, mode=mode) as engine:
+        result = run_loadgen(library, engine, model.postprocessor.decode, settings, args.out)
     print(result.summary.rstrip())
-    if min_duration is not None or min_queries is not None:
+    if not result.valid and result.invalid_reasons:
+        print("INVALID because: " + "; ".join(f"{reason}: NO" for reason in result.invalid_reasons))
+    if settings.is_short:
         print(
-            f"note: LoadGen minimums set here (min_duration_ms={min_duration}, min_query_count={min_queries}): "
-            "a short run, not an MLPerf-compliant result",
+            f"note: LoadGen minimums lowered here (min_duration={settings.min_duration_ms} ms, "
+            f"min_query_count={settings.min_query_count}): a short run, not an MLPerf-compliant result",
             file=sys.stderr,
         )
     print(f"LoadGen logs: {result.log_dir} ({result.samples_completed} samples, {len(paths)} images in the QSL)")
+    if accuracy:
+        evaluation = score_accuracy_log(result.accuracy_log, coco_gt, images)
+        print(evaluation.summary)
+        print(f"mAP={evaluation.map:.4f}")
     return 0
 
 
