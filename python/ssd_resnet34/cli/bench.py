@@ -224,6 +224,7 @@ def _run_stages(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
         progress=lambda name: print(f"timing {name} ...", file=sys.stderr),
+        open_engine=lambda mode: open_engine(args, model, mode=mode),
     )
     kind = f"synthetic seed {args.seed}" if args.synthetic else str(model.source_path)
     title = f"Per-stage time per image: median over {args.runs} run(s) x {len(paths)} image(s), batch 1, model: {kind}"

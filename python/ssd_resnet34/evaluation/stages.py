@@ -15,6 +15,10 @@ as the median over all calls (batch size 1, so per call = per image):
    ``truncate.find_head_outputs``; outputs: the graph's ``bboxes``/``labels``/``scores``) and
    run alone in onnxruntime on the same heads. This is what MLCommons' ``ssd-resnet34-onnxruntime``
    profile runs after the heads (``vision/classification_and_detection/python/main.py``).
+6. the whole pipeline over the image files (read, preprocess, inference, native postprocess),
+   per image = wall time / images: ``SSDResNet34.iter_detect`` serial (``depth=0``, a latency
+   engine) and pipelined (a throughput engine), beside the bare engine in throughput mode
+   (the preprocessed images submitted with its requests in flight, nothing else).
 
 Speed is only reported here, never asserted.
 """
@@ -117,6 +121,7 @@ def measure_stages(
     seed: int = 0,
     warmup: bool = True,
     progress: Callable[[str], None] | None = None,
+    open_engine: Callable[[str], Any] | None = None,
 ) -> list[StageTiming]:
     """Time every stage on ``image_paths`` with ``model`` (an ``SSDResNet34``).
 
@@ -124,7 +129,9 @@ def measure_stages(
     of the in-graph tail before timing them (first calls pay onnxruntime's allocations). The in-graph tail row needs ``model.source_path`` to be the untruncated
     graph (``SSDResNet34.load(path)`` of the official file, or ``SSDResNet34.synthetic(
     full_graph=True)``); otherwise the row says why it is missing. ``progress``: called with the
-    name of each stage as it starts. Returns the rows in pipeline order.
+    name of each stage as it starts. ``open_engine(mode)``: opens the engine for ``"latency"`` or
+    ``"throughput"`` (default: ``engines.create(model, device=device, threads=threads, mode=mode)``);
+    ``device`` and ``threads`` also run the in-graph tail. Returns the rows in pipeline order.
     """
     import cv2
 
@@ -161,17 +168,20 @@ def measure_stages(
         inputs.append(preprocess(image)[0])
     rows.append(_median_row("preprocess (fast path)", times, "resize to 1200x1200, normalize, HWC->NCHW float32"))
 
+    opener = open_engine or (lambda mode: engines.create(model, device=device, threads=threads, mode=mode))
     say("inference")
     heads_per_image, times = [], []
-    with engines.create(model, device=device, threads=threads) as sess:
+    with opener("latency") as sess:
         if warmup:
             sess.run(inputs[0])
         for x in inputs:
             outputs: list = []
             times += time_calls(lambda: outputs.append(sess.run(x)), runs)
             heads_per_image.append(outputs[-1])
+        engine_name = f"{sess.name}, {sess.device}, {sess.precision}"
     kind = "synthetic weights" if getattr(model, "is_synthetic", False) else "official weights"
-    rows.append(_median_row("inference (onnxruntime, 12 heads)", times, f"{Path(model.model_path).name} ({kind}), {device}"))
+    rows.append(_median_row(f"inference ({engine_name}, latency, 12 heads)", times,
+                            f"{Path(model.model_path).name} ({kind})"))
 
     random_heads = random_head_outputs(1, seed=seed)
     for name, make in (("native (Rust)", NativePostProcessor), ("Python reference", PythonPostProcessor)):
@@ -192,7 +202,58 @@ def measure_stages(
 
     say("in-graph decode + NMS")
     rows.append(_tail_row(model, heads_per_image, runs, device, threads, warmup))
+
+    say("whole pipeline")
+    rows.extend(_pipeline_rows(model, image_paths, inputs, runs, opener))
     return rows
+
+
+def _per_image(stage: str, seconds: Sequence[float], images: int, note: str) -> StageTiming:
+    ms = statistics.median(seconds) * 1e3 / images
+    return StageTiming(stage, ms, len(seconds), f"{1e3 / ms:.2f} images/s; {note}")
+
+
+def _pipeline_rows(model: Any, paths: Sequence[str | Path], inputs: list, runs: int,
+                   opener: Callable[[str], Any]) -> list[StageTiming]:
+    """The whole pipeline per image, serial and pipelined, beside the bare engine's throughput."""
+    from ..postprocess import NativePostProcessor
+
+    files = [str(p) for p in paths]
+    postprocessor = NativePostProcessor()
+    model_pp, model.postprocessor = model.postprocessor, postprocessor
+    n = len(files)
+    try:
+        with opener("latency") as engine:
+            list(model.iter_detect(files[:1], engine, depth=0))  # warm-up
+            serial = [_wall(lambda: list(model.iter_detect(files, engine, depth=0))) for _ in range(runs)]
+        with opener("throughput") as engine:
+            batch = np.concatenate(inputs)
+            engine.run(batch[:1])  # warm-up
+            requests = engine.requests
+
+            def bare() -> None:
+                futures = [engine.submit(batch[i : i + 1]) for i in range(n)]
+                for future in futures:
+                    future.result()
+
+            bare_times = [_wall(bare) for _ in range(runs)]
+            pipelined = [_wall(lambda: list(model.iter_detect(files, engine))) for _ in range(runs)]
+    finally:
+        model.postprocessor = model_pp
+    return [
+        _per_image("whole pipeline, serial (iter_detect depth=0, latency engine)", serial, n,
+                   "read, preprocess, inference, native postprocess one after the other"),
+        _per_image("whole pipeline, pipelined (iter_detect, throughput engine)", pipelined, n,
+                   f"stages overlapped, {requests} request(s) in flight"),
+        _per_image("bare engine, throughput mode (preprocessed images)", bare_times, n,
+                   f"{requests} request(s) in flight; the pipeline's ceiling"),
+    ]
+
+
+def _wall(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 _TAIL = "in-graph decode + NMS (onnxruntime)"
