@@ -106,27 +106,6 @@ def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
     return paths, errors
 
 
-def _assign_image_ids(paths: List[str]) -> Tuple[Dict[str, int], bool]:
-    """COCO ids from COCO file names, running numbers from 1 (skipping COCO ids) for the rest."""
-    from ..output.coco_results import image_id_from_file_name
-
-    ids: Dict[str, int] = {}
-    taken = set()
-    for path in paths:
-        image_id = image_id_from_file_name(path)
-        if image_id is not None and image_id not in taken:
-            ids[path] = image_id
-            taken.add(image_id)
-    running = 0
-    for path in paths:
-        if path not in ids:
-            running += 1
-            while running in taken:
-                running += 1
-            ids[path] = running
-    return ids, running > 0
-
-
 def _output_paths(paths: List[str], out_dir: Path) -> Dict[str, Path]:
     """``OUT/<stem><ext>`` per image, unique, never one of the input files."""
     inputs = {os.path.realpath(p) for p in paths}
@@ -166,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     nothing could be processed; 130 when interrupted)."""
     from tqdm import tqdm
 
-    from ..output.coco_results import to_coco_results, write_coco_results
+    from ..output.coco_results import assign_image_ids, to_coco_results, write_coco_results
     from ..output.run_folder import RunFolder
 
     paths, errors = collect_images(args.images)
@@ -218,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         if not processed:
             raise CommandError(f"no image could be processed; {out_dir} is left as it was")
         # Ids once the good images are known, so running numbers count only those.
-        image_ids, running_numbers = _assign_image_ids([path for path, _ in processed])
+        image_ids, running_numbers = assign_image_ids([path for path, _ in processed])
         records = [record for path, found in processed for record in to_coco_results(found, image_ids[path])]
         write_coco_results(folder.path("detections.json"), records)
         keep.append("detections.json")
