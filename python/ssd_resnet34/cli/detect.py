@@ -26,6 +26,7 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
+from ..distributed.cli import add_ray_arguments, detect_command
 from ._common import (
     CommandError,
     add_model_arguments,
@@ -66,6 +67,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="images per inference (default 1)")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="process only the first N images")
     parser.add_argument("--no-draw", action="store_true", help="do not write the images with boxes drawn")
+    add_ray_arguments(parser)  # --ray [ADDRESS]: distributed/cli.py
     parser.set_defaults(func=run)
 
 
@@ -148,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
     from ..output.coco_results import assign_image_ids, to_coco_results, write_coco_results
     from ..output.run_folder import RunFolder
 
+    if args.ray is not None:  # --ray [ADDRESS]: the same detection on a Ray cluster
+        return detect_command(args)
     paths, errors = collect_images(args.images)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
