@@ -187,8 +187,9 @@ def build_dataset(
     remote_args: Dict[str, Any] = {}
     if max_restarts is not None:
         remote_args["max_restarts"] = max_restarts
-    files = ray.data.read_binary_files(list(sources), include_paths=True, ignore_missing_paths=True,
-                                       num_cpus=READ_CPUS, concurrency=READ_TASKS_PER_WORKER * workers)
+    sources = list(sources)
+    files = ray.data.read_binary_files(sources, include_paths=True, ignore_missing_paths=True, num_cpus=READ_CPUS,
+                                       concurrency=max(1, min(READ_TASKS_PER_WORKER * workers, len(sources))))
     return files.map_batches(
         ImageDetector,
         fn_constructor_kwargs={"spec": spec, "device": device, "batch_size": batch_size,
@@ -321,7 +322,9 @@ def detect_dataset(
     Returns the :class:`DetectionRun`. Raises ``ImportError`` without Ray (naming the
     ``ssd-resnet34[ray]`` extra), ``TypeError``/``ValueError`` naming a bad argument,
     ``ValueError`` when no input names an image file, ``OSError`` when ``out`` cannot be used,
-    and what Ray raises when the cluster fails (e.g. the model cannot be loaded on a node).
+    ``RuntimeError`` when an actor cannot load the model or open its engine (the message ends
+    with the node's error, e.g. ``FileNotFoundError: model file not found: ...``), and what Ray
+    raises when the cluster fails.
     """
     from ..output.coco_results import assign_image_ids, write_coco_results
     from ..output.run_folder import RunFolder
@@ -392,7 +395,15 @@ def _run(inputs: Inputs, spec: ModelSpec, *, address: Optional[str], workers: Op
                                 cpus_per_worker=cpus, gpus_per_worker=gpus, images_per_task=images_per_task,
                                 max_restarts=max_restarts, engine_options=engine_options)
         start = time.perf_counter()
-        by_index, rows, duplicates, interrupted = _collect(dataset, inputs)
+        try:
+            by_index, rows, duplicates, interrupted = _collect(dataset, inputs)
+        except ray.exceptions.ActorDiedError as error:
+            if not getattr(error, "actor_init_failed", False):
+                raise
+            # Ray's message is the actor's whole traceback; its last line is the cause.
+            cause = (getattr(error, "error_msg", "") or str(error)).strip().splitlines()[-1]
+            raise RuntimeError(f"the detector could not start on the cluster (loading the model and opening its "
+                               f"engine on a node failed): {cause}") from None
         seconds = time.perf_counter() - start
 
     images: List[ImageDetections] = []
