@@ -428,3 +428,16 @@ def test_killing_an_actor_mid_run_loses_and_duplicates_no_image(ray_cluster, tmp
     expected = json.loads(_single_machine_detections(model, photos, tmp_path / "single.json"))
     assert len(records) == len(expected) and records == expected
 
+
+
+@needs_ray
+@needs_data
+def test_a_model_the_nodes_cannot_load_fails_the_run_with_its_error(ray_cluster, tmp_path):
+    from ssd_resnet34.distributed import detect_dataset
+
+    missing = SSDResNet34(tmp_path / "gone.onnx")  # the nodes do not have this file
+    with pytest.raises(RuntimeError, match=r"could not start on the cluster .*FileNotFoundError: model file not "
+                                           r"found: .*gone\.onnx"):
+        detect_dataset([str(_coco_photos(1)[0])], tmp_path / "out", address=ray_cluster.address, model=missing,
+                       progress=False)
+    assert not (tmp_path / "out").exists()
