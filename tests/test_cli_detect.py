@@ -23,7 +23,8 @@ import pytest
 
 from ssd_resnet34.cli import main
 from ssd_resnet34.coco import COCO_CATEGORY_IDS
-from ssd_resnet34.cli.detect import _assign_image_ids, _output_paths, collect_images
+from ssd_resnet34.cli.detect import _output_paths, collect_images
+from ssd_resnet34.output.coco_results import assign_image_ids as _assign_image_ids
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAT = DATA / "images" / "cat.jpg"

@@ -26,6 +26,7 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
+from ..distributed.cli import add_ray_arguments, detect_command
 from ._common import (
     CommandError,
     add_model_arguments,
@@ -66,6 +67,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="images per inference (default 1)")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="process only the first N images")
     parser.add_argument("--no-draw", action="store_true", help="do not write the images with boxes drawn")
+    add_ray_arguments(parser)  # --ray [ADDRESS]: distributed/cli.py
     parser.set_defaults(func=run)
 
 
@@ -104,27 +106,6 @@ def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
         else:
             errors.append(f"{item}: no such file or folder")
     return paths, errors
-
-
-def _assign_image_ids(paths: List[str]) -> Tuple[Dict[str, int], bool]:
-    """COCO ids from COCO file names, running numbers from 1 (skipping COCO ids) for the rest."""
-    from ..output.coco_results import image_id_from_file_name
-
-    ids: Dict[str, int] = {}
-    taken = set()
-    for path in paths:
-        image_id = image_id_from_file_name(path)
-        if image_id is not None and image_id not in taken:
-            ids[path] = image_id
-            taken.add(image_id)
-    running = 0
-    for path in paths:
-        if path not in ids:
-            running += 1
-            while running in taken:
-                running += 1
-            ids[path] = running
-    return ids, running > 0
 
 
 def _output_paths(paths: List[str], out_dir: Path) -> Dict[str, Path]:
@@ -166,9 +147,11 @@ def run(args: argparse.Namespace) -> int:
     nothing could be processed; 130 when interrupted)."""
     from tqdm import tqdm
 
-    from ..output.coco_results import to_coco_results, write_coco_results
+    from ..output.coco_results import assign_image_ids, to_coco_results, write_coco_results
     from ..output.run_folder import RunFolder
 
+    if args.ray is not None:  # --ray [ADDRESS]: the same detection on a Ray cluster
+        return detect_command(args)
     paths, errors = collect_images(args.images)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
@@ -218,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         if not processed:
             raise CommandError(f"no image could be processed; {out_dir} is left as it was")
         # Ids once the good images are known, so running numbers count only those.
-        image_ids, running_numbers = _assign_image_ids([path for path, _ in processed])
+        image_ids, running_numbers = assign_image_ids([path for path, _ in processed])
         records = [record for path, found in processed for record in to_coco_results(found, image_ids[path])]
         write_coco_results(folder.path("detections.json"), records)
         keep.append("detections.json")

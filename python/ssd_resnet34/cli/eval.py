@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..distributed.cli import add_ray_arguments, eval_records
 from ._common import CommandError, add_model_arguments, load_model, open_engine, positive_int
 
 __all__ = ["register", "run"]
@@ -53,6 +54,7 @@ def register(subparsers: Any) -> None:
         help="COCO evaluator (default pycocotools; faster-coco-eval, if installed, gives the same numbers)",
     )
     add_model_arguments(parser)
+    add_ray_arguments(parser)  # --ray [ADDRESS]: distributed/cli.py
     parser.set_defaults(func=run)
 
 
@@ -110,12 +112,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
 
     source = "oracle" if args.oracle else "synthetic" if args.synthetic else "model"
-    detections = _oracle_detections(args, images, gt.dataset) if args.oracle else _model_detections(args, images)
-    records: list[dict] = []
-    with _progress(len(images), f"eval ({source})") as bar:
-        for image, found in detections:
-            records.extend(to_coco_results(found, image.image_id))
-            bar.update(1)
+    if args.ray is not None:  # --ray [ADDRESS]: the same detection on a Ray cluster
+        records = eval_records(args, images)
+    else:
+        detections = _oracle_detections(args, images, gt.dataset) if args.oracle else _model_detections(args, images)
+        records = []
+        with _progress(len(images), f"eval ({source})") as bar:
+            for image, found in detections:
+                records.extend(to_coco_results(found, image.image_id))
+                bar.update(1)
 
     result = evaluate(gt, records, [im.image_id for im in images], evaluator=args.evaluator)
     with RunFolder(out, "eval") as folder:

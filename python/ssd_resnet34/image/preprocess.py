@@ -33,7 +33,7 @@ import numpy as np
 
 from .._extension import load_native
 from ..layout import INPUT_SIZE
-from .reading import read_image
+from .reading import EncodedImage, decode_image, read_image
 
 __all__ = ["MEAN", "STD", "ImageInput", "as_bgr", "load_image", "preprocess", "preprocess_into"]
 
@@ -153,13 +153,18 @@ def preprocess(
 
 def load_image(item: ImageInput, name: str = "image") -> Tuple[np.ndarray, Dict[str, Any]]:
     """One input as ``(uint8 BGR (H, W, 3) image, context)``: a path is read with
-    :func:`~ssd_resnet34.image.read_image`, an array checked with :func:`as_bgr`. The context
+    :func:`~ssd_resnet34.image.read_image`, an :class:`~ssd_resnet34.image.EncodedImage` (bytes
+    already read) decoded with :func:`~ssd_resnet34.image.decode_image`, an array checked with
+    :func:`as_bgr`. The context
     holds ``width`` and ``height`` in pixels, plus ``file_name`` and ``path`` for a file.
 
     Raises :class:`~ssd_resnet34.image.ImageError` for a bad file, ``TypeError``/``ValueError``
     naming ``name`` for a bad array or another type.
     """
-    if isinstance(item, (str, os.PathLike)):
+    if isinstance(item, EncodedImage):
+        image = decode_image(item.data, item.path)
+        extra = {"file_name": os.path.basename(item.path), "path": item.path}
+    elif isinstance(item, (str, os.PathLike)):
         image = read_image(item)
         extra = {"file_name": os.path.basename(os.fspath(item)), "path": os.fspath(item)}
     elif isinstance(item, np.ndarray):

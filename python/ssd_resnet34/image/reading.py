@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 import cv2
 import numpy as np
@@ -22,7 +22,7 @@ from PIL import Image
 
 from .headers import HeaderError, read_header
 
-__all__ = ["MAX_IMAGE_PIXELS", "ImageError", "read_image"]
+__all__ = ["MAX_IMAGE_PIXELS", "EncodedImage", "ImageError", "decode_image", "read_image"]
 
 #: Images with more pixels than this (width * height; 100 megapixels, e.g. 12000 x 8333) are
 #: refused before decoding: decoding one takes 300 MB as uint8 BGR.
@@ -126,7 +126,26 @@ def read_image(path: Union[str, "os.PathLike[str]"]) -> np.ndarray:
     be read), cut short ("not an image (OpenCV could not decode it)"), or declares more than
     ``MAX_IMAGE_PIXELS`` pixels in its header (refused before decoding).
     """
-    data = _read_bytes(path)
+    return decode_image(_read_bytes(path), path)
+
+
+class EncodedImage(NamedTuple):
+    """An image file's bytes already read (e.g. by ``ray.data.read_binary_files``), with the path
+    or URI they came from: what :func:`decode_image` (and ``load_image``) take instead of a path."""
+
+    path: str
+    data: bytes
+
+
+def decode_image(data: bytes, path: Union[str, "os.PathLike[str]"]) -> np.ndarray:
+    """Decode an image file's bytes exactly as :func:`read_image` does after reading them: uint8
+    BGR (H, W, 3); ``path`` names the file in errors. Raises :class:`ImageError` as
+    :func:`read_image` (an empty, unrecognized, cut-short or too-large image)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if not data:
+        raise ImageError(path, "empty file (0 bytes)")
     _check_header(data, path)
     if data[:3] == b"\xff\xd8\xff" and not _jpeg_is_complete(data):
         raise ImageError(path, "truncated JPEG (no end-of-image marker; the file is cut short)")

@@ -12,13 +12,13 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .._files import replacing
 from ..coco import label_to_category_id
 from ..types import ObjectDetectionResult
 
-__all__ = ["image_id_from_file_name", "to_coco_results", "write_coco_results"]
+__all__ = ["assign_image_ids", "image_id_from_file_name", "to_coco_results", "write_coco_results"]
 
 # COCO 2017 names ("000000397133.jpg") and COCO 2014 names ("COCO_val2014_000000397133.jpg").
 _COCO_NAME = re.compile(r"^(?:COCO_[A-Za-z]+\d{4}_)?(\d{12})\.[A-Za-z0-9]+$")
@@ -32,6 +32,31 @@ def image_id_from_file_name(name: Union[str, "os.PathLike[str]"]) -> Optional[in
     """
     match = _COCO_NAME.match(os.path.basename(os.fspath(name)))
     return int(match.group(1)) if match else None
+
+
+def assign_image_ids(paths: Sequence[str]) -> Tuple[Dict[str, int], bool]:
+    """The image id of each path, as ``ssd-resnet34 detect`` numbers its images.
+
+    COCO file names give their COCO id (:func:`image_id_from_file_name`; the first path with a
+    given id keeps it); the other paths get running numbers from 1, in the given order, skipping
+    the ids COCO names took. Returns ``(ids, running)``: ``ids[path]`` for every path, and
+    whether any running number was given (then ``image_ids.json`` lists them).
+    """
+    ids: Dict[str, int] = {}
+    taken = set()
+    for path in paths:
+        image_id = image_id_from_file_name(path)
+        if image_id is not None and image_id not in taken:
+            ids[path] = image_id
+            taken.add(image_id)
+    running = 0
+    for path in paths:
+        if path not in ids:
+            running += 1
+            while running in taken:
+                running += 1
+            ids[path] = running
+    return ids, running > 0
 
 
 def to_coco_results(detections: Iterable[ObjectDetectionResult], image_id: int) -> List[Dict[str, Any]]:

@@ -1,0 +1,155 @@
+"""What runs on the cluster: the model to load (:class:`ModelSpec`) and the Ray Data actor that
+detects on batches of image files (:class:`ImageDetector`).
+
+Each actor loads the model and opens its engine once, then runs every batch Ray Data gives it
+through the package's own pipeline (:func:`ssd_resnet34.pipeline.run_pipeline`): the bytes are
+decoded and preprocessed exactly as ``detect`` does for a file (:func:`ssd_resnet34.image.decode_image`),
+and a bad image becomes a row with its error instead of failing the batch.
+
+A batch in is Ray Data's ``read_binary_files(..., include_paths=True)`` rows (``path``, ``bytes``);
+a batch out has one row per image with the columns of :func:`result_schema`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional
+
+__all__ = ["ImageDetector", "ModelSpec", "result_schema"]
+
+_KINDS = ("official", "synthetic", "heads")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How each actor gets its :class:`~ssd_resnet34.SSDResNet34` (a plain, picklable recipe:
+    the model itself holds a native postprocessor that does not travel).
+
+    ``kind``: ``"official"`` (``SSDResNet34.load(path)``: ``path`` None searches
+    ``$SSD_RESNET34_MODEL``, the cache, then downloads, on each node), ``"synthetic"`` (random
+    weights, ``seed``; built in each node's cache) or ``"heads"`` (an existing 12-head ``.onnx``
+    file at ``path``, ``SSDResNet34(path)``). ``path`` must exist on every node.
+    """
+
+    kind: str = "official"
+    path: Optional[str] = None
+    seed: int = 0
+    verify: bool = True
+    use_native: bool = True
+    score_threshold: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"ModelSpec.kind must be one of {_KINDS}, got {self.kind!r}")
+        if self.kind == "heads" and not self.path:
+            raise ValueError("ModelSpec(kind='heads') needs the path of the .onnx file")
+
+    @classmethod
+    def from_model(cls, model: Any) -> "ModelSpec":
+        """The recipe of an existing ``SSDResNet34``: its heads file (``model.model_path``, which
+        the nodes must see), postprocessor kind and score threshold."""
+        from ..detector import SSDResNet34
+        from ..postprocess import NativePostProcessor
+
+        if not isinstance(model, SSDResNet34):
+            raise TypeError(f"model must be an SSDResNet34, got {type(model).__name__}")
+        return cls("heads", os.fspath(model.model_path), use_native=isinstance(model.postprocessor, NativePostProcessor),
+                   score_threshold=model.postprocessor.score_threshold)
+
+    def build(self, device: str = "cpu") -> Any:
+        """The ``SSDResNet34`` (its files found or built in this node's cache). Raises what
+        ``SSDResNet34.load`` / ``synthetic`` raise."""
+        from ..detector import SSDResNet34
+
+        common = {"use_native": self.use_native, "device": device, "score_threshold": self.score_threshold}
+        if self.kind == "synthetic":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # the driver says it once
+                return SSDResNet34.synthetic(self.seed, **common)
+        if self.kind == "heads":
+            return SSDResNet34(self.path, **common)
+        return SSDResNet34.load(self.path, verify=self.verify, **common)
+
+
+def result_schema() -> Any:
+    """The ``pyarrow`` schema of the rows :class:`ImageDetector` returns, one per image:
+
+    - ``path`` (string): the file as Ray Data read it;
+    - ``image_id`` (int64, null): the COCO id in its file name, else null (the driver numbers
+      the others, as ``detect`` does);
+    - ``width``, ``height`` (int64, null when unreadable): the original image size in pixels;
+    - ``error`` (string, null when processed): why the image could not be processed;
+    - ``detections`` (list of struct ``category_id`` int64, ``bbox`` list<double> ``[x, y, w, h]``
+      in pixels, ``score`` double): the COCO results records without their ``image_id``, score
+      descending, values exactly as :func:`ssd_resnet34.output.coco_results.to_coco_results`.
+    """
+    import pyarrow as pa
+
+    record = pa.struct([("category_id", pa.int64()), ("bbox", pa.list_(pa.float64())), ("score", pa.float64())])
+    return pa.schema([("path", pa.string()), ("image_id", pa.int64()), ("width", pa.int64()), ("height", pa.int64()),
+                      ("error", pa.string()), ("detections", pa.list_(record))])
+
+
+def _reason(error: BaseException) -> str:
+    """The message of a per-image error without the file name (the driver prefixes the path
+    the user gave)."""
+    from ..image import ImageError
+
+    return error.reason if isinstance(error, ImageError) else str(error)
+
+
+class ImageDetector:
+    """A Ray Data ``map_batches`` callable class: one loaded model and open engine per actor.
+
+    Args:
+        spec: the :class:`ModelSpec` to build.
+        device: the engine's device (``"cpu"``, ``"cuda"``, ...).
+        batch_size: images per engine call.
+        engine_options: keyword arguments for :func:`ssd_resnet34.engines.create`, unchanged
+            (``engine``, ``threads``, ``mode``, ...).
+
+    Calling it on a ``pyarrow.Table`` with ``path`` (string) and ``bytes`` (binary) columns
+    returns a ``pyarrow.Table`` of :func:`result_schema`, one row per input row, in order.
+    """
+
+    def __init__(self, spec: ModelSpec, device: str = "cpu", batch_size: int = 1,
+                 engine_options: Optional[Mapping[str, Any]] = None) -> None:
+        from .. import engines
+
+        self._model = spec.build(device)
+        self._engine = engines.create(self._model, device=device, **dict(engine_options or {}))
+        self._batch_size = batch_size
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+
+        from ..image import EncodedImage
+        from ..output.coco_results import image_id_from_file_name, to_coco_results
+        from ..pipeline import run_pipeline
+
+        paths = batch.column("path").to_pylist()
+        items = [EncodedImage(path, data) for path, data in zip(paths, batch.column("bytes").to_pylist())]
+        rows: Dict[str, List[Any]] = {name: [] for name in result_schema().names}
+        for outcome in run_pipeline(items, self._engine, self._model.postprocessor, batch_size=self._batch_size):
+            path = paths[outcome.index]
+            rows["path"].append(path)
+            rows["image_id"].append(image_id_from_file_name(path))
+            context = outcome.context or {}
+            rows["width"].append(context.get("width"))
+            rows["height"].append(context.get("height"))
+            if outcome.error is not None:
+                rows["error"].append(_reason(outcome.error))
+                rows["detections"].append([])
+                continue
+            rows["error"].append(None)
+            records = to_coco_results(outcome.results, 0)
+            rows["detections"].append([{key: value for key, value in record.items() if key != "image_id"}
+                                       for record in records])
+        return pa.Table.from_pydict(rows, schema=result_schema())
+
+    def __del__(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.close()
