@@ -10,7 +10,7 @@ use crate::layout::{locate_anchor, NUM_LEVELS};
 ///
 /// `None` when a coordinate is not finite as float32 (the candidate is dropped).
 #[inline]
-pub fn decode_box(anchor_xywh: [f32; 4], offsets: [f32; 4]) -> Option<[f32; 4]> {
+pub(crate) fn decode_box(anchor_xywh: [f32; 4], offsets: [f32; 4]) -> Option<[f32; 4]> {
     let [acx, acy, aw, ah] = anchor_xywh.map(f64::from);
     let [dx, dy, dw, dh] = offsets.map(f64::from);
     let cx = (0.1 * dx) * aw + acx;
@@ -27,7 +27,7 @@ pub fn decode_box(anchor_xywh: [f32; 4], offsets: [f32; 4]) -> Option<[f32; 4]> 
 /// # Panics
 /// When `anchor >= NUM_ANCHORS` or a slice is shorter than its level's.
 #[inline]
-pub fn anchor_offsets(offsets: &[&[f32]; NUM_LEVELS], anchor: usize) -> [f32; 4] {
+pub(crate) fn anchor_offsets(offsets: &[&[f32]; NUM_LEVELS], anchor: usize) -> [f32; 4] {
     let (lv, a) = locate_anchor(anchor).expect("anchor index out of range");
     let o = offsets[lv.index];
     std::array::from_fn(|k| o[k * lv.num_anchors + a])

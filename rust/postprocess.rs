@@ -7,8 +7,10 @@ use crate::anchors::default_boxes;
 use crate::decode::{anchor_offsets, decode_box};
 use crate::error::Error;
 use crate::layout::{OutputId, OutputKind, LEVELS, NUM_CLASSES, NUM_LEVELS};
-use crate::nms::greedy_nms;
-use crate::scores::{all_finite, score_pass, Candidate, Candidates, ScoreConfig};
+use crate::scores::{score_pass, Candidate, Candidates, ScoreConfig};
+use crate::simd::nms::greedy_nms;
+use crate::simd::reject::all_finite;
+use crate::simd::Isa;
 use rayon::prelude::*;
 
 /// Postprocess parameters (ranges as in docs/postprocess.md, "Bad input").
@@ -60,8 +62,6 @@ pub struct Detections {
     pub labels: Vec<i64>,
     /// Softmax scores.
     pub scores: Vec<f32>,
-    /// Global anchor index of each detection (0..15130).
-    pub anchors: Vec<u32>,
 }
 
 impl Detections {
@@ -86,6 +86,7 @@ pub enum Parallelism {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DecodedCandidate {
     pub key: Candidate,
+    /// The decoded box (l, t, r, b).
     pub ltrb: [f32; 4],
 }
 
@@ -98,7 +99,8 @@ pub struct ClassBoxes {
 }
 
 impl ClassBoxes {
-    pub fn class(&self, class: usize) -> &[DecodedCandidate] {
+    /// The decoded candidates of one class, in processing order.
+    pub(crate) fn class(&self, class: usize) -> &[DecodedCandidate] {
         &self.items[self.starts[class]..self.starts[class + 1]]
     }
 }
@@ -117,7 +119,7 @@ fn sort_first_k(keys: &mut [Candidate], k: usize) {
 /// Per-class selection and lazy decoding: for each class, the candidates in order
 /// (score desc, anchor asc) are decoded until `k` have a finite box (candidates whose
 /// box overflows are dropped and do not count). Only these boxes are decoded.
-pub fn decode_top_k(candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS], k: usize) -> ClassBoxes {
+pub(crate) fn decode_top_k(candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS], k: usize) -> ClassBoxes {
     let dboxes = default_boxes();
     let mut out = ClassBoxes { items: Vec::new(), starts: [0; NUM_CLASSES + 1] };
     for c in 0..NUM_CLASSES {
@@ -130,7 +132,7 @@ pub fn decode_top_k(candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS], 
             if next == sorted_upto {
                 // Sort the next batch of up to k - taken keys (normally all done at once).
                 sort_first_k(&mut keys[next..], k - taken);
-                sorted_upto = (next + k - taken).min(keys.len());
+                sorted_upto = next.saturating_add(k - taken).min(keys.len());
             }
             let key = keys[next];
             next += 1;
@@ -151,11 +153,11 @@ const PARALLEL_NMS_MIN_BOXES: usize = 3000;
 
 /// Greedy NMS of each class's decoded candidates; returns every kept candidate.
 /// `WithinImage` runs classes on the rayon pool when there are many boxes.
-pub fn suppress(boxes: &ClassBoxes, iou_threshold: f32, parallelism: Parallelism) -> Vec<DecodedCandidate> {
+pub(crate) fn suppress(isa: Isa, boxes: &ClassBoxes, iou_threshold: f32, parallelism: Parallelism) -> Vec<DecodedCandidate> {
     let per_class = |c: usize| -> Vec<DecodedCandidate> {
         let items = boxes.class(c);
         let ltrb: Vec<[f32; 4]> = items.iter().map(|d| d.ltrb).collect();
-        greedy_nms(&ltrb, iou_threshold).into_iter().map(|i| items[i]).collect()
+        greedy_nms(isa, &ltrb, iou_threshold).into_iter().map(|i| items[i]).collect()
     };
     if parallelism == Parallelism::WithinImage && boxes.items.len() >= PARALLEL_NMS_MIN_BOXES {
         (1..NUM_CLASSES).into_par_iter().with_min_len(4).flat_map_iter(per_class).collect()
@@ -172,7 +174,7 @@ fn merge_key(d: &DecodedCandidate) -> u64 {
 
 /// Merges the kept boxes of all classes: sorted by (score desc, label asc, anchor asc),
 /// the first `max_detections`.
-pub fn merge(mut kept: Vec<DecodedCandidate>, max_detections: usize) -> Detections {
+pub(crate) fn merge(mut kept: Vec<DecodedCandidate>, max_detections: usize) -> Detections {
     if kept.len() > max_detections {
         kept.select_nth_unstable_by_key(max_detections - 1, merge_key);
         kept.truncate(max_detections);
@@ -182,7 +184,6 @@ pub fn merge(mut kept: Vec<DecodedCandidate>, max_detections: usize) -> Detectio
         boxes: kept.iter().map(|d| d.ltrb).collect(),
         labels: kept.iter().map(|d| d.key.class() as i64).collect(),
         scores: kept.iter().map(|d| d.key.score()).collect(),
-        anchors: kept.iter().map(|d| d.key.anchor() as u32).collect(),
     }
 }
 
@@ -207,9 +208,39 @@ impl Postprocessor {
         &self.params
     }
 
-    /// The score-pass configuration (threshold and quick-reject bound).
-    pub fn score_config(&self) -> &ScoreConfig {
-        &self.scores
+    /// Stage 1, the score pass of one image: finite check of the class logits, quick
+    /// reject, softmax of the survivors, threshold. `logits[l]` is the image's slice of
+    /// level l. `WithinImage` splits the anchors across the rayon pool.
+    ///
+    /// Errors: [`Error::NonFinite`] (batch item 0) naming the lowest bad level.
+    ///
+    /// # Panics
+    /// When a slice does not have its level's length (`decode_image` checks them).
+    pub fn score_pass(&self, logits: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Candidates, Error> {
+        score_pass(logits, &self.scores, parallelism == Parallelism::WithinImage)
+            .map_err(|l| Error::NonFinite { output: OutputId::logits(l), item: 0 })
+    }
+
+    /// Stage 2: the per-class top-k (`max_candidates_per_class`) with lazy box decoding
+    /// (candidates whose box overflows are dropped and do not count). Reorders each
+    /// class's candidates in place.
+    ///
+    /// # Panics
+    /// When an offsets slice is shorter than its level's.
+    pub fn select_and_decode(&self, candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS]) -> ClassBoxes {
+        decode_top_k(candidates, offsets, self.params.max_candidates_per_class)
+    }
+
+    /// Stage 3: greedy NMS of each class; returns every kept candidate. `WithinImage`
+    /// runs classes on the rayon pool when there are many boxes.
+    pub fn suppress(&self, boxes: &ClassBoxes, parallelism: Parallelism) -> Vec<DecodedCandidate> {
+        suppress(self.scores.isa, boxes, self.params.iou_threshold as f32, parallelism)
+    }
+
+    /// Stage 4: the merge, sorted by (score desc, label asc, anchor asc), the first
+    /// `max_detections`.
+    pub fn merge(&self, kept: Vec<DecodedCandidate>) -> Detections {
+        merge(kept, self.params.max_detections)
     }
 
     /// Decodes one image; `logits[l]` and `offsets[l]` are the image's slices of level l
@@ -228,14 +259,13 @@ impl Postprocessor {
     }
 
     fn decode_checked(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Detections, Error> {
-        let mut candidates = score_pass(logits, &self.scores, parallelism == Parallelism::WithinImage)
-            .map_err(|l| Error::NonFinite { output: OutputId::logits(l), item: 0 })?;
+        let mut candidates = self.score_pass(logits, parallelism)?;
         if let Some(l) = (0..NUM_LEVELS).find(|&l| !all_finite(offsets[l])) {
             return Err(Error::NonFinite { output: OutputId::offsets(l), item: 0 });
         }
-        let boxes = decode_top_k(&mut candidates, offsets, self.params.max_candidates_per_class);
-        let kept = suppress(&boxes, self.params.iou_threshold as f32, parallelism);
-        Ok(merge(kept, self.params.max_detections))
+        let boxes = self.select_and_decode(&mut candidates, offsets);
+        let kept = self.suppress(&boxes, parallelism);
+        Ok(self.merge(kept))
     }
 
     /// Decodes a batch; `logits[l]` / `offsets[l]` hold all `batch` images of level l
@@ -303,7 +333,7 @@ fn check_lengths(logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], ba
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scores::tests::Rng;
+    use crate::test_util::Rng;
 
     /// One image's tensors: background-dominant logits with a few objects, small offsets.
     pub(crate) fn synthetic_image(seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
@@ -356,6 +386,24 @@ mod tests {
     }
 
     #[test]
+    fn huge_limits_mean_no_limit() {
+        let (lg, of) = synthetic_image(5);
+        let with = |k, n| Postprocessor::new(Params { max_candidates_per_class: k, max_detections: n, ..Params::default() }).unwrap();
+        let unlimited = with(usize::MAX, usize::MAX).decode_image(arrays(&lg), arrays(&of)).unwrap();
+        let enough = with(crate::layout::NUM_ANCHORS, usize::MAX / 2).decode_image(arrays(&lg), arrays(&of)).unwrap();
+        assert!(unlimited.len() > 200, "{}", unlimited.len());
+        assert_eq!(unlimited, enough);
+        // A cut that binds, and the lazy decoding of more than one batch of keys.
+        let mut c = Candidates::group((0..300).map(|a| Candidate::new(4, 0.5, a)).collect());
+        let mut offsets: Vec<Vec<f32>> = LEVELS.iter().map(|lv| vec![0.0; lv.offsets_len()]).collect();
+        for a in 0..10 {
+            offsets[0][2 * LEVELS[0].num_anchors + a] = 1000.0; // overflowing boxes: dropped
+        }
+        assert_eq!(decode_top_k(&mut c, arrays(&offsets), usize::MAX).items.len(), 290);
+        assert_eq!(decode_top_k(&mut c, arrays(&offsets), 100).items.len(), 100);
+    }
+
+    #[test]
     fn top_k_cut_is_exact_with_equal_scores() {
         // 250 candidates of class 7, all with the same score: the 200 lowest anchors win.
         let keys: Vec<Candidate> = (0..250).rev().map(|a| Candidate::new(7, 0.5, a * 3)).collect();
@@ -390,14 +438,19 @@ mod tests {
 
     #[test]
     fn merge_tie_break() {
-        let d = |class, score, anchor| DecodedCandidate { key: Candidate::new(class, score, anchor), ltrb: [0.0, 0.0, 1.0, 1.0] };
+        // Each box's left edge is its anchor index, to follow the anchors through the merge.
+        let d = |class, score, anchor: usize| DecodedCandidate {
+            key: Candidate::new(class, score, anchor),
+            ltrb: [anchor as f32, 0.0, 1000.0, 1.0],
+        };
+        let anchors = |m: &Detections| m.boxes.iter().map(|b| b[0] as usize).collect::<Vec<_>>();
         let kept = vec![d(5, 0.5, 3), d(2, 0.5, 9), d(2, 0.5, 4), d(9, 0.7, 100), d(1, 0.2, 0)];
         let m = merge(kept.clone(), 200);
         assert_eq!(m.labels, vec![9, 2, 2, 5, 1]);
-        assert_eq!(m.anchors, vec![100, 4, 9, 3, 0]);
+        assert_eq!(anchors(&m), vec![100, 4, 9, 3, 0]);
         assert_eq!(m.scores, vec![0.7, 0.5, 0.5, 0.5, 0.2]);
         let m = merge(kept, 3);
-        assert_eq!(m.anchors, vec![100, 4, 9]);
+        assert_eq!(anchors(&m), vec![100, 4, 9]);
     }
 
     #[test]
@@ -438,7 +491,6 @@ mod tests {
         all.truncate(200);
         assert_eq!(det.scores, all.iter().map(|x| x.0).collect::<Vec<_>>());
         assert_eq!(det.labels, all.iter().map(|x| x.1).collect::<Vec<_>>());
-        assert_eq!(det.anchors, all.iter().map(|x| x.2 as u32).collect::<Vec<_>>());
         assert_eq!(det.boxes, all.iter().map(|x| x.3).collect::<Vec<_>>());
         let serial = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::Serial).unwrap();
         assert_eq!(serial, det);

@@ -2,7 +2,7 @@
 //! times per group of 8 anchors), within 1 ulp of the C library's `exp` (tested), as
 //! numpy's own SIMD `exp` is: a portable version and AVX2 (4 lanes a register) and
 //! AVX-512 (8 lanes) versions with the same operations in the same order, so the same
-//! bits on every CPU.
+//! bits on every CPU (see [`super`]).
 //!
 //! The classic argument reduction and Remez rational form (as in fdlibm's `e_exp.c`):
 //! x = k*ln2 + r with |r| <= ln2/2 (ln2 split in a 32-bit high part, so k*ln2_hi is
@@ -12,8 +12,7 @@
 //! result may be subnormal or near overflow (x < -708 or x > 709) and NaN lanes fall
 //! back to `f64::exp`.
 
-/// Lanes per call.
-pub const LANES: usize = 8;
+use super::LANES;
 
 // The constants are written with all the digits of their published values; they round
 // to the bit patterns checked in the tests.
@@ -41,7 +40,7 @@ const FAST_MAX: f64 = 709.0;
 
 /// exp of each lane (see the module docs).
 #[inline(always)]
-pub fn exp_lanes(x: [f64; LANES]) -> [f64; LANES] {
+pub(crate) fn exp_lanes(x: [f64; LANES]) -> [f64; LANES] {
     let mut out = [0.0f64; LANES];
     for i in 0..LANES {
         let xi = x[i];
@@ -76,7 +75,7 @@ pub fn exp_lanes(x: [f64; LANES]) -> [f64; LANES] {
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub unsafe fn exp_lanes_avx2(x: std::arch::x86_64::__m256d) -> std::arch::x86_64::__m256d {
+pub(crate) unsafe fn exp_lanes_avx2(x: std::arch::x86_64::__m256d) -> std::arch::x86_64::__m256d {
     use std::arch::x86_64::*;
     let shifted = _mm256_add_pd(_mm256_mul_pd(x, _mm256_set1_pd(INV_LN2)), _mm256_set1_pd(ROUND_SHIFT));
     let k = _mm256_sub_pd(shifted, _mm256_set1_pd(ROUND_SHIFT));
@@ -120,7 +119,7 @@ pub unsafe fn exp_lanes_avx2(x: std::arch::x86_64::__m256d) -> std::arch::x86_64
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn exp_lanes_avx512(x: std::arch::x86_64::__m512d) -> std::arch::x86_64::__m512d {
+pub(crate) unsafe fn exp_lanes_avx512(x: std::arch::x86_64::__m512d) -> std::arch::x86_64::__m512d {
     use std::arch::x86_64::*;
     let shifted = _mm512_add_pd(_mm512_mul_pd(x, _mm512_set1_pd(INV_LN2)), _mm512_set1_pd(ROUND_SHIFT));
     let k = _mm512_sub_pd(shifted, _mm512_set1_pd(ROUND_SHIFT));
@@ -155,16 +154,41 @@ pub unsafe fn exp_lanes_avx512(x: std::arch::x86_64::__m512d) -> std::arch::x86_
     _mm512_loadu_pd(os.as_ptr())
 }
 
+/// [`exp_lanes`] with the kernel of `isa`.
+#[cfg(test)]
+pub(crate) fn exp_lanes_with(isa: super::Isa, x: [f64; LANES]) -> [f64; LANES] {
+    use super::Level;
+    let mut out = [0.0f64; LANES];
+    match isa.0 {
+        Level::Portable => out = exp_lanes(x),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: an Isa of this level is only made when the CPU has AVX2 (super::Isa).
+        Level::Avx2 => unsafe {
+            use std::arch::x86_64::*;
+            _mm256_storeu_pd(out.as_mut_ptr(), exp_lanes_avx2(_mm256_loadu_pd(x.as_ptr())));
+            _mm256_storeu_pd(out.as_mut_ptr().add(4), exp_lanes_avx2(_mm256_loadu_pd(x.as_ptr().add(4))));
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: an Isa of this level is only made when the CPU has AVX-512F.
+        Level::Avx512 => unsafe {
+            use std::arch::x86_64::*;
+            _mm512_storeu_pd(out.as_mut_ptr(), exp_lanes_avx512(_mm512_loadu_pd(x.as_ptr())));
+        },
+    }
+    out
+}
+
 /// exp of one value (the first lane of [`exp_lanes`]).
-#[inline]
-pub fn exp(x: f64) -> f64 {
+#[cfg(test)]
+pub(crate) fn exp(x: f64) -> f64 {
     exp_lanes([x; LANES])[0]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scores::tests::Rng;
+    use crate::simd::Isa;
+    use crate::test_util::Rng;
 
     fn ulps(a: f64, b: f64) -> u64 {
         (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs()
@@ -189,11 +213,8 @@ mod tests {
         assert!(differ < n / 5, "{differ} of {n} differ");
     }
 
-    #[cfg(target_arch = "x86_64")]
     #[test]
     fn simd_lanes_give_the_same_bits() {
-        use std::arch::x86_64::*;
-        let (avx2, avx512) = (std::arch::is_x86_feature_detected!("avx2"), std::arch::is_x86_feature_detected!("avx512f"));
         let mut rng = Rng::new(8);
         for i in 0..200_000 {
             let x: [f64; LANES] = std::array::from_fn(|g| match (i + g) % 5 {
@@ -201,20 +222,8 @@ mod tests {
                 _ => -40.0 * rng.next_f64(),
             });
             let want = exp_lanes(x).map(f64::to_bits);
-            if avx2 {
-                let mut got = [0.0f64; LANES];
-                // SAFETY: AVX2 was detected above.
-                unsafe {
-                    _mm256_storeu_pd(got.as_mut_ptr(), exp_lanes_avx2(_mm256_loadu_pd(x.as_ptr())));
-                    _mm256_storeu_pd(got.as_mut_ptr().add(4), exp_lanes_avx2(_mm256_loadu_pd(x.as_ptr().add(4))));
-                }
-                assert_eq!(got.map(f64::to_bits), want, "{x:?}");
-            }
-            if avx512 {
-                let mut got = [0.0f64; LANES];
-                // SAFETY: AVX-512F was detected above.
-                unsafe { _mm512_storeu_pd(got.as_mut_ptr(), exp_lanes_avx512(_mm512_loadu_pd(x.as_ptr()))) };
-                assert_eq!(got.map(f64::to_bits), want, "{x:?}");
+            for isa in Isa::supported() {
+                assert_eq!(exp_lanes_with(isa, x).map(f64::to_bits), want, "{isa:?} {x:?}");
             }
         }
     }

@@ -1,0 +1,141 @@
+//! Greedy NMS kernels (docs/postprocess.md, "Per-class selection and NMS"): the plain
+//! loop and, on x86-64, a blocked AVX2 loop with the kept boxes as columns and 8 IoUs at
+//! a time, which keeps the same set (see [`super`]).
+
+use super::{Isa, Level};
+use crate::nms::{area, iou_with_areas};
+
+/// Greedy NMS over boxes already in processing order: box i is kept when its IoU with
+/// every box kept before it is `< iou_threshold` (IoU as [`iou_with_areas`]). Returns the kept positions, in
+/// order. Boxes must be finite (the pipeline drops others; the single-class `nms` refuses them).
+/// `isa` picks the kernel (the same kept set with every one).
+pub(crate) fn greedy_nms(isa: Isa, boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
+    match isa.0 {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: an Isa of these levels is only made when the CPU has AVX2 (super::Isa).
+        Level::Avx2 | Level::Avx512 if boxes.len() >= SMALL => unsafe { greedy_nms_avx2(boxes, iou_threshold) },
+        _ => greedy_nms_plain(boxes, iou_threshold),
+    }
+}
+
+/// Below this many boxes the plain loop is as fast as the blocked AVX2 one.
+#[cfg(target_arch = "x86_64")]
+const SMALL: usize = 64;
+
+/// The plain greedy loop: each candidate against the kept boxes in order, stopping at the
+/// first that suppresses it.
+fn greedy_nms_plain(boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
+    let mut kept: Vec<usize> = Vec::new();
+    let mut kept_boxes: Vec<([f32; 4], f32)> = Vec::new();
+    for (i, b) in boxes.iter().enumerate() {
+        let a = area(b);
+        if kept_boxes.iter().all(|(k, ka)| iou_with_areas(k, *ka, b, a) < iou_threshold) {
+            kept.push(i);
+            kept_boxes.push((*b, a));
+        }
+    }
+    kept
+}
+
+/// Greedy NMS with the kept boxes as columns (l, t, r, b, area) and 8 IoUs at a time in
+/// AVX2 registers, stopping after the first block with IoU >= threshold. The operations
+/// are those of [`iou_with_areas`] (`_mm256_min_ps(a, b)` is `if a < b { a } else { b }`,
+/// max likewise; they differ from `f32::min`/`max` only in the sign of a zero overlap,
+/// which clamping at 0 makes irrelevant; `union > 0 ? inter/union : 0` as a blend), so
+/// the kept set is that of [`greedy_nms_plain`].
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn greedy_nms_avx2(boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
+    use std::arch::x86_64::*;
+    const BLOCK: usize = 8;
+    let n = boxes.len();
+    let mut kept = Vec::with_capacity(n);
+    // Columns l, t, r, b, area of the kept boxes.
+    let mut cols: [Vec<f32>; 5] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let zero = _mm256_setzero_ps();
+    let thr = _mm256_set1_ps(iou_threshold);
+    for (i, b) in boxes.iter().enumerate() {
+        let a = area(b);
+        let k = cols[0].len();
+        let whole = k - k % BLOCK;
+        let (bl, bt, br, bb, ba) = (_mm256_set1_ps(b[0]), _mm256_set1_ps(b[1]), _mm256_set1_ps(b[2]), _mm256_set1_ps(b[3]), _mm256_set1_ps(a));
+        let mut suppressed = false;
+        let mut j = 0;
+        while j < whole {
+            // SAFETY: j + 8 <= whole <= every column's length.
+            let [kl, kt, kr, kb, ka] = [0, 1, 2, 3, 4].map(|c| _mm256_loadu_ps(cols[c].as_ptr().add(j)));
+            let iw = _mm256_max_ps(_mm256_sub_ps(_mm256_min_ps(kr, br), _mm256_max_ps(kl, bl)), zero);
+            let ih = _mm256_max_ps(_mm256_sub_ps(_mm256_min_ps(kb, bb), _mm256_max_ps(kt, bt)), zero);
+            let inter = _mm256_mul_ps(iw, ih);
+            let union = _mm256_sub_ps(_mm256_add_ps(ka, ba), inter);
+            let iou = _mm256_blendv_ps(zero, _mm256_div_ps(inter, union), _mm256_cmp_ps::<_CMP_GT_OQ>(union, zero));
+            if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(iou, thr)) != 0 {
+                suppressed = true;
+                break;
+            }
+            j += BLOCK;
+        }
+        if !suppressed {
+            suppressed = (whole..k).any(|j| {
+                let kb = [cols[0][j], cols[1][j], cols[2][j], cols[3][j]];
+                iou_with_areas(&kb, cols[4][j], b, a) >= iou_threshold
+            });
+        }
+        if !suppressed {
+            kept.push(i);
+            for (col, v) in cols.iter_mut().zip([b[0], b[1], b[2], b[3], a]) {
+                col.push(v);
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nms::iou;
+    use crate::test_util::Rng;
+
+    #[test]
+    fn blocked_nms_equals_the_plain_loop() {
+        let mut rng = Rng::new(4);
+        for n in [0usize, 1, 7, 8, 9, 64, 200, 333] {
+            // Clustered boxes (many suppressions) with some degenerate ones.
+            let boxes: Vec<[f32; 4]> = (0..n)
+                .map(|i| {
+                    let (x, y) = ((rng.next_f64() * 3.0) as f32, (rng.next_f64() * 3.0) as f32);
+                    let (w, h) = ((rng.next_f64() * 1.5) as f32, (rng.next_f64() * 1.5) as f32);
+                    match i % 17 {
+                        0 => [x, y, x, y + h],         // zero width
+                        1 => [x + w, y, x, y + h],     // inverted
+                        _ => [x, y, x + w, y + h],
+                    }
+                })
+                .collect();
+            for t in [0.1f32, 0.5, 0.9, 1.0] {
+                let mut plain: Vec<usize> = Vec::new();
+                for (i, b) in boxes.iter().enumerate() {
+                    if plain.iter().all(|&k| iou(&boxes[k], b) < t) {
+                        plain.push(i);
+                    }
+                }
+                assert_eq!(greedy_nms_plain(&boxes, t), plain, "n = {n}, t = {t}");
+                for isa in Isa::supported() {
+                    assert_eq!(greedy_nms(isa, &boxes, t), plain, "{isa:?}, n = {n}, t = {t}");
+                }
+                #[cfg(target_arch = "x86_64")]
+                if Isa::best() != Isa::PORTABLE {
+                    // SAFETY: every x86 level above portable has AVX2.
+                    assert_eq!(unsafe { greedy_nms_avx2(&boxes, t) }, plain, "n = {n}, t = {t}");
+                }
+                if n >= 64 && t <= 0.5 {
+                    assert!(plain.len() > 8 && plain.len() < n, "n = {n}, t = {t}: {} kept", plain.len());
+                }
+            }
+        }
+    }
+}
