@@ -1,7 +1,7 @@
 """Benchmark the postprocess (head outputs -> detections); prints a markdown table.
 
-    .venv/bin/python benches/bench_postprocess.py [--images 8] [--random 4] [--rounds 30]
-        [--python-rounds 2] [--data ../shared/data]
+    .venv/bin/python benches/bench_postprocess.py [--images 8] [--dense 8] [--random 4]
+        [--rounds 30] [--python-rounds 2] [--data ../shared/data]
 
 Implementations, timed on the same inputs in one run (milliseconds per image: median, p10, p90
 over images x rounds), in two cache regimes:
@@ -20,16 +20,22 @@ The implementations:
 - FuriosaAI's ``RustPostProcessor.eval`` (``furiosa-native-postprocess``, one image, no batch
   axis), skipped with a note when not installed.
 
-Inputs: (a) realistic: the oracle's outputs (``ssd_resnet34.oracle.encode_ground_truth``) for
-the first ``--images`` COCO val2017 images of the shared subset (synthetic ground truth when
-``../shared`` is absent); (b) Gaussian random logits N(0, 1) and offsets N(0, 1), the worst
-case for NMS (every class has hundreds of candidates). The table also gives the mean number
-of candidates per image ((anchor, class) pairs with score > 0.05) and of detections.
+Inputs: (a) sparse realistic: the oracle's outputs (``encode_ground_truth``: a near-perfect
+model, a few hundred candidates) for the first ``--images`` COCO val2017 images of the shared
+subset (synthetic ground truth when ``../shared`` is absent); (b) dense realistic: the same
+ground truth at the candidate density of a real trained model (``_common.dense_head_outputs``:
+the oracle plus N(0, 1) noise on every class logit, background logit +0.5; 2,000-4,000
+candidates per image) for the first ``--dense`` images; (c) Gaussian random logits N(0, 1) and
+offsets N(0, 1), the worst case for NMS (every class has hundreds of candidates). Each section
+gives the number of candidates per image ((anchor, class) pairs with score > 0.05: mean and
+range) and of detections, and how many times faster the native decode is than furiosa's
+(ratio of the medians).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import statistics
@@ -42,12 +48,17 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from ssd_resnet34 import NativePostProcessor, PythonPostProcessor
-from ssd_resnet34.oracle import encode_ground_truth, random_head_outputs
-from ssd_resnet34.postprocess import load_native
-from ssd_resnet34.reference import gather_levels, softmax_scores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED_DATA, cpu_name, ground_truths  # noqa: E402
+from _common import (  # noqa: E402
+    DENSE_BACKGROUND_SHIFT,
+    SHARED_DATA,
+    candidate_count,
+    cpu_name,
+    dense_head_outputs,
+    ground_truths,
+    oracle,
+)
 
 BATCH = 8
 
@@ -55,20 +66,24 @@ BATCH = 8
 def realistic_inputs(data: Path, count: int):
     """(description, per-image outputs with batch axis 1) of the oracle on ground truth."""
     description, truths = ground_truths(data, count)
-    return f"oracle, {description}", [
-        encode_ground_truth(boxes, labels, seed=n) for n, (_, boxes, labels) in enumerate(truths)
+    return f"(a) sparse: oracle, {description}", [
+        oracle.encode_ground_truth(boxes, labels, seed=n)
+        for n, (_, boxes, labels) in enumerate(truths)
+    ]
+
+
+def dense_inputs(data: Path, count: int):
+    """The same ground truth at a trained model's candidate density (``dense_head_outputs``)."""
+    description, truths = ground_truths(data, count)
+    return (f"(b) dense: oracle + N(0,1) noise on every class logit, background logit "
+            f"{DENSE_BACKGROUND_SHIFT:+g}, {description}"), [
+        dense_head_outputs(boxes, labels, seed=n) for n, (_, boxes, labels) in enumerate(truths)
     ]
 
 
 def random_inputs(count: int):
-    images = [random_head_outputs(1, seed=1000 + n) for n in range(count)]
-    return f"random logits N(0,1), {count} images", images
-
-
-def candidates_per_image(images) -> float:
-    threshold = np.float32(0.05)
-    counts = [(softmax_scores(gather_levels(o[:6], 0, 81))[1:] > threshold).sum() for o in images]
-    return float(np.mean(counts))
+    images = [oracle.random_head_outputs(1, seed=1000 + n) for n in range(count)]
+    return f"(c) random logits N(0,1), {count} images", images
 
 
 def time_per_image(call: Callable, items: list, rounds: int, per_call: int = 1,
@@ -126,11 +141,12 @@ def bench_set(title: str, images, args, native_module, furiosa) -> List[str]:
     raw = native_module.Postprocessor(score_threshold=0.05, iou_threshold=0.5,
                                       max_candidates_per_class=200, max_detections=200)
     detections = np.mean([len(d[1]) for image in images for d in native_pp.decode(image)])
+    counts = [candidate_count(image) for image in images]
     lines = [
         f"### {title}",
         "",
-        f"{candidates_per_image(images):.0f} candidates (score > 0.05) and {detections:.0f} "
-        "detections per image on average.",
+        f"{np.mean(counts):.0f} candidates (score > 0.05) per image on average "
+        f"({min(counts)}-{max(counts)}), {detections:.0f} detections.",
         "",
         "| implementation | median ms/image, cold cache | p10-p90 | median ms/image, warm cache "
         "| p10-p90 | notes |",
@@ -150,22 +166,32 @@ def bench_set(title: str, images, args, native_module, furiosa) -> List[str]:
     lines.append(row(f"NativePostProcessor.decode, batch {BATCH} (per image)",
                      time_per_image(native_pp.decode, batches, args.rounds, per_call=BATCH),
                      note=f"{BATCH} images = {BATCH * 4.9:.0f} MB, so cold only"))
+    native_times = both(lambda o: raw.decode(o[:6], o[6:]), images)
     lines.append(row("_native.Postprocessor.decode, batch 1 (no Python validation)",
-                     *both(lambda o: raw.decode(o[:6], o[6:]), images)))
+                     *native_times))
     if furiosa is None:
         lines.append(row("furiosa RustPostProcessor.eval", None, None,
                          "skipped: furiosa-native-postprocess not installed"))
-    else:
-        unbatched = [([t[0] for t in o[6:]], [t[0] for t in o[:6]]) for o in images]
-        lines.append(row("furiosa RustPostProcessor.eval (furiosa-native-postprocess)",
-                         *both(lambda a: furiosa.eval(*a), unbatched)))
-    return lines + [""]
+        return lines + [""]
+    unbatched = [([t[0] for t in o[6:]], [t[0] for t in o[:6]]) for o in images]
+    furiosa_times = both(lambda a: furiosa.eval(*a), unbatched)
+    lines.append(row("furiosa RustPostProcessor.eval (furiosa-native-postprocess)",
+                     *furiosa_times))
+    cold, warm = (statistics.median(f) / statistics.median(n)
+                  for f, n in zip(furiosa_times, native_times))
+    return lines + [
+        "",
+        f"Native decode (`_native.Postprocessor.decode`, batch 1) vs furiosa (`eval`, one image), "
+        f"ratio of the medians: {cold:.1f}x faster cold, {warm:.1f}x warm.",
+        "",
+    ]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=8, help="COCO images for (a)")
-    parser.add_argument("--random", type=int, default=4, help="random-logit images for (b)")
+    parser.add_argument("--dense", type=int, default=8, help="COCO images for (b)")
+    parser.add_argument("--random", type=int, default=4, help="random-logit images for (c)")
     parser.add_argument("--rounds", type=int, default=30, help="rounds for the native ones")
     parser.add_argument("--python-rounds", type=int, default=2, help="rounds for the reference")
     parser.add_argument("--repeat", type=int, default=10,
@@ -173,9 +199,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     args = parser.parse_args(argv)
 
-    native_module = load_native()
+    native_module = importlib.import_module("ssd_resnet34._native")
     furiosa = furiosa_processor()
-    sets = [realistic_inputs(args.data, args.images), random_inputs(args.random)]
+    sets = [realistic_inputs(args.data, args.images), dense_inputs(args.data, args.dense),
+            random_inputs(args.random)]
 
     print("## Postprocess benchmark (ms per image)")
     print()

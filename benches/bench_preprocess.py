@@ -34,7 +34,8 @@ sys.path.insert(0, str(REPO / "tests"))
 # The test oracle, written from MLPerf's dataset.py, is also the baseline here.
 from test_preprocessing import mlperf_reference as mlperf_as_written  # noqa: E402
 
-from ssd_resnet34.stages import cpu_name  # noqa: E402
+sys.path.insert(0, str(REPO / "benches"))
+from _common import cpu_name  # noqa: E402
 
 
 def time_ms(function, inputs, rounds: int) -> list:
