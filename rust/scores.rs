@@ -193,25 +193,34 @@ impl Candidates {
 }
 
 /// The softmax of one anchor: `out[c]` = f32(e_c / S) with, in float64,
-/// m = max_c x_c, e_c = exp(x_c - m) ([`exp::exp`]), S summed in class order 0..80.
+/// m = max_c x_c, e_c = exp(x_c - m), S summed in class order 0..80.
 /// `logits` is one image's level slice (81 rows of `num_anchors`), `anchor` local.
 #[cfg(test)]
 pub(crate) fn softmax_anchor(logits: &[f32], num_anchors: usize, anchor: usize, out: &mut [f32; NUM_CLASSES]) {
+    let max = (0..NUM_CLASSES).map(|c| logits[c * num_anchors + anchor]).fold(f32::NEG_INFINITY, f32::max);
+    let group = Group { logits, num_anchors, anchors: [anchor as u32; LANES], max: [max; LANES] };
     let mut g = GroupOut::new();
-    let sum = softmax_lanes(Isa::best(), &Group { logits, num_anchors, anchors: [anchor; LANES], prefilter: 0.0 }, &mut g);
+    softmax_lanes(Isa::best(), &group, 0.0, &mut g);
     for (o, ec) in out.iter_mut().zip(&g.e) {
-        *o = (ec[0] / sum[0]) as f32;
+        *o = (ec[0] / g.sums[0]) as f32;
     }
 }
 
+/// Anchors that passed the quick reject, waiting for the softmax: local index and max
+/// logit (over all 81 classes) of each.
+struct Survivors {
+    anchors: Vec<u32>,
+    max: Vec<f32>,
+}
+
 /// The quick-reject kernel over `len <= CHUNK` anchors starting at local anchor `start`:
-/// pushes the local indices of anchors that may have a candidate onto `survivors`.
+/// pushes the anchors that may have a candidate onto `survivors`, with their max logit.
 /// Returns false when a logit of these anchors is not finite.
 ///
 /// Row by row (each a contiguous run of `len` floats, so the reads stream), a running
 /// max over the 80 foreground rows, then `d = x_0 - max` against the bound. The finite
 /// check is an integer max of |x| bit patterns folded into the same reads.
-fn reject_chunk(isa: Isa, logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Vec<u32>) -> bool {
+fn reject_chunk(isa: Isa, logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Survivors) -> bool {
     debug_assert!(len <= CHUNK && start + len <= num_anchors);
     let mut mx = [f32::NEG_INFINITY; CHUNK];
     let mx = &mut mx[..len];
@@ -225,7 +234,11 @@ fn reject_chunk(isa: Isa, logits: &[f32], num_anchors: usize, start: usize, len:
         // Finite logits give a finite m, so d is never NaN here.
         let d = x0 - m;
         if d <= bound {
-            survivors.push((start + i) as u32);
+            survivors.anchors.push((start + i) as u32);
+            // The max of all 81 logits: its sign of zero may differ from the class-order
+            // max, which changes no x_c - m (x - 0 = x - (-0) = x; +-0 - +-0 = +-0,
+            // exp(+-0) = 1).
+            survivors.max.push(if x0 > m { x0 } else { m });
         }
     }
     true
@@ -238,28 +251,34 @@ fn reject_chunk(isa: Isa, logits: &[f32], num_anchors: usize, start: usize, len:
 ///
 /// # Panics
 /// When `logits` does not have `level.logits_len()` values or `range` leaves the level.
-pub fn score_level_range(level: &Level, logits: &[f32], range: std::ops::Range<usize>, cfg: &ScoreConfig, out: &mut Vec<Candidate>) -> bool {
+pub(crate) fn score_level_range(level: &Level, logits: &[f32], range: std::ops::Range<usize>, cfg: &ScoreConfig, out: &mut Vec<Candidate>) -> bool {
     assert_eq!(logits.len(), level.logits_len(), "score_level_range: wrong slice length");
     assert!(range.end <= level.num_anchors, "score_level_range: range out of the level");
     let a_l = level.num_anchors;
     // Survivors wait here until a full group of LANES has gathered (the rest of a
     // chunk joins the next one's), so lanes are rarely wasted.
-    let mut pending: Vec<u32> = Vec::with_capacity(CHUNK + LANES);
+    let mut pending = Survivors { anchors: Vec::with_capacity(CHUNK + LANES), max: Vec::with_capacity(CHUNK + LANES) };
     let mut g = GroupOut::new();
-    let mut score_group = |group: &[u32], out: &mut Vec<Candidate>| {
-        let anchors: [usize; LANES] = std::array::from_fn(|g| group[g.min(group.len() - 1)] as usize);
-        // masks[c] bit g: e > S*t_lo, necessary for f32(e/S) > t (ScoreConfig::prefilter),
-        // so most (anchor, class) pairs need no division.
-        let sums = softmax_lanes(cfg.isa, &Group { logits, num_anchors: a_l, anchors, prefilter: cfg.prefilter }, &mut g);
-        let valid = u8::MAX >> (LANES - group.len());
-        for (c, (&mask, ec)) in g.masks.iter().zip(g.e.iter()).enumerate().skip(1) {
+    let mut score_group = |anchors: &[u32], max: &[f32], out: &mut Vec<Candidate>| {
+        let last = anchors.len() - 1;
+        let group = Group {
+            logits,
+            num_anchors: a_l,
+            anchors: std::array::from_fn(|i| anchors[i.min(last)]),
+            max: std::array::from_fn(|i| max[i.min(last)]),
+        };
+        // The hits are the pairs with e > S*t_lo, necessary for f32(e/S) > t
+        // (ScoreConfig::prefilter), so most (anchor, class) pairs need no division.
+        softmax_lanes(cfg.isa, &group, cfg.prefilter, &mut g);
+        let valid = u8::MAX >> (LANES - anchors.len());
+        for &(c, mask) in &g.hits[..g.num_hits] {
             let mut bits = mask & valid;
             while bits != 0 {
-                let g = bits.trailing_zeros() as usize;
+                let lane = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                let p = (ec[g] / sums[g]) as f32;
+                let p = (g.e[c as usize][lane] / g.sums[lane]) as f32;
                 if p > cfg.threshold {
-                    out.push(Candidate::new(c, p, level.first_anchor + anchors[g]));
+                    out.push(Candidate::new(c as usize, p, level.first_anchor + group.anchors[lane] as usize));
                 }
             }
         }
@@ -270,15 +289,16 @@ pub fn score_level_range(level: &Level, logits: &[f32], range: std::ops::Range<u
         if !reject_chunk(cfg.isa, logits, a_l, start, len, cfg.reject_bound, &mut pending) {
             return false;
         }
-        let full = pending.len() - pending.len() % LANES;
-        for group in pending[..full].chunks_exact(LANES) {
-            score_group(group, out);
+        let full = pending.anchors.len() - pending.anchors.len() % LANES;
+        for (anchors, max) in pending.anchors[..full].chunks_exact(LANES).zip(pending.max[..full].chunks_exact(LANES)) {
+            score_group(anchors, max, out);
         }
-        pending.drain(..full);
+        pending.anchors.drain(..full);
+        pending.max.drain(..full);
         start += len;
     }
-    if !pending.is_empty() {
-        score_group(&pending, out);
+    if !pending.anchors.is_empty() {
+        score_group(&pending.anchors, &pending.max, out);
     }
     true
 }
@@ -515,21 +535,27 @@ mod tests {
             *v += 12.0; // background row: some anchors rejected, some not
         }
         for &(start, len) in &[(0, CHUNK), (CHUNK, CHUNK), (2 * CHUNK, 13), (5, 7), (17, 1000)] {
-            let mut want = Vec::new();
+            let survivors = || Survivors { anchors: Vec::new(), max: Vec::new() };
+            let mut want = survivors();
             assert!(reject_chunk(Isa::PORTABLE, &x, a_l, start, len, 1.5, &mut want));
-            assert!(!want.is_empty() && want.len() < len);
+            assert!(!want.anchors.is_empty() && want.anchors.len() < len);
+            for (&a, &m) in want.anchors.iter().zip(&want.max) {
+                let column = (0..NUM_CLASSES).map(|c| x[c * a_l + a as usize]);
+                assert_eq!(m, column.fold(f32::NEG_INFINITY, f32::max));
+            }
             for isa in Isa::supported() {
-                let mut got = Vec::new();
+                let mut got = survivors();
                 assert!(reject_chunk(isa, &x, a_l, start, len, 1.5, &mut got));
-                assert_eq!(got, want, "{isa:?}");
+                assert_eq!((&got.anchors, &got.max), (&want.anchors, &want.max), "{isa:?}");
             }
         }
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let mut y = x.clone();
             y[40 * a_l + CHUNK + 8] = bad;
             for isa in Isa::supported() {
-                assert!(!reject_chunk(isa, &y, a_l, CHUNK, CHUNK, 1.5, &mut Vec::new()));
-                assert!(reject_chunk(isa, &y, a_l, 0, CHUNK, 1.5, &mut Vec::new()));
+                let mut survivors = Survivors { anchors: Vec::new(), max: Vec::new() };
+                assert!(!reject_chunk(isa, &y, a_l, CHUNK, CHUNK, 1.5, &mut survivors));
+                assert!(reject_chunk(isa, &y, a_l, 0, CHUNK, 1.5, &mut survivors));
             }
         }
         // The whole pass: the same candidates (scores to the bit) with every kernel.

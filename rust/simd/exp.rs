@@ -7,10 +7,13 @@
 //! The classic argument reduction and Remez rational form (as in fdlibm's `e_exp.c`):
 //! x = k*ln2 + r with |r| <= ln2/2 (ln2 split in a 32-bit high part, so k*ln2_hi is
 //! exact, and a low part), exp(r) = 1 + 2r/(2 - c(r)) with c(r) = r - r^2*P(r^2)
-//! (P of degree 4), then scaling by 2^k built from its bits. Only mul, add, sub and div
-//! are used, never a fused multiply-add, so every CPU gives the same bits. Lanes whose
-//! result may be subnormal or near overflow (x < -708 or x > 709) and NaN lanes fall
-//! back to `f64::exp`.
+//! (P of degree 4), then scaling by 2^k built from its bits. The multiply-adds of the
+//! reduction and of P are fused (one rounding each: `f64::mul_add`, which is exact on
+//! every platform, and the FMA instructions), every other operation is a plain mul,
+//! add, sub or div, so every CPU gives the same bits. Lanes whose result may be
+//! subnormal or near overflow (x < -708 or x > 709) and NaN lanes fall back to
+//! `f64::exp` in [`exp_lanes`]; the SIMD versions ([`exp_fast_avx2`],
+//! [`exp_fast_avx512`]) leave that check to the caller, who hoists it out of its loop.
 
 use super::LANES;
 
@@ -35,28 +38,32 @@ const P4: f64 = -1.653_390_220_546_525_153_90e-06;
 #[allow(clippy::excessive_precision)]
 const P5: f64 = 4.138_136_797_057_238_460_39e-08;
 /// Inputs in [FAST_MIN, FAST_MAX] give k in [-1021, 1023]: 2^k and the result are normal.
-const FAST_MIN: f64 = -708.0;
-const FAST_MAX: f64 = 709.0;
+pub(crate) const FAST_MIN: f64 = -708.0;
+pub(crate) const FAST_MAX: f64 = 709.0;
+
+/// The fast path of one lane, valid for x in [FAST_MIN, FAST_MAX]: the reference for the
+/// operations (and their order) of the SIMD versions.
+#[inline(always)]
+fn exp_fast(x: f64) -> f64 {
+    let shifted = x.mul_add(INV_LN2, ROUND_SHIFT);
+    let k = shifted - ROUND_SHIFT;
+    let hi = (-k).mul_add(LN2_HI, x); // exact: k*LN2_HI has at most 43 significant bits
+    let lo = k * LN2_LO;
+    let r = hi - lo;
+    let t = r * r;
+    let poly = t.mul_add(t.mul_add(t.mul_add(t.mul_add(P5, P4), P3), P2), P1);
+    let c = (-t).mul_add(poly, r);
+    let y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
+    // 2^k: the integer k is in the low bits of `shifted`.
+    let k_bits = shifted.to_bits().wrapping_sub(ROUND_SHIFT.to_bits());
+    let scale = f64::from_bits(k_bits.wrapping_add(1023) << 52);
+    y * scale
+}
 
 /// exp of each lane (see the module docs).
 #[inline(always)]
 pub(crate) fn exp_lanes(x: [f64; LANES]) -> [f64; LANES] {
-    let mut out = [0.0f64; LANES];
-    for i in 0..LANES {
-        let xi = x[i];
-        let shifted = xi * INV_LN2 + ROUND_SHIFT;
-        let k = shifted - ROUND_SHIFT;
-        let hi = xi - k * LN2_HI;
-        let lo = k * LN2_LO;
-        let r = hi - lo;
-        let t = r * r;
-        let c = r - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
-        let y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
-        // 2^k: the integer k is in the low bits of `shifted`.
-        let k_bits = shifted.to_bits().wrapping_sub(ROUND_SHIFT.to_bits());
-        let scale = f64::from_bits(k_bits.wrapping_add(1023) << 52);
-        out[i] = y * scale;
-    }
+    let mut out = x.map(exp_fast);
     let in_range = x.iter().all(|&v| (FAST_MIN..=FAST_MAX).contains(&v));
     if !in_range {
         for i in 0..LANES {
@@ -68,112 +75,122 @@ pub(crate) fn exp_lanes(x: [f64; LANES]) -> [f64; LANES] {
     out
 }
 
-/// [`exp_lanes`] on 4 lanes with AVX2 intrinsics: the same operations in the same order
-/// (no FMA), so the same bits.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn exp_lanes_avx2(x: std::arch::x86_64::__m256d) -> std::arch::x86_64::__m256d {
-    use std::arch::x86_64::*;
-    let shifted = _mm256_add_pd(_mm256_mul_pd(x, _mm256_set1_pd(INV_LN2)), _mm256_set1_pd(ROUND_SHIFT));
-    let k = _mm256_sub_pd(shifted, _mm256_set1_pd(ROUND_SHIFT));
-    let hi = _mm256_sub_pd(x, _mm256_mul_pd(k, _mm256_set1_pd(LN2_HI)));
-    let lo = _mm256_mul_pd(k, _mm256_set1_pd(LN2_LO));
-    let r = _mm256_sub_pd(hi, lo);
-    let t = _mm256_mul_pd(r, r);
-    let mut poly = _mm256_add_pd(_mm256_set1_pd(P4), _mm256_mul_pd(t, _mm256_set1_pd(P5)));
-    poly = _mm256_add_pd(_mm256_set1_pd(P3), _mm256_mul_pd(t, poly));
-    poly = _mm256_add_pd(_mm256_set1_pd(P2), _mm256_mul_pd(t, poly));
-    poly = _mm256_add_pd(_mm256_set1_pd(P1), _mm256_mul_pd(t, poly));
-    let c = _mm256_sub_pd(r, _mm256_mul_pd(t, poly));
-    let frac = _mm256_div_pd(_mm256_mul_pd(r, c), _mm256_sub_pd(_mm256_set1_pd(2.0), c));
-    let y = _mm256_sub_pd(_mm256_set1_pd(1.0), _mm256_sub_pd(_mm256_sub_pd(lo, frac), hi));
-    let k_bits = _mm256_sub_epi64(_mm256_castpd_si256(shifted), _mm256_set1_epi64x(ROUND_SHIFT.to_bits() as i64));
-    let scale = _mm256_castsi256_pd(_mm256_slli_epi64::<52>(_mm256_add_epi64(k_bits, _mm256_set1_epi64x(1023))));
-    let out = _mm256_mul_pd(y, scale);
-    let in_range = _mm256_and_pd(
-        _mm256_cmp_pd::<_CMP_GE_OQ>(x, _mm256_set1_pd(FAST_MIN)),
-        _mm256_cmp_pd::<_CMP_LE_OQ>(x, _mm256_set1_pd(FAST_MAX)),
-    );
-    if _mm256_movemask_pd(in_range) == 0b1111 {
-        return out;
-    }
-    let mut xs = [0.0f64; 4];
-    let mut os = [0.0f64; 4];
-    _mm256_storeu_pd(xs.as_mut_ptr(), x);
-    _mm256_storeu_pd(os.as_mut_ptr(), out);
-    for i in 0..4 {
-        if !(FAST_MIN..=FAST_MAX).contains(&xs[i]) {
-            os[i] = xs[i].exp();
+/// Defines the fast path of [`exp_lanes`] over `N` registers of one SIMD width, valid for
+/// inputs in [FAST_MIN, FAST_MAX] (the caller checks; other lanes get meaningless
+/// values). The statements of the `N` computations are interleaved so that the CPU
+/// overlaps their dependency chains (one `exp` is a chain of ~25 operations with a
+/// division in it). Per lane, the operations of [`exp_fast`] in the same order, so the
+/// same bits.
+macro_rules! exp_n {
+    ($(#[$doc:meta])* $name:ident, $feature:literal, $v:ty, $set1:ident, $add:ident, $sub:ident, $mul:ident,
+     $div:ident, $fmadd:ident, $fnmadd:ident, $cast_int:ident, $cast_pd:ident, $sub_epi:ident, $add_epi:ident,
+     $set1_epi:ident, $slli:ident) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        pub(crate) unsafe fn $name<const N: usize>(x: [$v; N]) -> [$v; N] {
+            use std::arch::x86_64::*;
+            let mut shifted = x;
+            let mut k = x;
+            let mut hi = x;
+            let mut lo = x;
+            let mut r = x;
+            let mut t = x;
+            let mut poly = x;
+            let mut out = x;
+            for i in 0..N {
+                shifted[i] = $fmadd(x[i], $set1(INV_LN2), $set1(ROUND_SHIFT));
+            }
+            for i in 0..N {
+                k[i] = $sub(shifted[i], $set1(ROUND_SHIFT));
+            }
+            for i in 0..N {
+                hi[i] = $fnmadd(k[i], $set1(LN2_HI), x[i]);
+                lo[i] = $mul(k[i], $set1(LN2_LO));
+            }
+            for i in 0..N {
+                r[i] = $sub(hi[i], lo[i]);
+            }
+            for i in 0..N {
+                t[i] = $mul(r[i], r[i]);
+            }
+            for i in 0..N {
+                poly[i] = $fmadd(t[i], $set1(P5), $set1(P4));
+            }
+            for i in 0..N {
+                poly[i] = $fmadd(t[i], poly[i], $set1(P3));
+            }
+            for i in 0..N {
+                poly[i] = $fmadd(t[i], poly[i], $set1(P2));
+            }
+            for i in 0..N {
+                poly[i] = $fmadd(t[i], poly[i], $set1(P1));
+            }
+            for i in 0..N {
+                // c = r - t*poly; frac = (r*c)/(2 - c); y = 1 - ((lo - frac) - hi).
+                let c = $fnmadd(t[i], poly[i], r[i]);
+                let frac = $div($mul(r[i], c), $sub($set1(2.0), c));
+                out[i] = $sub($set1(1.0), $sub($sub(lo[i], frac), hi[i]));
+            }
+            for i in 0..N {
+                // 2^k: the integer k is in the low bits of `shifted`.
+                let k_bits = $sub_epi($cast_int(shifted[i]), $set1_epi(ROUND_SHIFT.to_bits() as i64));
+                let scale = $cast_pd($slli::<52>($add_epi(k_bits, $set1_epi(1023))));
+                out[i] = $mul(out[i], scale);
+            }
+            out
         }
-    }
-    _mm256_loadu_pd(os.as_ptr())
+    };
 }
 
-/// [`exp_lanes`] on 8 lanes with AVX-512F intrinsics: the same operations in the same order
-/// (no FMA), so the same bits.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn exp_lanes_avx512(x: std::arch::x86_64::__m512d) -> std::arch::x86_64::__m512d {
-    use std::arch::x86_64::*;
-    let shifted = _mm512_add_pd(_mm512_mul_pd(x, _mm512_set1_pd(INV_LN2)), _mm512_set1_pd(ROUND_SHIFT));
-    let k = _mm512_sub_pd(shifted, _mm512_set1_pd(ROUND_SHIFT));
-    let hi = _mm512_sub_pd(x, _mm512_mul_pd(k, _mm512_set1_pd(LN2_HI)));
-    let lo = _mm512_mul_pd(k, _mm512_set1_pd(LN2_LO));
-    let r = _mm512_sub_pd(hi, lo);
-    let t = _mm512_mul_pd(r, r);
-    let mut poly = _mm512_add_pd(_mm512_set1_pd(P4), _mm512_mul_pd(t, _mm512_set1_pd(P5)));
-    poly = _mm512_add_pd(_mm512_set1_pd(P3), _mm512_mul_pd(t, poly));
-    poly = _mm512_add_pd(_mm512_set1_pd(P2), _mm512_mul_pd(t, poly));
-    poly = _mm512_add_pd(_mm512_set1_pd(P1), _mm512_mul_pd(t, poly));
-    let c = _mm512_sub_pd(r, _mm512_mul_pd(t, poly));
-    let frac = _mm512_div_pd(_mm512_mul_pd(r, c), _mm512_sub_pd(_mm512_set1_pd(2.0), c));
-    let y = _mm512_sub_pd(_mm512_set1_pd(1.0), _mm512_sub_pd(_mm512_sub_pd(lo, frac), hi));
-    let k_bits = _mm512_sub_epi64(_mm512_castpd_si512(shifted), _mm512_set1_epi64(ROUND_SHIFT.to_bits() as i64));
-    let scale = _mm512_castsi512_pd(_mm512_slli_epi64::<52>(_mm512_add_epi64(k_bits, _mm512_set1_epi64(1023))));
-    let out = _mm512_mul_pd(y, scale);
-    let in_range = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(x, _mm512_set1_pd(FAST_MIN))
-        & _mm512_cmp_pd_mask::<_CMP_LE_OQ>(x, _mm512_set1_pd(FAST_MAX));
-    if in_range == 0xFF {
-        return out;
-    }
-    let mut xs = [0.0f64; 8];
-    let mut os = [0.0f64; 8];
-    _mm512_storeu_pd(xs.as_mut_ptr(), x);
-    _mm512_storeu_pd(os.as_mut_ptr(), out);
-    for i in 0..8 {
-        if !(FAST_MIN..=FAST_MAX).contains(&xs[i]) {
-            os[i] = xs[i].exp();
-        }
-    }
-    _mm512_loadu_pd(os.as_ptr())
-}
+exp_n!(
+    /// The fast path of [`exp_lanes`] on `N` AVX2 registers of 4 lanes (see [`exp_n`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    exp_fast_avx2, "avx2,fma", std::arch::x86_64::__m256d, _mm256_set1_pd, _mm256_add_pd, _mm256_sub_pd,
+    _mm256_mul_pd, _mm256_div_pd, _mm256_fmadd_pd, _mm256_fnmadd_pd, _mm256_castpd_si256, _mm256_castsi256_pd,
+    _mm256_sub_epi64, _mm256_add_epi64, _mm256_set1_epi64x, _mm256_slli_epi64
+);
 
-/// [`exp_lanes`] with the kernel of `isa`.
+exp_n!(
+    /// The fast path of [`exp_lanes`] on `N` AVX-512 registers of 8 lanes (see [`exp_n`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    exp_fast_avx512, "avx512f", std::arch::x86_64::__m512d, _mm512_set1_pd, _mm512_add_pd, _mm512_sub_pd,
+    _mm512_mul_pd, _mm512_div_pd, _mm512_fmadd_pd, _mm512_fnmadd_pd, _mm512_castpd_si512, _mm512_castsi512_pd,
+    _mm512_sub_epi64, _mm512_add_epi64, _mm512_set1_epi64, _mm512_slli_epi64
+);
+
+/// [`exp_lanes`] with the kernel of `isa` (its fast path, then the C library's `exp` for
+/// the lanes outside it, as [`exp_lanes`]).
 #[cfg(test)]
 pub(crate) fn exp_lanes_with(isa: super::Isa, x: [f64; LANES]) -> [f64; LANES] {
     use super::Level;
     let mut out = [0.0f64; LANES];
     match isa.0 {
-        Level::Portable => out = exp_lanes(x),
+        Level::Portable => return exp_lanes(x),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an Isa of this level is only made when the CPU has AVX2 (super::Isa).
         Level::Avx2 => unsafe {
             use std::arch::x86_64::*;
-            _mm256_storeu_pd(out.as_mut_ptr(), exp_lanes_avx2(_mm256_loadu_pd(x.as_ptr())));
-            _mm256_storeu_pd(out.as_mut_ptr().add(4), exp_lanes_avx2(_mm256_loadu_pd(x.as_ptr().add(4))));
+            let [lo, hi] = exp_fast_avx2([_mm256_loadu_pd(x.as_ptr()), _mm256_loadu_pd(x.as_ptr().add(4))]);
+            _mm256_storeu_pd(out.as_mut_ptr(), lo);
+            _mm256_storeu_pd(out.as_mut_ptr().add(4), hi);
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an Isa of this level is only made when the CPU has AVX-512F.
         Level::Avx512 => unsafe {
             use std::arch::x86_64::*;
-            _mm512_storeu_pd(out.as_mut_ptr(), exp_lanes_avx512(_mm512_loadu_pd(x.as_ptr())));
+            let [v] = exp_fast_avx512([_mm512_loadu_pd(x.as_ptr())]);
+            _mm512_storeu_pd(out.as_mut_ptr(), v);
         },
+    }
+    for (o, v) in out.iter_mut().zip(x) {
+        if !(FAST_MIN..=FAST_MAX).contains(&v) {
+            *o = v.exp();
+        }
     }
     out
 }
@@ -258,3 +275,4 @@ mod tests {
         assert!(ulps(lanes[0], (-1.0f64).exp()) <= 1 && lanes[2] == 1.0 && ulps(lanes[3], (-2.0f64).exp()) <= 1);
     }
 }
+

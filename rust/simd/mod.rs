@@ -9,8 +9,9 @@
 //!
 //! # The same bits on every CPU
 //!
-//! Every variant of a kernel performs the same IEEE operations in the same order (no fused
-//! multiply-add, no reassociation, `max`/`min` with the operand order of the SIMD
+//! Every variant of a kernel performs the same IEEE operations in the same order (a fused
+//! multiply-add exactly where the portable version calls `mul_add`, which rounds once on
+//! every platform; no reassociation; `max`/`min` with the operand order of the SIMD
 //! instructions), so all variants give the same bits; the tests of each module compare
 //! every variant the CPU supports with the portable one on adversarial inputs.
 //!
@@ -48,8 +49,8 @@ impl Isa {
     /// Plain Rust (what the compiler makes of it for the target), on every CPU.
     pub const PORTABLE: Isa = Isa(Level::Portable);
 
-    /// The best level of this CPU: AVX-512F, else AVX2, else portable. Detected on the first
-    /// call, then cached.
+    /// The best level of this CPU: AVX-512F, else AVX2 (with FMA), else portable. Detected
+    /// on the first call, then cached.
     pub fn best() -> Isa {
         static BEST: OnceLock<Isa> = OnceLock::new();
         *BEST.get_or_init(|| Isa::supported().last().copied().unwrap_or(Isa::PORTABLE))
@@ -62,7 +63,7 @@ impl Isa {
         let mut levels = vec![Isa::PORTABLE];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 levels.push(Isa(Level::Avx2));
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     levels.push(Isa(Level::Avx512));
