@@ -8,7 +8,7 @@ use crate::decode::{anchor_offsets, decode_box};
 use crate::error::Error;
 use crate::layout::{OutputId, OutputKind, LEVELS, NUM_CLASSES, NUM_LEVELS};
 use crate::scores::{score_pass, Candidate, Candidates, ScoreConfig};
-use crate::simd::nms::greedy_nms;
+use crate::simd::nms::{greedy_nms_into, NmsScratch};
 use crate::simd::reject::all_finite;
 use crate::simd::Isa;
 use rayon::prelude::*;
@@ -147,22 +147,38 @@ pub(crate) fn decode_top_k(candidates: &mut Candidates, offsets: [&[f32]; NUM_LE
     out
 }
 
-/// Below this many boxes (all classes) NMS runs serially even within an image: a real
-/// image has a few hundred, for which a rayon fork costs more than it saves (measured).
-const PARALLEL_NMS_MIN_BOXES: usize = 3000;
+/// Below this many boxes (all classes) NMS runs serially even within an image: a
+/// realistic image has a few thousand at most, whose NMS takes tens of microseconds,
+/// less than a rayon fork and join costs on a busy machine (measured).
+const PARALLEL_NMS_MIN_BOXES: usize = 8000;
 
-/// Greedy NMS of each class's decoded candidates; returns every kept candidate.
-/// `WithinImage` runs classes on the rayon pool when there are many boxes.
+/// Greedy NMS of each class's decoded candidates; returns every kept candidate, class by
+/// class. `WithinImage` runs groups of classes on the rayon pool when there are many
+/// boxes.
 pub(crate) fn suppress(isa: Isa, boxes: &ClassBoxes, iou_threshold: f32, parallelism: Parallelism) -> Vec<DecodedCandidate> {
-    let per_class = |c: usize| -> Vec<DecodedCandidate> {
-        let items = boxes.class(c);
-        let ltrb: Vec<[f32; 4]> = items.iter().map(|d| d.ltrb).collect();
-        greedy_nms(isa, &ltrb, iou_threshold).into_iter().map(|i| items[i]).collect()
+    let classes = |range: std::ops::Range<usize>| -> Vec<DecodedCandidate> {
+        let mut scratch = NmsScratch::default();
+        let (mut ltrb, mut kept_at) = (Vec::new(), Vec::new());
+        let mut kept = Vec::new();
+        for c in range {
+            let items = boxes.class(c);
+            ltrb.clear();
+            ltrb.extend(items.iter().map(|d| d.ltrb));
+            kept_at.clear();
+            greedy_nms_into(isa, &ltrb, iou_threshold, &mut scratch, &mut kept_at);
+            kept.extend(kept_at.iter().map(|&i| items[i]));
+        }
+        kept
     };
     if parallelism == Parallelism::WithinImage && boxes.items.len() >= PARALLEL_NMS_MIN_BOXES {
-        (1..NUM_CLASSES).into_par_iter().with_min_len(4).flat_map_iter(per_class).collect()
+        const CLASSES_PER_TASK: usize = 8;
+        let tasks: Vec<_> = (1..NUM_CLASSES).step_by(CLASSES_PER_TASK).map(|c| c..(c + CLASSES_PER_TASK).min(NUM_CLASSES)).collect();
+        tasks.into_par_iter().map(classes).reduce(Vec::new, |mut a, b| {
+            a.extend(b);
+            a
+        })
     } else {
-        (1..NUM_CLASSES).flat_map(per_class).collect()
+        classes(1..NUM_CLASSES)
     }
 }
 
