@@ -7,10 +7,12 @@
 //! model), `random_logits` (Gaussian logits: the worst case for the score pass and NMS).
 //!
 //! Stages of one image (batch item 0), the `Postprocessor` methods of the same names:
-//! `score_pass` (finite check + quick reject + softmax + threshold), `select_and_decode`
-//! (per-class top-k and box decoding), `nms` (`suppress`: per-class greedy NMS), `merge`,
-//! and the whole `decode_image` (which also checks the offsets for NaN/inf), serial and
-//! with the work split across the rayon pool; `decode_batch` when a set has N > 1.
+//! `score_pass` (finite check + quick reject + softmax + threshold; serial and with the
+//! anchors split across the rayon pool), `select_and_decode` (per-class top-k and box
+//! decoding), `nms` (`suppress`: per-class greedy NMS), `merge`, and the whole
+//! `decode_image` (which also checks the offsets for NaN/inf and runs stages 2 and 3 class
+//! by class; serial and parallel, where two halves of the classes run at once);
+//! `decode_batch` when a set has N > 1.
 //!
 //! Run: `cargo bench --bench decoder` (optionally a filter, e.g. `-- decode_image`).
 
@@ -107,7 +109,7 @@ fn bench_set(c: &mut Criterion, set: &InputSet) {
 
     let candidates = pp.score_pass(logits, Parallelism::Serial).expect("finite inputs");
     let boxes = pp.select_and_decode(&mut candidates.clone(), offsets);
-    let kept = pp.suppress(&boxes, Parallelism::Serial);
+    let kept = pp.suppress(&boxes);
     let det = pp.merge(kept.clone());
     eprintln!(
         "{name}: batch {}, {} candidates, {} after top-k, {} after NMS, {} detections",
@@ -135,9 +137,7 @@ fn bench_set(c: &mut Criterion, set: &InputSet) {
     g.finish();
 
     let mut g = c.benchmark_group("nms");
-    for (label, par) in [("serial", Parallelism::Serial), ("parallel", Parallelism::WithinImage)] {
-        g.bench_with_input(BenchmarkId::new(label, name), &(), |b, _| b.iter(|| pp.suppress(black_box(&boxes), par)));
-    }
+    g.bench_with_input(BenchmarkId::from_parameter(name), &(), |b, _| b.iter(|| pp.suppress(black_box(&boxes))));
     g.finish();
 
     let mut g = c.benchmark_group("merge");

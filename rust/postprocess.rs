@@ -116,71 +116,82 @@ fn sort_first_k(keys: &mut [Candidate], k: usize) {
     }
 }
 
-/// Per-class selection and lazy decoding: for each class, the candidates in order
-/// (score desc, anchor asc) are decoded until `k` have a finite box (candidates whose
-/// box overflows are dropped and do not count). Only these boxes are decoded.
-pub(crate) fn decode_top_k(candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS], k: usize) -> ClassBoxes {
+/// The selection and lazy decoding of one class: its candidates in order (score desc,
+/// anchor asc) are decoded until `k` have a finite box (candidates whose box overflows
+/// are dropped and do not count); only these boxes are decoded. Appends them to `out` in
+/// that order and reorders `keys`.
+fn decode_class(keys: &mut [Candidate], offsets: &[&[f32]; NUM_LEVELS], k: usize, out: &mut Vec<DecodedCandidate>) {
     let dboxes = default_boxes();
+    let mut sorted_upto = 0;
+    let mut taken = 0;
+    let mut next = 0;
+    while taken < k && next < keys.len() {
+        if next == sorted_upto {
+            // Sort the next batch of up to k - taken keys (normally all done at once).
+            sort_first_k(&mut keys[next..], k - taken);
+            sorted_upto = next.saturating_add(k - taken).min(keys.len());
+        }
+        let key = keys[next];
+        next += 1;
+        let a = key.anchor();
+        if let Some(ltrb) = decode_box(dboxes[a], anchor_offsets(offsets, a)) {
+            out.push(DecodedCandidate { key, ltrb });
+            taken += 1;
+        }
+    }
+}
+
+/// Per-class selection and lazy decoding ([`decode_class`]) of every class.
+pub(crate) fn decode_top_k(candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS], k: usize) -> ClassBoxes {
     let mut out = ClassBoxes { items: Vec::new(), starts: [0; NUM_CLASSES + 1] };
     for c in 0..NUM_CLASSES {
         out.starts[c] = out.items.len();
-        let keys = candidates.class_mut(c);
-        let mut sorted_upto = 0;
-        let mut taken = 0;
-        let mut next = 0;
-        while taken < k && next < keys.len() {
-            if next == sorted_upto {
-                // Sort the next batch of up to k - taken keys (normally all done at once).
-                sort_first_k(&mut keys[next..], k - taken);
-                sorted_upto = next.saturating_add(k - taken).min(keys.len());
-            }
-            let key = keys[next];
-            next += 1;
-            let a = key.anchor();
-            if let Some(ltrb) = decode_box(dboxes[a], anchor_offsets(&offsets, a)) {
-                out.items.push(DecodedCandidate { key, ltrb });
-                taken += 1;
-            }
-        }
+        decode_class(candidates.class_mut(c), &offsets, k, &mut out.items);
     }
     out.starts[NUM_CLASSES] = out.items.len();
     out
 }
 
-/// Below this many boxes (all classes) NMS runs serially even within an image: a
-/// realistic image has a few thousand at most, whose NMS takes tens of microseconds,
-/// less than a rayon fork and join costs on a busy machine (measured).
-const PARALLEL_NMS_MIN_BOXES: usize = 8000;
+/// Buffers of [`Suppressor::class`], reused from one class to the next.
+struct Suppressor {
+    isa: Isa,
+    iou_threshold: f32,
+    scratch: NmsScratch,
+    ltrb: Vec<[f32; 4]>,
+    kept_at: Vec<usize>,
+}
 
-/// Greedy NMS of each class's decoded candidates; returns every kept candidate, class by
-/// class. `WithinImage` runs groups of classes on the rayon pool when there are many
-/// boxes.
-pub(crate) fn suppress(isa: Isa, boxes: &ClassBoxes, iou_threshold: f32, parallelism: Parallelism) -> Vec<DecodedCandidate> {
-    let classes = |range: std::ops::Range<usize>| -> Vec<DecodedCandidate> {
-        let mut scratch = NmsScratch::default();
-        let (mut ltrb, mut kept_at) = (Vec::new(), Vec::new());
-        let mut kept = Vec::new();
-        for c in range {
-            let items = boxes.class(c);
-            ltrb.clear();
-            ltrb.extend(items.iter().map(|d| d.ltrb));
-            kept_at.clear();
-            greedy_nms_into(isa, &ltrb, iou_threshold, &mut scratch, &mut kept_at);
-            kept.extend(kept_at.iter().map(|&i| items[i]));
-        }
-        kept
-    };
-    if parallelism == Parallelism::WithinImage && boxes.items.len() >= PARALLEL_NMS_MIN_BOXES {
-        const CLASSES_PER_TASK: usize = 8;
-        let tasks: Vec<_> = (1..NUM_CLASSES).step_by(CLASSES_PER_TASK).map(|c| c..(c + CLASSES_PER_TASK).min(NUM_CLASSES)).collect();
-        tasks.into_par_iter().map(classes).reduce(Vec::new, |mut a, b| {
-            a.extend(b);
-            a
-        })
-    } else {
-        classes(1..NUM_CLASSES)
+impl Suppressor {
+    fn new(isa: Isa, iou_threshold: f32) -> Self {
+        Suppressor { isa, iou_threshold, scratch: NmsScratch::default(), ltrb: Vec::new(), kept_at: Vec::new() }
+    }
+
+    /// Greedy NMS of one class's decoded candidates (in processing order): appends the
+    /// kept ones to `kept`.
+    fn class(&mut self, items: &[DecodedCandidate], kept: &mut Vec<DecodedCandidate>) {
+        self.ltrb.clear();
+        self.ltrb.extend(items.iter().map(|d| d.ltrb));
+        self.kept_at.clear();
+        greedy_nms_into(self.isa, &self.ltrb, self.iou_threshold, &mut self.scratch, &mut self.kept_at);
+        kept.extend(self.kept_at.iter().map(|&i| items[i]));
     }
 }
+
+/// Greedy NMS of each class's decoded candidates; returns every kept candidate, class by
+/// class.
+pub(crate) fn suppress(isa: Isa, boxes: &ClassBoxes, iou_threshold: f32) -> Vec<DecodedCandidate> {
+    let mut suppressor = Suppressor::new(isa, iou_threshold);
+    let mut kept = Vec::new();
+    for c in 1..NUM_CLASSES {
+        suppressor.class(boxes.class(c), &mut kept);
+    }
+    kept
+}
+
+/// Below this many candidates the classes of one image are not split across the rayon
+/// pool: their selection, decoding and NMS take a few tens of microseconds, not much more
+/// than a fork and join on a busy machine.
+const PARALLEL_CLASSES_MIN_CANDIDATES: usize = 1500;
 
 /// Sort key of the merge: (score desc, label asc, anchor asc).
 #[inline]
@@ -247,10 +258,31 @@ impl Postprocessor {
         decode_top_k(candidates, offsets, self.params.max_candidates_per_class)
     }
 
-    /// Stage 3: greedy NMS of each class; returns every kept candidate. `WithinImage`
-    /// runs classes on the rayon pool when there are many boxes.
-    pub fn suppress(&self, boxes: &ClassBoxes, parallelism: Parallelism) -> Vec<DecodedCandidate> {
-        suppress(self.scores.isa, boxes, self.params.iou_threshold as f32, parallelism)
+    /// Stage 3: greedy NMS of each class; returns every kept candidate.
+    pub fn suppress(&self, boxes: &ClassBoxes) -> Vec<DecodedCandidate> {
+        suppress(self.scores.isa, boxes, self.params.iou_threshold as f32)
+    }
+
+    /// Stages 2 and 3 of classes `classes` fused, class after class (the candidates of a
+    /// class are selected, decoded and suppressed while in cache); `keys` holds the
+    /// candidates of these classes, `starts` the class boundaries as in [`Candidates`]
+    /// (offset by `keys`' position there).
+    fn select_decode_suppress(
+        &self,
+        keys: &mut [Candidate],
+        starts: &[usize; NUM_CLASSES + 1],
+        classes: std::ops::Range<usize>,
+        offsets: &[&[f32]; NUM_LEVELS],
+    ) -> Vec<DecodedCandidate> {
+        let base = starts[classes.start];
+        let mut suppressor = Suppressor::new(self.scores.isa, self.params.iou_threshold as f32);
+        let (mut items, mut kept) = (Vec::new(), Vec::new());
+        for c in classes {
+            items.clear();
+            decode_class(&mut keys[starts[c] - base..starts[c + 1] - base], offsets, self.params.max_candidates_per_class, &mut items);
+            suppressor.class(&items, &mut kept);
+        }
+        kept
     }
 
     /// Stage 4: the merge, sorted by (score desc, label asc, anchor asc), the first
@@ -276,11 +308,29 @@ impl Postprocessor {
 
     fn decode_checked(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Detections, Error> {
         let mut candidates = self.score_pass(logits, parallelism)?;
-        if let Some(l) = (0..NUM_LEVELS).find(|&l| !all_finite(offsets[l])) {
-            return Err(Error::NonFinite { output: OutputId::offsets(l), item: 0 });
-        }
-        let boxes = self.select_and_decode(&mut candidates, offsets);
-        let kept = self.suppress(&boxes, parallelism);
+        let check_offsets = || match (0..NUM_LEVELS).find(|&l| !all_finite(offsets[l])) {
+            Some(l) => Err(Error::NonFinite { output: OutputId::offsets(l), item: 0 }),
+            None => Ok(()),
+        };
+        let Candidates { keys, starts } = &mut candidates;
+        let kept = if parallelism == Parallelism::WithinImage && keys.len() >= PARALLEL_CLASSES_MIN_CANDIDATES {
+            // Two halves of the classes by candidate count, and the offsets check, at once;
+            // a bad offset discards the detections.
+            let mid = (1..NUM_CLASSES).find(|&c| starts[c] >= keys.len() / 2).unwrap_or(NUM_CLASSES - 1).max(2);
+            let (low, high) = keys.split_at_mut(starts[mid]);
+            let (checked, (mut kept, kept_high)) = rayon::join(check_offsets, || {
+                rayon::join(
+                    || self.select_decode_suppress(low, starts, 1..mid, &offsets),
+                    || self.select_decode_suppress(high, starts, mid..NUM_CLASSES, &offsets),
+                )
+            });
+            checked?;
+            kept.extend(kept_high);
+            kept
+        } else {
+            check_offsets()?;
+            self.select_decode_suppress(keys, starts, 0..NUM_CLASSES, &offsets)
+        };
         Ok(self.merge(kept))
     }
 
@@ -399,6 +449,30 @@ mod tests {
         }
         let e = Postprocessor::new(Params { iou_threshold: 0.0, ..ok }).unwrap_err();
         assert_eq!(e.to_string(), "iou_threshold = 0 is out of range; expected a value in (0, 1]");
+    }
+
+    #[test]
+    fn classes_split_across_threads_equal_serial() {
+        // Background-dominant random logits, dense enough (thousands of candidates) for the
+        // two halves of the classes to run at once within the image.
+        let mut rng = Rng::new(77);
+        let lg: Vec<Vec<f32>> = LEVELS
+            .iter()
+            .map(|lv| (0..lv.logits_len()).map(|i| (rng.next_f64() * 4.0) as f32 + if i < lv.num_anchors { 2.5 } else { 0.0 }).collect())
+            .collect();
+        let mut of: Vec<Vec<f32>> = LEVELS.iter().map(|lv| (0..lv.offsets_len()).map(|_| (rng.next_f64() - 0.5) as f32).collect()).collect();
+        let pp = Postprocessor::new(Params { max_detections: 5000, ..Params::default() }).unwrap();
+        let n = pp.score_pass(arrays(&lg), Parallelism::Serial).unwrap().len();
+        assert!(n >= 2 * PARALLEL_CLASSES_MIN_CANDIDATES, "{n} candidates");
+        let par = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::WithinImage).unwrap();
+        assert!(par.len() > 1000, "{}", par.len());
+        assert_eq!(par, pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::Serial).unwrap());
+        // The offsets check runs beside the classes and still refuses the image.
+        of[2][17] = f32::NAN;
+        for parallelism in [Parallelism::WithinImage, Parallelism::Serial] {
+            let e = pp.decode_image_with(arrays(&lg), arrays(&of), parallelism).unwrap_err();
+            assert_eq!(e, Error::NonFinite { output: OutputId::offsets(2), item: 0 });
+        }
     }
 
     #[test]

@@ -207,21 +207,37 @@ pub(crate) fn softmax_anchor(logits: &[f32], num_anchors: usize, anchor: usize, 
 }
 
 /// Anchors that passed the quick reject, waiting for the softmax: local index and max
-/// logit (over all 81 classes) of each.
+/// logit (over all 81 classes) of each, `len` of them. Room for a chunk's survivors and
+/// the fewer than [`LANES`] left from the chunks before.
 struct Survivors {
-    anchors: Vec<u32>,
-    max: Vec<f32>,
+    anchors: [u32; CHUNK + LANES],
+    max: [f32; CHUNK + LANES],
+    len: usize,
+}
+
+impl Survivors {
+    fn new() -> Self {
+        Survivors { anchors: [0; CHUNK + LANES], max: [0.0; CHUNK + LANES], len: 0 }
+    }
+
+    /// Keeps the survivors from `from` on, moved to the front.
+    fn keep_from(&mut self, from: usize) {
+        self.anchors.copy_within(from..self.len, 0);
+        self.max.copy_within(from..self.len, 0);
+        self.len -= from;
+    }
 }
 
 /// The quick-reject kernel over `len <= CHUNK` anchors starting at local anchor `start`:
-/// pushes the anchors that may have a candidate onto `survivors`, with their max logit.
-/// Returns false when a logit of these anchors is not finite.
+/// appends the anchors that may have a candidate to `survivors` (which holds fewer than
+/// [`LANES`]), with their max logit. Returns false when a logit of these anchors is not
+/// finite.
 ///
 /// Row by row (each a contiguous run of `len` floats, so the reads stream), a running
 /// max over the 80 foreground rows, then `d = x_0 - max` against the bound. The finite
 /// check is an integer max of |x| bit patterns folded into the same reads.
 fn reject_chunk(isa: Isa, logits: &[f32], num_anchors: usize, start: usize, len: usize, bound: f32, survivors: &mut Survivors) -> bool {
-    debug_assert!(len <= CHUNK && start + len <= num_anchors);
+    debug_assert!(len <= CHUNK && start + len <= num_anchors && survivors.len < LANES);
     let mut mx = [f32::NEG_INFINITY; CHUNK];
     let mx = &mut mx[..len];
     let mut abs_max = foreground_max(isa, logits, num_anchors, start, mx);
@@ -230,17 +246,20 @@ fn reject_chunk(isa: Isa, logits: &[f32], num_anchors: usize, start: usize, len:
     if abs_max >= NON_FINITE_ABS_BITS {
         return false;
     }
+    // Branch-free: every anchor is written at the next free slot, which only advances
+    // for a survivor (a fifth of the anchors at realistic densities: a branch would be
+    // mispredicted often).
+    let mut n = survivors.len;
     for (i, (&x0, &m)) in row0.iter().zip(mx.iter()).enumerate() {
+        survivors.anchors[n] = (start + i) as u32;
+        // The max of all 81 logits: its sign of zero may differ from the class-order
+        // max, which changes no x_c - m (x - 0 = x - (-0) = x; +-0 - +-0 = +-0,
+        // exp(+-0) = 1).
+        survivors.max[n] = if x0 > m { x0 } else { m };
         // Finite logits give a finite m, so d is never NaN here.
-        let d = x0 - m;
-        if d <= bound {
-            survivors.anchors.push((start + i) as u32);
-            // The max of all 81 logits: its sign of zero may differ from the class-order
-            // max, which changes no x_c - m (x - 0 = x - (-0) = x; +-0 - +-0 = +-0,
-            // exp(+-0) = 1).
-            survivors.max.push(if x0 > m { x0 } else { m });
-        }
+        n += (x0 - m <= bound) as usize;
     }
+    survivors.len = n;
     true
 }
 
@@ -257,7 +276,7 @@ pub(crate) fn score_level_range(level: &Level, logits: &[f32], range: std::ops::
     let a_l = level.num_anchors;
     // Survivors wait here until a full group of LANES has gathered (the rest of a
     // chunk joins the next one's), so lanes are rarely wasted.
-    let mut pending = Survivors { anchors: Vec::with_capacity(CHUNK + LANES), max: Vec::with_capacity(CHUNK + LANES) };
+    let mut pending = Survivors::new();
     let mut g = GroupOut::new();
     let mut score_group = |anchors: &[u32], max: &[f32], out: &mut Vec<Candidate>| {
         let last = anchors.len() - 1;
@@ -289,16 +308,15 @@ pub(crate) fn score_level_range(level: &Level, logits: &[f32], range: std::ops::
         if !reject_chunk(cfg.isa, logits, a_l, start, len, cfg.reject_bound, &mut pending) {
             return false;
         }
-        let full = pending.anchors.len() - pending.anchors.len() % LANES;
+        let full = pending.len - pending.len % LANES;
         for (anchors, max) in pending.anchors[..full].chunks_exact(LANES).zip(pending.max[..full].chunks_exact(LANES)) {
             score_group(anchors, max, out);
         }
-        pending.anchors.drain(..full);
-        pending.max.drain(..full);
+        pending.keep_from(full);
         start += len;
     }
-    if !pending.anchors.is_empty() {
-        score_group(&pending.anchors, &pending.max, out);
+    if pending.len > 0 {
+        score_group(&pending.anchors[..pending.len], &pending.max[..pending.len], out);
     }
     true
 }
@@ -535,27 +553,29 @@ mod tests {
             *v += 12.0; // background row: some anchors rejected, some not
         }
         for &(start, len) in &[(0, CHUNK), (CHUNK, CHUNK), (2 * CHUNK, 13), (5, 7), (17, 1000)] {
-            let survivors = || Survivors { anchors: Vec::new(), max: Vec::new() };
-            let mut want = survivors();
+            let mut want = Survivors::new();
             assert!(reject_chunk(Isa::PORTABLE, &x, a_l, start, len, 1.5, &mut want));
-            assert!(!want.anchors.is_empty() && want.anchors.len() < len);
-            for (&a, &m) in want.anchors.iter().zip(&want.max) {
+            let n = want.len;
+            assert!(n > 0 && n < len);
+            for (&a, &m) in want.anchors[..n].iter().zip(&want.max[..n]) {
                 let column = (0..NUM_CLASSES).map(|c| x[c * a_l + a as usize]);
                 assert_eq!(m, column.fold(f32::NEG_INFINITY, f32::max));
+                assert!(x[a as usize] - m <= 1.5);
             }
+            let brute = (start..start + len).filter(|&a| x[a] - (1..NUM_CLASSES).map(|c| x[c * a_l + a]).fold(f32::NEG_INFINITY, f32::max) <= 1.5);
+            assert_eq!(brute.count(), n);
             for isa in Isa::supported() {
-                let mut got = survivors();
+                let mut got = Survivors::new();
                 assert!(reject_chunk(isa, &x, a_l, start, len, 1.5, &mut got));
-                assert_eq!((&got.anchors, &got.max), (&want.anchors, &want.max), "{isa:?}");
+                assert_eq!((&got.anchors[..got.len], &got.max[..got.len]), (&want.anchors[..n], &want.max[..n]), "{isa:?}");
             }
         }
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let mut y = x.clone();
             y[40 * a_l + CHUNK + 8] = bad;
             for isa in Isa::supported() {
-                let mut survivors = Survivors { anchors: Vec::new(), max: Vec::new() };
-                assert!(!reject_chunk(isa, &y, a_l, CHUNK, CHUNK, 1.5, &mut survivors));
-                assert!(reject_chunk(isa, &y, a_l, 0, CHUNK, 1.5, &mut survivors));
+                assert!(!reject_chunk(isa, &y, a_l, CHUNK, CHUNK, 1.5, &mut Survivors::new()));
+                assert!(reject_chunk(isa, &y, a_l, 0, CHUNK, 1.5, &mut Survivors::new()));
             }
         }
         // The whole pass: the same candidates (scores to the bit) with every kernel.
