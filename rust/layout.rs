@@ -66,6 +66,7 @@ impl Level {
     }
 
     /// Global anchor indices of the level.
+    #[cfg(test)]
     pub(crate) const fn anchor_range(&self) -> std::ops::Range<usize> {
         self.first_anchor..self.first_anchor + self.num_anchors
     }
@@ -92,6 +93,7 @@ const _: () = assert!(LEVELS[5].first_anchor + LEVELS[5].num_anchors == NUM_ANCH
 
 /// The level holding a global anchor index and the anchor's index within it.
 /// `None` when `anchor >= NUM_ANCHORS`.
+#[cfg(test)]
 pub(crate) fn locate_anchor(anchor: usize) -> Option<(&'static Level, usize)> {
     LEVELS
         .iter()

@@ -4,7 +4,7 @@
 //! driver (rayon over images).
 
 use crate::anchors::default_boxes;
-use crate::decode::{anchor_offsets, decode_box};
+use crate::decode::AnchorBoxes;
 use crate::error::Error;
 use crate::layout::{OutputId, OutputKind, LEVELS, NUM_CLASSES, NUM_LEVELS};
 use crate::scores::{score_pass, Candidate, Candidates, ScoreConfig};
@@ -116,12 +116,11 @@ fn sort_first_k(keys: &mut [Candidate], k: usize) {
     }
 }
 
-/// The selection and lazy decoding of one class: its candidates in order (score desc,
-/// anchor asc) are decoded until `k` have a finite box (candidates whose box overflows
-/// are dropped and do not count); only these boxes are decoded. Appends them to `out` in
-/// that order and reorders `keys`.
-fn decode_class(keys: &mut [Candidate], offsets: &[&[f32]; NUM_LEVELS], k: usize, out: &mut Vec<DecodedCandidate>) {
-    let dboxes = default_boxes();
+/// The selection of one class: its candidates in order (score desc, anchor asc) until `k`
+/// have a finite box (candidates whose box overflows are dropped and do not count), as if
+/// decoded lazily; the boxes come from `boxes`. Appends them to `out` in that order and
+/// reorders `keys`.
+fn decode_class(keys: &mut [Candidate], boxes: &AnchorBoxes, k: usize, out: &mut Vec<DecodedCandidate>) {
     let mut sorted_upto = 0;
     let mut taken = 0;
     let mut next = 0;
@@ -133,20 +132,21 @@ fn decode_class(keys: &mut [Candidate], offsets: &[&[f32]; NUM_LEVELS], k: usize
         }
         let key = keys[next];
         next += 1;
-        let a = key.anchor();
-        if let Some(ltrb) = decode_box(dboxes[a], anchor_offsets(offsets, a)) {
+        if let Some(ltrb) = boxes.get(key.anchor()) {
             out.push(DecodedCandidate { key, ltrb });
             taken += 1;
         }
     }
 }
 
-/// Per-class selection and lazy decoding ([`decode_class`]) of every class.
+/// Per-class selection ([`decode_class`]) of every class, with the boxes of all the
+/// candidates' anchors decoded first.
 pub(crate) fn decode_top_k(candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS], k: usize) -> ClassBoxes {
+    let boxes = AnchorBoxes::decode(&candidates.keys, &offsets, false);
     let mut out = ClassBoxes { items: Vec::new(), starts: [0; NUM_CLASSES + 1] };
     for c in 0..NUM_CLASSES {
         out.starts[c] = out.items.len();
-        decode_class(candidates.class_mut(c), &offsets, k, &mut out.items);
+        decode_class(candidates.class_mut(c), &boxes, k, &mut out.items);
     }
     out.starts[NUM_CLASSES] = out.items.len();
     out
@@ -272,14 +272,14 @@ impl Postprocessor {
         keys: &mut [Candidate],
         starts: &[usize; NUM_CLASSES + 1],
         classes: std::ops::Range<usize>,
-        offsets: &[&[f32]; NUM_LEVELS],
+        boxes: &AnchorBoxes,
     ) -> Vec<DecodedCandidate> {
         let base = starts[classes.start];
         let mut suppressor = Suppressor::new(self.scores.isa, self.params.iou_threshold as f32);
         let (mut items, mut kept) = (Vec::new(), Vec::new());
         for c in classes {
             items.clear();
-            decode_class(&mut keys[starts[c] - base..starts[c + 1] - base], offsets, self.params.max_candidates_per_class, &mut items);
+            decode_class(&mut keys[starts[c] - base..starts[c + 1] - base], boxes, self.params.max_candidates_per_class, &mut items);
             suppressor.class(&items, &mut kept);
         }
         kept
@@ -314,22 +314,23 @@ impl Postprocessor {
         };
         let Candidates { keys, starts } = &mut candidates;
         let kept = if parallelism == Parallelism::WithinImage && keys.len() >= PARALLEL_CLASSES_MIN_CANDIDATES {
-            // Two halves of the classes by candidate count, and the offsets check, at once;
-            // a bad offset discards the detections.
+            // The offsets check beside the decoding of the boxes (two halves of the
+            // anchors), then two halves of the classes by candidate count; a bad offset
+            // discards the boxes (NaN offsets only make boxes that are dropped).
+            let (checked, boxes) = rayon::join(check_offsets, || AnchorBoxes::decode(keys, &offsets, true));
+            checked?;
             let mid = (1..NUM_CLASSES).find(|&c| starts[c] >= keys.len() / 2).unwrap_or(NUM_CLASSES - 1).max(2);
             let (low, high) = keys.split_at_mut(starts[mid]);
-            let (checked, (mut kept, kept_high)) = rayon::join(check_offsets, || {
-                rayon::join(
-                    || self.select_decode_suppress(low, starts, 1..mid, &offsets),
-                    || self.select_decode_suppress(high, starts, mid..NUM_CLASSES, &offsets),
-                )
-            });
-            checked?;
+            let (mut kept, kept_high) = rayon::join(
+                || self.select_decode_suppress(low, starts, 1..mid, &boxes),
+                || self.select_decode_suppress(high, starts, mid..NUM_CLASSES, &boxes),
+            );
             kept.extend(kept_high);
             kept
         } else {
             check_offsets()?;
-            self.select_decode_suppress(keys, starts, 0..NUM_CLASSES, &offsets)
+            let boxes = AnchorBoxes::decode(keys, &offsets, false);
+            self.select_decode_suppress(keys, starts, 0..NUM_CLASSES, &boxes)
         };
         Ok(self.merge(kept))
     }
@@ -399,6 +400,7 @@ fn check_lengths(logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], ba
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::decode_box;
     use crate::test_util::Rng;
 
     /// One image's tensors: background-dominant logits with a few objects, small offsets.
