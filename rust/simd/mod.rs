@@ -50,10 +50,16 @@ impl Isa {
     pub const PORTABLE: Isa = Isa(Level::Portable);
 
     /// The best level of this CPU: AVX-512F, else AVX2 (with FMA), else portable. Detected
-    /// on the first call, then cached.
+    /// on the first call, then cached. The environment variable `SSD_RESNET34_ISA`
+    /// (`portable`, `avx2` or `avx512`), read then, caps it, to compare the kernels.
     pub fn best() -> Isa {
         static BEST: OnceLock<Isa> = OnceLock::new();
-        *BEST.get_or_init(|| Isa::supported().last().copied().unwrap_or(Isa::PORTABLE))
+        *BEST.get_or_init(|| {
+            let cap = std::env::var("SSD_RESNET34_ISA").ok();
+            let supported = Isa::supported();
+            let allowed = supported.iter().position(|isa| Some(isa.name()) == cap.as_deref()).unwrap_or(supported.len() - 1);
+            supported[allowed]
+        })
     }
 
     /// Every level this CPU supports, lowest first (portable always): for tests and
