@@ -12,6 +12,8 @@ use crate::simd::nms::{greedy_nms_into, NmsScratch};
 use crate::simd::reject::all_finite;
 use crate::simd::Isa;
 use rayon::prelude::*;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// Postprocess parameters (ranges as in docs/postprocess.md, "Bad input").
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -201,17 +203,33 @@ fn merge_key(d: &DecodedCandidate) -> u64 {
 
 /// Merges the kept boxes of all classes: sorted by (score desc, label asc, anchor asc),
 /// the first `max_detections`.
-pub(crate) fn merge(mut kept: Vec<DecodedCandidate>, max_detections: usize) -> Detections {
-    if kept.len() > max_detections {
-        kept.select_nth_unstable_by_key(max_detections - 1, merge_key);
-        kept.truncate(max_detections);
+///
+/// The kept boxes of a class come in processing order (score desc, anchor asc), an
+/// ascending run of [`merge_key`]: the runs are merged through a heap of their heads
+/// (any order of `kept` works, with more runs), so only the detections are ordered.
+pub(crate) fn merge(kept: Vec<DecodedCandidate>, max_detections: usize) -> Detections {
+    let keys: Vec<u64> = kept.iter().map(merge_key).collect();
+    let mut heads = BinaryHeap::new();
+    let mut run = 0;
+    for i in 1..=keys.len() {
+        if i == keys.len() || keys[i] < keys[i - 1] {
+            heads.push(Reverse((keys[run], run, i)));
+            run = i;
+        }
     }
-    kept.sort_unstable_by_key(merge_key);
-    Detections {
-        boxes: kept.iter().map(|d| d.ltrb).collect(),
-        labels: kept.iter().map(|d| d.key.class() as i64).collect(),
-        scores: kept.iter().map(|d| d.key.score()).collect(),
+    let n = max_detections.min(kept.len());
+    let mut out = Detections { boxes: Vec::with_capacity(n), labels: Vec::with_capacity(n), scores: Vec::with_capacity(n) };
+    while out.len() < n {
+        let Some(Reverse((_, at, end))) = heads.pop() else { break };
+        let d = &kept[at];
+        out.boxes.push(d.ltrb);
+        out.labels.push(d.key.class() as i64);
+        out.scores.push(d.key.score());
+        if at + 1 < end {
+            heads.push(Reverse((keys[at + 1], at + 1, end)));
+        }
     }
+    out
 }
 
 /// The native SSD-ResNet34 postprocessor. Immutable and `Sync`: one instance may
@@ -541,8 +559,14 @@ mod tests {
         assert_eq!(m.labels, vec![9, 2, 2, 5, 1]);
         assert_eq!(anchors(&m), vec![100, 4, 9, 3, 0]);
         assert_eq!(m.scores, vec![0.7, 0.5, 0.5, 0.5, 0.2]);
-        let m = merge(kept, 3);
+        let m = merge(kept.clone(), 3);
         assert_eq!(anchors(&m), vec![100, 4, 9]);
+        // Any order of the kept boxes gives the same merge (here one run per box).
+        let mut reversed = kept.clone();
+        reversed.reverse();
+        assert_eq!(merge(reversed, 200), merge(kept.clone(), 200));
+        assert!(merge(Vec::new(), 200).is_empty());
+        assert_eq!(merge(kept, 1).labels, vec![9]);
     }
 
     #[test]
