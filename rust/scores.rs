@@ -28,9 +28,11 @@
 //!
 //! Anchors that pass the quick reject get the exact float64 softmax, eight at a time
 //! (one per SIMD lane, [`crate::simd::softmax`]; survivors wait across chunks until a
-//! group is full): a strided gather of the 81 logits, m = max, e_c = exp(x_c - m), S
-//! summed in class order; a division e_c / S only for pairs that can pass
-//! (e_c > S * t * (1 - 1e-9), see [`ScoreConfig::prefilter`]).
+//! group is full): a strided gather of the 81 logits, m = the anchor's max logit (known
+//! from the quick reject: max(x_0, foreground max)), e_c = exp(x_c - m), S summed in class
+//! order; a division e_c / S only for pairs that can pass (e_c > S * t * (1 - 1e-9), see
+//! [`ScoreConfig::prefilter`]). docs/postprocess.md ("How the native implementation
+//! computes it") gives the arguments for each of these steps.
 
 use crate::layout::{Level, LEVELS, NUM_CLASSES, NUM_LEVELS};
 use crate::simd::reject::{abs_bits, foreground_max, NON_FINITE_ABS_BITS};
@@ -475,6 +477,61 @@ mod tests {
             let par = score_pass(x, &cfg, true).unwrap();
             assert!(sorted(&par) == sorted(&fast), "t = {t}");
         }
+    }
+
+    /// Anchors whose true d = x_0 - x_1 is just below B = ln(1/t - 1), so that their
+    /// class-1 score is above t, but whose float32 d rounds up past B: a bound at B rounded
+    /// down (or to nearest) to float32 would reject them. The production bound must keep
+    /// every one (this fails if the bound is lowered to B or below).
+    #[test]
+    fn quick_reject_margin_keeps_near_boundary_candidates() {
+        let lv = &LEVELS[5];
+        let a_l = lv.num_anchors;
+        let mut checked = 0;
+        for i in 1..2000 {
+            let t = (i as f32 * 0.0004999).min(0.99);
+            let b = (1.0 / t as f64 - 1.0).ln();
+            // The largest float32 <= B.
+            let naive = {
+                let r = b as f32;
+                if (r as f64) > b { -next_toward_inf(-r) } else { r }
+            };
+            // x_0 at and a few float32 steps below B, x_1 a tiny negative: d_true = x_0 - x_1.
+            let mut x0 = naive;
+            let mut anchors = Vec::new();
+            for _ in 0..4 {
+                for frac in [0.55f64, 0.7, 0.85, 0.95] {
+                    let ulp = (next_toward_inf(x0.abs()) - x0.abs()) as f64;
+                    let x1 = -(frac * ulp) as f32;
+                    let d_true = x0 as f64 - x1 as f64;
+                    let d = x0 - x1;
+                    if d_true < b && d > naive {
+                        anchors.push((x0, x1));
+                    }
+                }
+                x0 = -next_toward_inf(-x0);
+            }
+            if anchors.is_empty() {
+                continue;
+            }
+            // Every other class far below; one anchor per pair, the rest background.
+            let mut x = vec![-100.0f32; lv.logits_len()];
+            for (a, &(x0, x1)) in anchors.iter().enumerate().take(a_l) {
+                x[a] = x0;
+                x[a_l + a] = x1;
+            }
+            let cfg = ScoreConfig::new(t);
+            let mut fast = Vec::new();
+            assert!(score_level_range(lv, &x, 0..a_l, &cfg, &mut fast));
+            let mut slow = Vec::new();
+            assert!(score_level_range(lv, &x, 0..a_l, &cfg.without_quick_reject(), &mut slow));
+            fast.sort();
+            slow.sort();
+            assert_eq!(fast, slow, "t = {t}");
+            checked += slow.len();
+        }
+        // Enough of those anchors are real candidates (score > t after rounding).
+        assert!(checked > 50, "{checked} near-boundary candidates");
     }
 
     #[test]
