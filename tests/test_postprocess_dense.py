@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from test_postprocess_native import assert_same
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
 from _common import candidate_count, dense_head_outputs, oracle  # noqa: E402
 
@@ -33,15 +35,6 @@ def PythonPostProcessor():
 
 def batch_of(images):
     return [np.concatenate(parts, axis=0) for parts in zip(*images)]
-
-
-def assert_same(native_pp, python_pp, outputs, compare):
-    got = native_pp.decode(outputs)
-    expected = python_pp.decode(outputs)
-    assert len(got) == len(expected) == outputs[0].shape[0]
-    for g, e in zip(got, expected):
-        compare(g, e)
-    return expected
 
 
 @pytest.fixture(scope="module")
