@@ -87,6 +87,13 @@ unsafe fn greedy_nms_avx2(boxes: &[[f32; 4]], iou_threshold: f32, scratch: &mut 
             let iw = _mm256_max_ps(_mm256_sub_ps(_mm256_min_ps(kr, br), _mm256_max_ps(kl, bl)), zero);
             let ih = _mm256_max_ps(_mm256_sub_ps(_mm256_min_ps(kb, bb), _mm256_max_ps(kt, bt)), zero);
             let inter = _mm256_mul_ps(iw, ih);
+            if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(inter, zero)) == 0 {
+                // No overlap in the block (inter is 0, or NaN from an infinite width times
+                // 0): every IoU is 0 (NaN gives a NaN union, hence 0 too), below the
+                // threshold; most blocks at realistic densities, which skip the division.
+                j += BLOCK;
+                continue;
+            }
             let union = _mm256_sub_ps(_mm256_add_ps(ka, ba), inter);
             let iou = _mm256_blendv_ps(zero, _mm256_div_ps(inter, union), _mm256_cmp_ps::<_CMP_GT_OQ>(union, zero));
             if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(iou, thr)) != 0 {
