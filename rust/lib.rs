@@ -11,7 +11,7 @@
 //! - `anchors`: the 15,130 default boxes;
 //! - `scores`: finite check + quick reject + exact float64 softmax + threshold, giving
 //!   the (class, score, anchor) candidates;
-//! - `decode`: box decoding of the candidates that survive the per-class top-k;
+//! - `decode`: box decoding, once per anchor that has a candidate;
 //! - `nms`: IoU and single-class NMS;
 //! - `postprocess`: [`Params`], [`Postprocessor`], the per-image pipeline and the batch
 //!   driver (rayon over images; within one image for a batch of one);

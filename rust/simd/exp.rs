@@ -39,7 +39,7 @@ const T_HI: [f64; 16] = [
     f64::from_bits(0x3FFD_5818_DCFB_A487),
     f64::from_bits(0x3FFE_A4AF_A2A4_90DA),
 ];
-/// 2^(j/16) - T_HI[j] rounded to float64 (computed with 80 significant digits).
+/// 2^(j/16) - `T_HI[j]` rounded to float64 (computed with 80 significant digits).
 const T_LO: [f64; 16] = [
     f64::from_bits(0x0000_0000_0000_0000),
     f64::from_bits(0x3C98_A62E_4ADC_610B),

@@ -1,6 +1,6 @@
 //! The exact float64 softmax of up to [`LANES`] anchors at once, one per lane (the
 //! survivors of the quick reject; docs/postprocess.md, "Scores"): for each class row
-//! c = 0..80 one gather of the lanes' logits, e_c = [`exp`](super::exp)(x_c - m) with m
+//! c = 0..80 one gather of the lanes' logits, e_c = [`exp`](super::exp::exp_lanes)(x_c - m) with m
 //! the anchor's max logit (known from the quick-reject pass), S summed in class order;
 //! then the prefilter hits, the (class, lanes) pairs with e_c > S * prefilter, so that
 //! only they need the division e_c / S. Portable, AVX2 and AVX-512 versions, the same
@@ -23,12 +23,12 @@ pub(crate) struct Group<'a> {
 
 /// What the kernels write.
 pub(crate) struct GroupOut {
-    /// e[c][g] = exp(x_c - m) of lane g.
+    /// `e[c][g]` = exp(x_c - m) of lane g.
     pub e: [[f64; LANES]; NUM_CLASSES],
-    /// S[g], the sum of e[c][g] over c = 0..80 in that order.
+    /// `S[g]`, the sum of `e[c][g]` over c = 0..80 in that order.
     pub sums: [f64; LANES],
     /// `hits[..num_hits]`: each foreground class c (ascending) with a lane where
-    /// e[c][g] > S[g] * prefilter, and the mask of those lanes (bit g).
+    /// `e[c][g] > S[g] * prefilter`, and the mask of those lanes (bit g).
     pub hits: [(u8, u8); NUM_CLASSES - 1],
     pub num_hits: usize,
 }
@@ -73,8 +73,8 @@ impl Group<'_> {
     }
 }
 
-/// The portable kernel: for c = 0..80, e[c][g] = exp_lanes(f64(x_c) - f64(m)), S[g] +=
-/// e[c][g]; then the hits with floor[g] = S[g] * prefilter.
+/// The portable kernel: for c = 0..80, `e[c][g] = exp_lanes(f64(x_c) - f64(m))`,
+/// `S[g] += e[c][g]`; then the hits with `floor[g] = S[g] * prefilter`.
 fn softmax_portable(group: &Group<'_>, prefilter: f64, out: &mut GroupOut) {
     group.check();
     let m = group.max.map(f64::from);
@@ -94,9 +94,8 @@ fn softmax_portable(group: &Group<'_>, prefilter: f64, out: &mut GroupOut) {
 
 /// Class rows per step of the AVX2 kernel (two registers each) and of the AVX-512 kernel:
 /// their exponentials are computed interleaved (see [`exp::exp_fast_avx512`]), enough
-/// independent work to keep the divider and the FMA ports busy without spilling
-/// registers (measured: 3 and 9 rows are the fastest); the sum still adds the rows in
-/// class order.
+/// independent work to keep the FMA ports busy without spilling registers (measured: 3
+/// and 9 rows are the fastest); the sum still adds the rows in class order.
 const ROWS_AVX2: usize = 3;
 const ROWS_AVX512: usize = 9;
 const _: () = assert!(NUM_CLASSES.is_multiple_of(ROWS_AVX2) && NUM_CLASSES.is_multiple_of(ROWS_AVX512));
@@ -104,7 +103,7 @@ const _: () = assert!(NUM_CLASSES.is_multiple_of(ROWS_AVX2) && NUM_CLASSES.is_mu
 /// [`softmax_portable`] with AVX2 intrinsics (the 8 lanes as two registers, [`ROWS_AVX2`]
 /// rows at a time): the same operations in the same order, so the same bits. The arguments
 /// x_c - m are <= 0 (m is the max); when one is below the fast range of `exp` (logits
-/// more than 708 apart), the group is redone by [`softmax_portable`], which handles it.
+/// more than 707 apart), the group is redone by [`softmax_portable`], which handles it.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
