@@ -4,7 +4,9 @@
         [--rounds 30] [--python-rounds 2] [--data ../shared/data]
 
 Implementations, timed on the same inputs in one run (milliseconds per image: median, p10, p90
-over images x rounds), in two cache regimes:
+over images x rounds), interleaved: each round runs every native implementation and furiosa's
+once over the inputs, in turn, so that a change in the machine's load during the run affects
+them alike and their ratios stay meaningful. Two cache regimes:
 
 - cold: the images are decoded round-robin, so each call reads its head outputs (4.9 MB per
   image) from main memory;
@@ -43,7 +45,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -91,16 +93,25 @@ def time_per_image(call: Callable, items: list, rounds: int, per_call: int = 1,
     """Milliseconds per image of call(item): ``rounds`` passes over the items after a warm-up,
     each item called ``repeat`` times in a row (the first call of each run is not timed when
     ``repeat`` > 1, so every timing is warm)."""
-    call(items[0])
-    timings = []
+    return time_interleaved([(call, items, per_call)], rounds, repeat)[0]
+
+
+def time_interleaved(runs: List[Tuple[Callable, list, int]], rounds: int,
+                     repeat: int = 1) -> List[List[float]]:
+    """:func:`time_per_image` of several ``(call, items, per_call)`` at once: each round makes
+    one pass over the items of every run in turn. Returns one list of timings per run."""
+    for call, items, _ in runs:
+        call(items[0])
+    timings: List[List[float]] = [[] for _ in runs]
     for _ in range(rounds):
-        for item in items:
-            if repeat > 1:
-                call(item)
-            for _ in range(repeat):
-                start = time.perf_counter()
-                call(item)
-                timings.append((time.perf_counter() - start) * 1e3 / per_call)
+        for (call, items, per_call), out in zip(runs, timings):
+            for item in items:
+                if repeat > 1:
+                    call(item)
+                for _ in range(repeat):
+                    start = time.perf_counter()
+                    call(item)
+                    out.append((time.perf_counter() - start) * 1e3 / per_call)
     return timings
 
 
@@ -153,36 +164,34 @@ def bench_set(title: str, images, args, native_module, furiosa) -> List[str]:
         "|---|---|---|---|---|---|",
     ]
 
-    def both(call, items, per_call=1):
-        return (time_per_image(call, items, args.rounds, per_call),
-                time_per_image(call, items, max(1, args.rounds // args.repeat), per_call,
-                               repeat=args.repeat))
-
     lines.append(row("PythonPostProcessor.decode, batch 1",
                      time_per_image(python_pp.decode, images, args.python_rounds),
                      note="numpy reference; cold only"))
-    lines.append(row("NativePostProcessor.decode, batch 1", *both(native_pp.decode, images)))
     batches = batches_of(images, BATCH)
-    lines.append(row(f"NativePostProcessor.decode, batch {BATCH} (per image)",
-                     time_per_image(native_pp.decode, batches, args.rounds, per_call=BATCH),
+    # Batch 1 through the Python front end and without it, and furiosa's, interleaved.
+    runs = [(native_pp.decode, images, 1), (lambda o: raw.decode(o[:6], o[6:]), images, 1)]
+    if furiosa is not None:
+        unbatched = [([t[0] for t in o[6:]], [t[0] for t in o[:6]]) for o in images]
+        runs.append((lambda a: furiosa.eval(*a), unbatched, 1))
+    cold = time_interleaved(runs + [(native_pp.decode, batches, BATCH)], args.rounds)
+    warm = time_interleaved(runs, max(1, args.rounds // args.repeat), repeat=args.repeat)
+    lines.append(row("NativePostProcessor.decode, batch 1", cold[0], warm[0]))
+    lines.append(row(f"NativePostProcessor.decode, batch {BATCH} (per image)", cold[-1],
                      note=f"{BATCH} images = {BATCH * 4.9:.0f} MB, so cold only"))
-    native_times = both(lambda o: raw.decode(o[:6], o[6:]), images)
-    lines.append(row("_native.Postprocessor.decode, batch 1 (no Python validation)",
-                     *native_times))
+    lines.append(row("_native.Postprocessor.decode, batch 1 (no Python validation)", cold[1],
+                     warm[1]))
     if furiosa is None:
         lines.append(row("furiosa RustPostProcessor.eval", None, None,
                          "skipped: furiosa-native-postprocess not installed"))
         return lines + [""]
-    unbatched = [([t[0] for t in o[6:]], [t[0] for t in o[:6]]) for o in images]
-    furiosa_times = both(lambda a: furiosa.eval(*a), unbatched)
-    lines.append(row("furiosa RustPostProcessor.eval (furiosa-native-postprocess)",
-                     *furiosa_times))
-    cold, warm = (statistics.median(f) / statistics.median(n)
-                  for f, n in zip(furiosa_times, native_times))
+    lines.append(row("furiosa RustPostProcessor.eval (furiosa-native-postprocess)", cold[2],
+                     warm[2]))
+    ratio_cold, ratio_warm = (statistics.median(t[2]) / statistics.median(t[1])
+                              for t in (cold, warm))
     return lines + [
         "",
         f"Native decode (`_native.Postprocessor.decode`, batch 1) vs furiosa (`eval`, one image), "
-        f"ratio of the medians: {cold:.1f}x faster cold, {warm:.1f}x warm.",
+        f"ratio of the medians: {ratio_cold:.1f}x faster cold, {ratio_warm:.1f}x warm.",
         "",
     ]
 
