@@ -6,7 +6,7 @@
 Each fixture set is a folder ``<out>/<name>/`` with ``outputs_0.npy`` .. ``outputs_11.npy``: the
 model card's 12 float32 NCHW tensors (class logits, then box offsets), batch axis first:
 
-- ``coco_<image id>``: the oracle's outputs (``ssd_resnet34.oracle.encode_ground_truth``) for
+- ``coco_<image id>``: the oracle's outputs (the oracle's ``encode_ground_truth``) for
   the first ``--images`` images of the shared COCO val2017 subset, batch 1 (realistic: a few
   hundred candidates, clusters of boxes for NMS); ``synthetic_<k>`` instead when ``../shared``
   is absent;
