@@ -1,15 +1,24 @@
-"""Helpers shared by the benchmark scripts: the CPU's name and ground truth for the oracle."""
+"""Helpers shared by the benchmark scripts (and tests/test_postprocess_dense.py): ground truth for
+the oracle, the dense realistic input generator, candidate counts and the CPU name."""
 
 from __future__ import annotations
 
 import platform
 from pathlib import Path
+from typing import List
 
-from ssd_resnet34.evaluation.oracle import load_coco_ground_truth, random_ground_truth
+import numpy as np
+
+from ssd_resnet34.evaluation import oracle
+from ssd_resnet34.postprocess import reference
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 COCO_ANNOTATIONS = "coco-val2017-subset/instances_val2017_subset.json"
+
+#: Shift of the background logit in :func:`dense_head_outputs`: with N(0, 1) noise on every
+#: class logit it gives 2,800-3,500 candidates per image on the COCO images of the benchmarks.
+DENSE_BACKGROUND_SHIFT = 0.5
 
 
 def cpu_name() -> str:
@@ -30,9 +39,38 @@ def ground_truths(data: Path, count: int):
     (``synthetic_<k>``) when the annotations are absent under ``data``."""
     annotations = Path(data) / COCO_ANNOTATIONS
     if annotations.is_file():
-        images = load_coco_ground_truth(annotations)[:count]
+        images = oracle.load_coco_ground_truth(annotations)[:count]
         boxes = sum(len(im.labels) for im in images)
         return (f"{len(images)} COCO val2017 images ({boxes} boxes)",
                 [(f"coco_{im.image_id}", im.boxes, im.labels) for im in images])
-    truths = [(f"synthetic_{n}", *random_ground_truth(6 + 3 * n, seed=n)) for n in range(count)]
+    truths = [(f"synthetic_{n}", *oracle.random_ground_truth(6 + 3 * n, seed=n))
+              for n in range(count)]
     return f"{count} synthetic images ({annotations} absent)", truths
+
+
+def dense_head_outputs(boxes, labels, *, seed: int = 0, noise: float = 1.0,
+                       background_shift: float = DENSE_BACKGROUND_SHIFT) -> List[np.ndarray]:
+    """Head outputs at the candidate density of a real trained model (2,000-4,000 candidates
+    per image instead of the oracle's few hundred), batch axis 1.
+
+    The oracle's outputs for the ground truth (``encode_ground_truth(boxes, labels, seed=seed)``:
+    objects with high scores, partially overlapping anchors with weak ones, realistic boxes),
+    then N(0, ``noise``^2) float32 noise added to every one of the 81 class logits of every
+    anchor (``default_rng(seed + 1)``), then ``background_shift`` added to the background logit
+    (class 0). Many background anchors then get one or two foreground scores just above 0.05
+    (low-score clutter spread over all classes, as a real model's), and most anchors pass the
+    score pass's quick reject less clearly. Deterministic for a seed.
+    """
+    outputs = oracle.encode_ground_truth(boxes, labels, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for logits in outputs[:6]:
+        logits += rng.standard_normal(logits.shape, dtype=np.float32) * np.float32(noise)
+        # Channel c*nd + d of (N, 81*nd, F, F): class 0 (background) is channels 0..nd-1.
+        logits[:, :logits.shape[1] // 81] += np.float32(background_shift)
+    return outputs
+
+
+def candidate_count(outputs, item: int = 0, threshold: float = 0.05) -> int:
+    """(anchor, class >= 1) pairs of one image with reference softmax score > threshold."""
+    scores = reference.softmax_scores(reference.gather_levels(outputs[:6], item, 81))
+    return int((scores[1:] > np.float32(threshold)).sum())

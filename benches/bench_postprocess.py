@@ -1,10 +1,12 @@
 """Benchmark the postprocess (head outputs -> detections); prints a markdown table.
 
-    .venv/bin/python benches/bench_postprocess.py [--images 8] [--random 4] [--rounds 30]
-        [--python-rounds 2] [--data ../shared/data]
+    .venv/bin/python benches/bench_postprocess.py [--images 8] [--dense 8] [--random 4]
+        [--rounds 30] [--python-rounds 2] [--data ../shared/data]
 
 Implementations, timed on the same inputs in one run (milliseconds per image: median, p10, p90
-over images x rounds), in two cache regimes:
+over images x rounds), interleaved: each round runs every native implementation and furiosa's
+once over the inputs, in turn, so that a change in the machine's load during the run affects
+them alike and their ratios stay meaningful. Two cache regimes:
 
 - cold: the images are decoded round-robin, so each call reads its head outputs (4.9 MB per
   image) from main memory;
@@ -20,16 +22,22 @@ The implementations:
 - FuriosaAI's ``RustPostProcessor.eval`` (``furiosa-native-postprocess``, one image, no batch
   axis), skipped with a note when not installed.
 
-Inputs: (a) realistic: the oracle's outputs (``ssd_resnet34.evaluation.oracle.encode_ground_truth``) for
-the first ``--images`` COCO val2017 images of the shared subset (synthetic ground truth when
-``../shared`` is absent); (b) Gaussian random logits N(0, 1) and offsets N(0, 1), the worst
-case for NMS (every class has hundreds of candidates). The table also gives the mean number
-of candidates per image ((anchor, class) pairs with score > 0.05) and of detections.
+Inputs: (a) sparse realistic: the oracle's outputs (``encode_ground_truth``: a near-perfect
+model, a few hundred candidates) for the first ``--images`` COCO val2017 images of the shared
+subset (synthetic ground truth when ``../shared`` is absent); (b) dense realistic: the same
+ground truth at the candidate density of a real trained model (``_common.dense_head_outputs``:
+the oracle plus N(0, 1) noise on every class logit, background logit +0.5; 2,000-4,000
+candidates per image) for the first ``--dense`` images; (c) Gaussian random logits N(0, 1) and
+offsets N(0, 1), the worst case for NMS (every class has hundreds of candidates). Each section
+gives the number of candidates per image ((anchor, class) pairs with score > 0.05: mean and
+range) and of detections, and how many times faster the native decode is than furiosa's
+(ratio of the medians).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import statistics
@@ -37,17 +45,22 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
 from ssd_resnet34 import NativePostProcessor, PythonPostProcessor
-from ssd_resnet34.evaluation.oracle import encode_ground_truth, random_head_outputs
-from ssd_resnet34._extension import load_native
-from ssd_resnet34.postprocess.reference import gather_levels, softmax_scores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED_DATA, cpu_name, ground_truths  # noqa: E402
+from _common import (  # noqa: E402
+    DENSE_BACKGROUND_SHIFT,
+    SHARED_DATA,
+    candidate_count,
+    cpu_name,
+    dense_head_outputs,
+    ground_truths,
+    oracle,
+)
 
 BATCH = 8
 
@@ -55,20 +68,24 @@ BATCH = 8
 def realistic_inputs(data: Path, count: int):
     """(description, per-image outputs with batch axis 1) of the oracle on ground truth."""
     description, truths = ground_truths(data, count)
-    return f"oracle, {description}", [
-        encode_ground_truth(boxes, labels, seed=n) for n, (_, boxes, labels) in enumerate(truths)
+    return f"(a) sparse: oracle, {description}", [
+        oracle.encode_ground_truth(boxes, labels, seed=n)
+        for n, (_, boxes, labels) in enumerate(truths)
+    ]
+
+
+def dense_inputs(data: Path, count: int):
+    """The same ground truth at a trained model's candidate density (``dense_head_outputs``)."""
+    description, truths = ground_truths(data, count)
+    return (f"(b) dense: oracle + N(0,1) noise on every class logit, background logit "
+            f"{DENSE_BACKGROUND_SHIFT:+g}, {description}"), [
+        dense_head_outputs(boxes, labels, seed=n) for n, (_, boxes, labels) in enumerate(truths)
     ]
 
 
 def random_inputs(count: int):
-    images = [random_head_outputs(1, seed=1000 + n) for n in range(count)]
-    return f"random logits N(0,1), {count} images", images
-
-
-def candidates_per_image(images) -> float:
-    threshold = np.float32(0.05)
-    counts = [(softmax_scores(gather_levels(o[:6], 0, 81))[1:] > threshold).sum() for o in images]
-    return float(np.mean(counts))
+    images = [oracle.random_head_outputs(1, seed=1000 + n) for n in range(count)]
+    return f"(c) random logits N(0,1), {count} images", images
 
 
 def time_per_image(call: Callable, items: list, rounds: int, per_call: int = 1,
@@ -76,16 +93,25 @@ def time_per_image(call: Callable, items: list, rounds: int, per_call: int = 1,
     """Milliseconds per image of call(item): ``rounds`` passes over the items after a warm-up,
     each item called ``repeat`` times in a row (the first call of each run is not timed when
     ``repeat`` > 1, so every timing is warm)."""
-    call(items[0])
-    timings = []
+    return time_interleaved([(call, items, per_call)], rounds, repeat)[0]
+
+
+def time_interleaved(runs: List[Tuple[Callable, list, int]], rounds: int,
+                     repeat: int = 1) -> List[List[float]]:
+    """:func:`time_per_image` of several ``(call, items, per_call)`` at once: each round makes
+    one pass over the items of every run in turn. Returns one list of timings per run."""
+    for call, items, _ in runs:
+        call(items[0])
+    timings: List[List[float]] = [[] for _ in runs]
     for _ in range(rounds):
-        for item in items:
-            if repeat > 1:
-                call(item)
-            for _ in range(repeat):
-                start = time.perf_counter()
-                call(item)
-                timings.append((time.perf_counter() - start) * 1e3 / per_call)
+        for (call, items, per_call), out in zip(runs, timings):
+            for item in items:
+                if repeat > 1:
+                    call(item)
+                for _ in range(repeat):
+                    start = time.perf_counter()
+                    call(item)
+                    out.append((time.perf_counter() - start) * 1e3 / per_call)
     return timings
 
 
@@ -126,46 +152,55 @@ def bench_set(title: str, images, args, native_module, furiosa) -> List[str]:
     raw = native_module.Postprocessor(score_threshold=0.05, iou_threshold=0.5,
                                       max_candidates_per_class=200, max_detections=200)
     detections = np.mean([len(d[1]) for image in images for d in native_pp.decode(image)])
+    counts = [candidate_count(image) for image in images]
     lines = [
         f"### {title}",
         "",
-        f"{candidates_per_image(images):.0f} candidates (score > 0.05) and {detections:.0f} "
-        "detections per image on average.",
+        f"{np.mean(counts):.0f} candidates (score > 0.05) per image on average "
+        f"({min(counts)}-{max(counts)}), {detections:.0f} detections.",
         "",
         "| implementation | median ms/image, cold cache | p10-p90 | median ms/image, warm cache "
         "| p10-p90 | notes |",
         "|---|---|---|---|---|---|",
     ]
 
-    def both(call, items, per_call=1):
-        return (time_per_image(call, items, args.rounds, per_call),
-                time_per_image(call, items, max(1, args.rounds // args.repeat), per_call,
-                               repeat=args.repeat))
-
     lines.append(row("PythonPostProcessor.decode, batch 1",
                      time_per_image(python_pp.decode, images, args.python_rounds),
                      note="numpy reference; cold only"))
-    lines.append(row("NativePostProcessor.decode, batch 1", *both(native_pp.decode, images)))
     batches = batches_of(images, BATCH)
-    lines.append(row(f"NativePostProcessor.decode, batch {BATCH} (per image)",
-                     time_per_image(native_pp.decode, batches, args.rounds, per_call=BATCH),
+    # Batch 1 through the Python front end and without it, and furiosa's, interleaved.
+    runs = [(native_pp.decode, images, 1), (lambda o: raw.decode(o[:6], o[6:]), images, 1)]
+    if furiosa is not None:
+        unbatched = [([t[0] for t in o[6:]], [t[0] for t in o[:6]]) for o in images]
+        runs.append((lambda a: furiosa.eval(*a), unbatched, 1))
+    cold = time_interleaved(runs + [(native_pp.decode, batches, BATCH)], args.rounds)
+    warm = time_interleaved(runs, max(1, args.rounds // args.repeat), repeat=args.repeat)
+    lines.append(row("NativePostProcessor.decode, batch 1", cold[0], warm[0]))
+    lines.append(row(f"NativePostProcessor.decode, batch {BATCH} (per image)", cold[-1],
                      note=f"{BATCH} images = {BATCH * 4.9:.0f} MB, so cold only"))
-    lines.append(row("_native.Postprocessor.decode, batch 1 (no Python validation)",
-                     *both(lambda o: raw.decode(o[:6], o[6:]), images)))
+    lines.append(row("_native.Postprocessor.decode, batch 1 (no Python validation)", cold[1],
+                     warm[1]))
     if furiosa is None:
         lines.append(row("furiosa RustPostProcessor.eval", None, None,
                          "skipped: furiosa-native-postprocess not installed"))
-    else:
-        unbatched = [([t[0] for t in o[6:]], [t[0] for t in o[:6]]) for o in images]
-        lines.append(row("furiosa RustPostProcessor.eval (furiosa-native-postprocess)",
-                         *both(lambda a: furiosa.eval(*a), unbatched)))
-    return lines + [""]
+        return lines + [""]
+    lines.append(row("furiosa RustPostProcessor.eval (furiosa-native-postprocess)", cold[2],
+                     warm[2]))
+    ratio_cold, ratio_warm = (statistics.median(t[2]) / statistics.median(t[1])
+                              for t in (cold, warm))
+    return lines + [
+        "",
+        f"Native decode (`_native.Postprocessor.decode`, batch 1) vs furiosa (`eval`, one image), "
+        f"ratio of the medians: {ratio_cold:.1f}x faster cold, {ratio_warm:.1f}x warm.",
+        "",
+    ]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=8, help="COCO images for (a)")
-    parser.add_argument("--random", type=int, default=4, help="random-logit images for (b)")
+    parser.add_argument("--dense", type=int, default=8, help="COCO images for (b)")
+    parser.add_argument("--random", type=int, default=4, help="random-logit images for (c)")
     parser.add_argument("--rounds", type=int, default=30, help="rounds for the native ones")
     parser.add_argument("--python-rounds", type=int, default=2, help="rounds for the reference")
     parser.add_argument("--repeat", type=int, default=10,
@@ -173,9 +208,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     args = parser.parse_args(argv)
 
-    native_module = load_native()
+    native_module = importlib.import_module("ssd_resnet34._native")
     furiosa = furiosa_processor()
-    sets = [realistic_inputs(args.data, args.images), random_inputs(args.random)]
+    sets = [realistic_inputs(args.data, args.images), dense_inputs(args.data, args.dense),
+            random_inputs(args.random)]
 
     print("## Postprocess benchmark (ms per image)")
     print()

@@ -2,23 +2,24 @@
 //!
 //! Inputs: every fixture set under `target/fixtures/<name>/outputs_<k>.npy` (the model
 //! card's 12 float32 tensors, batch axis first; written by `python benches/make_fixtures.py`;
-//! `SSD_FIXTURES_DIR` overrides the folder), plus Gaussian random logits generated here
-//! (every anchor needs a full softmax: the worst case for the score pass and NMS).
+//! `SSD_FIXTURES_DIR` overrides the folder): the oracle's outputs for COCO images (a few
+//! hundred candidates), `dense_*` (2,000-4,000 candidates, the density of a trained
+//! model), `random_logits` (Gaussian logits: the worst case for the score pass and NMS).
 //!
-//! Stages of one image (batch item 0): `score_pass` (finite check + quick reject +
-//! softmax + threshold), `decode_top_k` (per-class top-k and box decoding), `nms`
-//! (per-class greedy NMS), `merge`, and the whole `decode_image`, each serial and with
-//! the work split across the rayon pool; `decode_batch` when a set has N > 1.
+//! Stages of one image (batch item 0), the `Postprocessor` methods of the same names:
+//! `score_pass` (finite check + quick reject + softmax + threshold; serial and with the
+//! anchors split across the rayon pool), `select_and_decode` (per-class top-k and box
+//! decoding), `nms` (`suppress`: per-class greedy NMS), `merge`, and the whole
+//! `decode_image` (which also checks the offsets for NaN/inf and runs stages 2 and 3 class
+//! by class; serial and parallel, where two halves of the classes run at once);
+//! `decode_batch` when a set has N > 1.
 //!
 //! Run: `cargo bench --bench decoder` (optionally a filter, e.g. `-- decode_image`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ndarray::ArrayD;
 use ndarray_npy::read_npy;
-use ssd_resnet34::layout::{check_output_shape, OutputId, LEVELS, NUM_LEVELS, NUM_OUTPUTS};
-use ssd_resnet34::postprocess::{decode_top_k, merge, suppress};
-use ssd_resnet34::scores::score_pass;
-use ssd_resnet34::{Parallelism, Params, Postprocessor};
+use ssd_resnet34::{check_output_shape, Isa, OutputId, Parallelism, Params, Postprocessor, LEVELS, NUM_LEVELS, NUM_OUTPUTS};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -101,31 +102,15 @@ fn load_fixtures() -> Vec<InputSet> {
         .collect()
 }
 
-/// Gaussian logits N(0, 1) and offsets N(0, 1), deterministic (xorshift + Box-Muller).
-fn random_set() -> InputSet {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    let mut gauss = move || ((-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos()) as f32;
-    let tensors = (0..NUM_OUTPUTS).map(|k| (0..output_id(k).image_len()).map(|_| gauss()).collect()).collect();
-    InputSet { name: "random_gaussian".into(), batch: 1, tensors }
-}
-
 fn bench_set(c: &mut Criterion, set: &InputSet) {
     let pp = Postprocessor::new(Params::default()).expect("default parameters are valid");
-    let params = *pp.params();
-    let cfg = *pp.score_config();
     let (logits, offsets) = (set.logits(0), set.offsets(0));
     let name = &set.name;
 
-    let candidates = score_pass(logits, &cfg, false).expect("finite inputs");
-    let boxes = decode_top_k(&mut candidates.clone(), offsets, params.max_candidates_per_class);
-    let kept = suppress(&boxes, params.iou_threshold as f32, Parallelism::Serial);
-    let det = merge(kept.clone(), params.max_detections);
+    let candidates = pp.score_pass(logits, Parallelism::Serial).expect("finite inputs");
+    let boxes = pp.select_and_decode(&mut candidates.clone(), offsets);
+    let kept = pp.suppress(&boxes);
+    let det = pp.merge(kept.clone());
     eprintln!(
         "{name}: batch {}, {} candidates, {} after top-k, {} after NMS, {} detections",
         set.batch,
@@ -136,29 +121,28 @@ fn bench_set(c: &mut Criterion, set: &InputSet) {
     );
 
     let mut g = c.benchmark_group("score_pass");
-    g.bench_with_input(BenchmarkId::new("serial", name), &(), |b, _| b.iter(|| score_pass(black_box(logits), &cfg, false)));
-    g.bench_with_input(BenchmarkId::new("parallel", name), &(), |b, _| b.iter(|| score_pass(black_box(logits), &cfg, true)));
+    for (label, par) in [("serial", Parallelism::Serial), ("parallel", Parallelism::WithinImage)] {
+        g.bench_with_input(BenchmarkId::new(label, name), &(), |b, _| b.iter(|| pp.score_pass(black_box(logits), par)));
+    }
     g.finish();
 
-    let mut g = c.benchmark_group("decode_top_k");
+    let mut g = c.benchmark_group("select_and_decode");
     g.bench_with_input(BenchmarkId::from_parameter(name), &(), |b, _| {
         b.iter_batched_ref(
             || candidates.clone(),
-            |cands| decode_top_k(cands, black_box(offsets), params.max_candidates_per_class),
+            |cands| pp.select_and_decode(cands, black_box(offsets)),
             criterion::BatchSize::SmallInput,
         )
     });
     g.finish();
 
     let mut g = c.benchmark_group("nms");
-    for (label, par) in [("serial", Parallelism::Serial), ("parallel", Parallelism::WithinImage)] {
-        g.bench_with_input(BenchmarkId::new(label, name), &(), |b, _| b.iter(|| suppress(black_box(&boxes), params.iou_threshold as f32, par)));
-    }
+    g.bench_with_input(BenchmarkId::from_parameter(name), &(), |b, _| b.iter(|| pp.suppress(black_box(&boxes))));
     g.finish();
 
     let mut g = c.benchmark_group("merge");
     g.bench_with_input(BenchmarkId::from_parameter(name), &(), |b, _| {
-        b.iter_batched(|| kept.clone(), |k| merge(k, params.max_detections), criterion::BatchSize::SmallInput)
+        b.iter_batched(|| kept.clone(), |k| pp.merge(k), criterion::BatchSize::SmallInput)
     });
     g.finish();
 
@@ -180,9 +164,8 @@ fn bench_set(c: &mut Criterion, set: &InputSet) {
 }
 
 fn benches(c: &mut Criterion) {
-    let mut sets = load_fixtures();
-    sets.push(random_set());
-    for set in &sets {
+    eprintln!("kernels: {}", Isa::best().name());
+    for set in &load_fixtures() {
         bench_set(c, set);
     }
 }

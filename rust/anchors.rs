@@ -31,7 +31,7 @@ fn level_sizes(level: usize) -> Vec<(f64, f64)> {
 /// Computes the default boxes, (cx, cy, w, h) normalized to the image, float32, in
 /// global anchor order. Each value is computed in float64, rounded to float32, then
 /// clamped to [0, 1].
-pub fn compute_default_boxes() -> Vec<[f32; 4]> {
+pub(crate) fn compute_default_boxes() -> Vec<[f32; 4]> {
     let mut boxes = Vec::with_capacity(NUM_ANCHORS);
     for lv in &LEVELS {
         let sizes = level_sizes(lv.index);
@@ -52,7 +52,7 @@ pub fn compute_default_boxes() -> Vec<[f32; 4]> {
 }
 
 /// The default boxes (computed once, shared): `NUM_ANCHORS` rows of (cx, cy, w, h), float32.
-pub fn default_boxes() -> &'static [[f32; 4]] {
+pub(crate) fn default_boxes() -> &'static [[f32; 4]] {
     static BOXES: OnceLock<Vec<[f32; 4]>> = OnceLock::new();
     BOXES.get_or_init(compute_default_boxes)
 }

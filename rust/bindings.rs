@@ -2,11 +2,14 @@
 //!
 //! Inputs are checked here (types, dtypes, shapes, layout) and handed to the pure-Rust
 //! core as slices; C-contiguous arrays are borrowed without a copy, others copied to C
-//! order. Native work runs with the GIL released and inside `catch_unwind`, so no
-//! Rust panic reaches Python (it becomes a `RuntimeError`).
+//! order. Every refusal is an [`Error`], and `impl From<Error> for PyErr` below is the one
+//! place where errors become Python exceptions (the variant decides which, see
+//! [`Error::kind`]). Native work runs with the GIL released inside `catch_unwind`
+//! ([`run_detached`]), so no Rust panic reaches Python: it becomes [`Error::Panic`], a
+//! `RuntimeError`.
 
 use crate::anchors::default_boxes;
-use crate::error::{shape_string, Error};
+use crate::error::{Error, ErrorKind, Subject};
 use crate::layout::{check_output_shape, OutputId, OutputKind, NUM_LEVELS};
 use crate::nms::nms as nms_core;
 use crate::postprocess::{Detections, Params, Postprocessor as CorePostprocessor};
@@ -15,45 +18,37 @@ use numpy::{
     Element, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray,
     PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
+use std::convert::Infallible;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-fn to_py_err(e: Error) -> PyErr {
-    if e.is_type_error() {
-        PyTypeError::new_err(e.to_string())
-    } else {
-        PyValueError::new_err(e.to_string())
-    }
-}
-
-/// Runs native work without the GIL; a panic becomes a `RuntimeError`.
-fn run_detached<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> Result<T, Error> + Send) -> PyResult<T> {
-    match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
-        Ok(result) => result.map_err(to_py_err),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(PyRuntimeError::new_err(format!("internal error in native {what}: {msg}")))
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        let message = e.to_string();
+        match e.kind() {
+            ErrorKind::Type => PyTypeError::new_err(message),
+            ErrorKind::Value => PyValueError::new_err(message),
+            ErrorKind::Runtime => PyRuntimeError::new_err(message),
         }
     }
 }
 
-/// f32 data of an array: borrowed when C-contiguous, else copied to C order.
+/// Runs native work without the GIL; a panic becomes [`Error::Panic`].
+fn run_detached<T: Send>(py: Python<'_>, operation: &'static str, f: impl FnOnce() -> Result<T, Error> + Send) -> Result<T, Error> {
+    py.detach(|| catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| Err(Error::from_panic(operation, &*panic))))
+}
+
+/// The data of an array: borrowed when C-contiguous, else copied to C order.
 enum Data<'py, T: Element> {
     Borrowed(PyReadonlyArrayDyn<'py, T>),
     Owned(Vec<T>),
 }
 
 impl<'py, T: Element + Copy> Data<'py, T> {
-    fn new(array: &Bound<'py, PyArrayDyn<T>>, name: &str) -> PyResult<Self> {
-        let ro = array
-            .try_readonly()
-            .map_err(|e| PyValueError::new_err(format!("{name} cannot be read: {e}")))?;
+    fn new(array: &Bound<'py, PyArrayDyn<T>>, subject: Subject) -> Result<Self, Error> {
+        let ro = array.try_readonly().map_err(|e| Error::Borrow { subject, write: false, reason: e.to_string() })?;
         if array.is_c_contiguous() {
             Ok(Data::Borrowed(ro))
         } else {
@@ -74,46 +69,39 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".into())
 }
 
-/// `obj` as a numpy array of `T`, else `TypeError` (`what` names it, `expected` the dtype).
-fn typed_array<'py, T: Element>(obj: &Bound<'py, PyAny>, what: &dyn Fn() -> String, expected: &str) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
+/// `obj` as a numpy array of `T` (`dtype` names it), else [`Error::NotAnArray`] /
+/// [`Error::Dtype`].
+fn typed_array<'py, T: Element>(obj: &Bound<'py, PyAny>, subject: Subject, dtype: &'static str) -> Result<Bound<'py, PyArrayDyn<T>>, Error> {
     let untyped = obj
         .cast::<PyUntypedArray>()
-        .map_err(|_| PyTypeError::new_err(format!("{} is a {}; expected a numpy.ndarray of {expected}", what(), type_name(obj))))?;
+        .map_err(|_| Error::NotAnArray { subject, type_name: type_name(obj), dtype })?;
     match untyped.cast::<PyArrayDyn<T>>() {
         Ok(a) => Ok(a.clone()),
-        Err(_) => Err(PyTypeError::new_err(format!("{} has dtype {}; expected {expected}", what(), untyped.dtype()))),
+        Err(_) => Err(Error::Dtype { subject, dtype: untyped.dtype().to_string(), expected: dtype }),
     }
 }
 
 /// The 6 tensors of one kind as a list/tuple, checked for count.
-fn output_list<'py>(obj: &Bound<'py, PyAny>, kind: OutputKind, arg: &str) -> PyResult<Vec<Bound<'py, PyAny>>> {
+fn output_list<'py>(obj: &Bound<'py, PyAny>, kind: OutputKind, argument: &'static str) -> Result<Vec<Bound<'py, PyAny>>, Error> {
     let items: Vec<Bound<'py, PyAny>> = if let Ok(l) = obj.cast::<PyList>() {
         l.iter().collect()
     } else if let Ok(t) = obj.cast::<PyTuple>() {
         t.iter().collect()
     } else {
-        return Err(PyTypeError::new_err(format!(
-            "{arg} is a {}; expected a list or tuple of {NUM_LEVELS} numpy float32 arrays",
-            type_name(obj)
-        )));
+        return Err(Error::NotASequence { argument, type_name: type_name(obj) });
     };
     if items.len() != NUM_LEVELS {
-        return Err(to_py_err(Error::OutputCount { kind, got: items.len() }));
+        return Err(Error::OutputCount { kind, got: items.len() });
     }
     Ok(items)
 }
 
 /// Checks one output tensor (type, dtype, shape, batch) and returns its data.
-fn output_data<'py>(obj: &Bound<'py, PyAny>, output: OutputId, batch: &mut Option<usize>) -> PyResult<Data<'py, f32>> {
-    let untyped = obj.cast::<PyUntypedArray>().map_err(|_| {
-        to_py_err(Error::NotAnArray { output, type_name: type_name(obj) })
-    })?;
-    let array = untyped
-        .cast::<PyArrayDyn<f32>>()
-        .map_err(|_| to_py_err(Error::Dtype { output, dtype: untyped.dtype().to_string() }))?;
-    let n = check_output_shape(output, array.shape(), *batch).map_err(to_py_err)?;
-    *batch = Some(n);
-    Data::new(array, &output.to_string())
+fn output_data<'py>(obj: &Bound<'py, PyAny>, output: OutputId, batch: &mut Option<usize>) -> Result<Data<'py, f32>, Error> {
+    let subject = Subject::Output(output);
+    let array = typed_array::<f32>(obj, subject, "float32")?;
+    *batch = Some(check_output_shape(output, array.shape(), *batch)?);
+    Data::new(&array, subject)
 }
 
 fn detections_to_py<'py>(py: Python<'py>, d: Detections) -> PyResult<Bound<'py, PyTuple>> {
@@ -124,6 +112,48 @@ fn detections_to_py<'py>(py: Python<'py>, d: Detections) -> PyResult<Bound<'py, 
     PyTuple::new(py, [boxes.into_any(), labels.into_any(), scores.into_any()])
 }
 
+/// A count parameter as Python gave it. Extraction never fails, so that the constructor
+/// reports a bad value as an [`Error`] naming the parameter.
+enum Count {
+    /// A Python int >= 1 (anything with `__index__`), clamped to `usize::MAX`: a value
+    /// above the number of candidates means no limit.
+    Value(usize),
+    /// An int < 1, as Python prints it.
+    TooSmall(String),
+    /// Not an int: the type's name.
+    NotAnInt(String),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Count {
+    type Error = Infallible;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> Result<Self, Infallible> {
+        Ok(match obj.extract::<i64>() {
+            Ok(v) if v >= 1 => Count::Value(usize::try_from(v).unwrap_or(usize::MAX)),
+            Ok(v) => Count::TooSmall(v.to_string()),
+            // An int outside i64: in u64, or beyond (huge means no limit; hugely negative
+            // is too small).
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => match obj.extract::<u64>() {
+                Ok(v) => Count::Value(usize::try_from(v).unwrap_or(usize::MAX)),
+                Err(_) if obj.gt(0).unwrap_or(false) => Count::Value(usize::MAX),
+                Err(_) => Count::TooSmall(obj.str().map(|s| s.to_string()).unwrap_or_else(|_| "?".into())),
+            },
+            Err(_) => Count::NotAnInt(type_name(&obj)),
+        })
+    }
+}
+
+impl Count {
+    fn value(self, name: &'static str) -> Result<usize, Error> {
+        const EXPECTED: &str = "an integer >= 1";
+        match self {
+            Count::Value(v) => Ok(v),
+            Count::TooSmall(value) => Err(Error::InvalidParameter { name, value, expected: EXPECTED }),
+            Count::NotAnInt(type_name) => Err(Error::ParameterType { name, type_name, expected: EXPECTED }),
+        }
+    }
+}
+
 /// The SSD-ResNet34 postprocessor (docs/postprocess.md): softmax, threshold, per-class
 /// top-k, box decoding, greedy NMS and merge, after MLCommons' `Encoder.decode_batch`
 /// (vision/classification_and_detection/python/models/ssd_r34.py).
@@ -132,25 +162,19 @@ struct Postprocessor {
     inner: CorePostprocessor,
 }
 
-fn count_param(name: &'static str, value: i64) -> PyResult<usize> {
-    if value < 1 {
-        return Err(to_py_err(Error::InvalidParameter { name, value: value.to_string(), expected: "an integer >= 1" }));
-    }
-    Ok(usize::try_from(value).unwrap_or(usize::MAX))
-}
-
 #[pymethods]
 impl Postprocessor {
     #[new]
-    #[pyo3(signature = (score_threshold = 0.05, iou_threshold = 0.5, max_candidates_per_class = 200, max_detections = 200))]
-    fn new(score_threshold: f64, iou_threshold: f64, max_candidates_per_class: i64, max_detections: i64) -> PyResult<Self> {
+    #[pyo3(signature = (score_threshold = 0.05, iou_threshold = 0.5, max_candidates_per_class = Count::Value(200), max_detections = Count::Value(200)))]
+    #[pyo3(text_signature = "(score_threshold=0.05, iou_threshold=0.5, max_candidates_per_class=200, max_detections=200)")]
+    fn new(score_threshold: f64, iou_threshold: f64, max_candidates_per_class: Count, max_detections: Count) -> PyResult<Self> {
         let params = Params {
             score_threshold,
             iou_threshold,
-            max_candidates_per_class: count_param("max_candidates_per_class", max_candidates_per_class)?,
-            max_detections: count_param("max_detections", max_detections)?,
+            max_candidates_per_class: max_candidates_per_class.value("max_candidates_per_class")?,
+            max_detections: max_detections.value("max_detections")?,
         };
-        Ok(Postprocessor { inner: CorePostprocessor::new(params).map_err(to_py_err)? })
+        Ok(Postprocessor { inner: CorePostprocessor::new(params)? })
     }
 
     #[getter]
@@ -213,16 +237,16 @@ fn default_boxes_py(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f32>>> {
 /// Single-class greedy NMS; returns int64 indices of the kept boxes in processing order.
 #[pyfunction]
 fn nms<'py>(py: Python<'py>, boxes: &Bound<'py, PyAny>, scores: &Bound<'py, PyAny>, iou_threshold: f64) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let b = typed_array::<f32>(boxes, &|| "boxes".into(), "float32")?;
-    let s = typed_array::<f32>(scores, &|| "scores".into(), "float32")?;
+    let b = typed_array::<f32>(boxes, Subject::Argument("boxes"), "float32")?;
+    let s = typed_array::<f32>(scores, Subject::Argument("scores"), "float32")?;
     if b.ndim() != 2 || b.shape()[1] != 4 {
-        return Err(PyValueError::new_err(format!("boxes has shape {}; expected (K, 4)", shape_string(b.shape()))));
+        return Err(Error::ArgumentShape { argument: "boxes", shape: b.shape().to_vec(), expected: "(K, 4)".into() }.into());
     }
     if s.ndim() != 1 {
-        return Err(PyValueError::new_err(format!("scores has shape {}; expected (K,)", shape_string(s.shape()))));
+        return Err(Error::ArgumentShape { argument: "scores", shape: s.shape().to_vec(), expected: "(K,)".into() }.into());
     }
-    let bd = Data::new(&b, "boxes")?;
-    let sd = Data::new(&s, "scores")?;
+    let bd = Data::new(&b, Subject::Argument("boxes"))?;
+    let sd = Data::new(&s, Subject::Argument("scores"))?;
     let (bs, ss) = (bd.as_slice(), sd.as_slice());
     let kept = run_detached(py, "nms", || {
         let rows: Vec<[f32; 4]> = bs.chunks_exact(4).map(|r| [r[0], r[1], r[2], r[3]]).collect();
@@ -231,41 +255,46 @@ fn nms<'py>(py: Python<'py>, boxes: &Bound<'py, PyAny>, scores: &Bound<'py, PyAn
     Ok(PyArray1::from_vec(py, kept.into_iter().map(|i| i as i64).collect()))
 }
 
+/// `values` as one value per RGB channel.
+fn rgb(argument: &'static str, values: &[f64]) -> Result<[f64; 3], Error> {
+    <[f64; 3]>::try_from(values).map_err(|_| Error::ArgumentLength { argument, len: values.len(), expected: "3 (R, G, B)" })
+}
+
 /// Normalizes a uint8 BGR (H, W, 3) image into a float32 RGB (3, H, W) array in place.
 #[pyfunction]
 #[pyo3(signature = (image, out, mean = IMAGENET_MEAN.to_vec(), std = IMAGENET_STD.to_vec()))]
+#[pyo3(text_signature = "(image, out, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))")]
 fn normalize_image<'py>(py: Python<'py>, image: &Bound<'py, PyAny>, out: &Bound<'py, PyAny>, mean: Vec<f64>, std: Vec<f64>) -> PyResult<()> {
-    let img = typed_array::<u8>(image, &|| "image".into(), "uint8")?;
-    let dst = typed_array::<f32>(out, &|| "out".into(), "float32")?;
+    let img = typed_array::<u8>(image, Subject::Argument("image"), "uint8")?;
+    let dst = typed_array::<f32>(out, Subject::Argument("out"), "float32")?;
     let shape = img.shape().to_vec();
     if shape.len() != 3 || shape[2] != 3 {
-        return Err(PyValueError::new_err(format!("image has shape {}; expected (H, W, 3)", shape_string(&shape))));
+        return Err(Error::ArgumentShape { argument: "image", shape, expected: "(H, W, 3)".into() }.into());
     }
     let (h, w) = (shape[0], shape[1]);
     if dst.shape() != [3, h, w] {
-        return Err(PyValueError::new_err(format!(
-            "out has shape {}; expected (3, {h}, {w}) for an image of shape {}",
-            shape_string(dst.shape()),
-            shape_string(&shape)
-        )));
+        let expected = format!("(3, {h}, {w}) for an image of shape ({h}, {w}, 3)");
+        return Err(Error::ArgumentShape { argument: "out", shape: dst.shape().to_vec(), expected }.into());
     }
     if !img.is_c_contiguous() {
-        return Err(PyValueError::new_err("image must be C-contiguous (use numpy.ascontiguousarray)"));
+        return Err(Error::NotContiguous { argument: "image", hint: "use numpy.ascontiguousarray" }.into());
     }
     if !dst.is_c_contiguous() {
-        return Err(PyValueError::new_err("out must be C-contiguous"));
+        return Err(Error::NotContiguous { argument: "out", hint: "it is written in place" }.into());
     }
-    let three = |name: &str, v: &[f64]| -> PyResult<[f64; 3]> {
-        <[f64; 3]>::try_from(v).map_err(|_| PyValueError::new_err(format!("{name} has {} values; expected 3 (R, G, B)", v.len())))
-    };
-    let lut = NormalizeLut::new(three("mean", &mean)?, three("std", &std)?).map_err(to_py_err)?;
-    let src = img.try_readonly().map_err(|e| PyValueError::new_err(format!("image cannot be read: {e}")))?;
+    let lut = NormalizeLut::new(rgb("mean", &mean)?, rgb("std", &std)?)?;
+    let src = img
+        .try_readonly()
+        .map_err(|e| Error::Borrow { subject: Subject::Argument("image"), write: false, reason: e.to_string() })?;
     let mut dst_rw = dst
         .try_readwrite()
-        .map_err(|e| PyValueError::new_err(format!("out cannot be written (read-only or in use): {e}")))?;
-    let src_slice = src.as_slice().map_err(|e| PyValueError::new_err(format!("image: {e}")))?;
-    let dst_slice = dst_rw.as_slice_mut().map_err(|e| PyValueError::new_err(format!("out: {e}")))?;
-    run_detached(py, "normalize_image", || normalize_bgr_to_rgb_chw(&lut, src_slice, h, w, dst_slice))
+        .map_err(|e| Error::Borrow { subject: Subject::Argument("out"), write: true, reason: e.to_string() })?;
+    // Both arrays are C-contiguous (checked above), so both give slices.
+    let (src_slice, dst_slice) = match (src.as_slice(), dst_rw.as_slice_mut()) {
+        (Ok(s), Ok(d)) => (s, d),
+        _ => return Err(Error::NotContiguous { argument: "image", hint: "use numpy.ascontiguousarray" }.into()),
+    };
+    Ok(run_detached(py, "normalize_image", || normalize_bgr_to_rgb_chw(&lut, src_slice, h, w, dst_slice))?)
 }
 
 /// Native (Rust) parts of ssd_resnet34: the SSD-ResNet34 postprocessor (softmax,

@@ -2,7 +2,9 @@
 //! (docs/postprocess.md, "Box decoding"; MLCommons' `scale_back_batch` with
 //! scale_xy = 0.1, scale_wh = 0.2 in `vision/classification_and_detection/python/models/ssd_r34.py`).
 
-use crate::layout::{locate_anchor, NUM_LEVELS};
+use crate::anchors::default_boxes;
+use crate::layout::{LEVELS, NUM_ANCHORS, NUM_LEVELS};
+use crate::scores::Candidate;
 
 /// Decodes one box, in float64 as written, each coordinate rounded to float32:
 /// cx = (0.1*dx)*aw + acx, cy = (0.1*dy)*ah + acy, w = exp(0.2*dw)*aw, h = exp(0.2*dh)*ah,
@@ -10,7 +12,7 @@ use crate::layout::{locate_anchor, NUM_LEVELS};
 ///
 /// `None` when a coordinate is not finite as float32 (the candidate is dropped).
 #[inline]
-pub fn decode_box(anchor_xywh: [f32; 4], offsets: [f32; 4]) -> Option<[f32; 4]> {
+pub(crate) fn decode_box(anchor_xywh: [f32; 4], offsets: [f32; 4]) -> Option<[f32; 4]> {
     let [acx, acy, aw, ah] = anchor_xywh.map(f64::from);
     let [dx, dy, dw, dh] = offsets.map(f64::from);
     let cx = (0.1 * dx) * aw + acx;
@@ -26,11 +28,97 @@ pub fn decode_box(anchor_xywh: [f32; 4], offsets: [f32; 4]) -> Option<[f32; 4]> 
 ///
 /// # Panics
 /// When `anchor >= NUM_ANCHORS` or a slice is shorter than its level's.
-#[inline]
-pub fn anchor_offsets(offsets: &[&[f32]; NUM_LEVELS], anchor: usize) -> [f32; 4] {
-    let (lv, a) = locate_anchor(anchor).expect("anchor index out of range");
+#[cfg(test)]
+pub(crate) fn anchor_offsets(offsets: &[&[f32]; NUM_LEVELS], anchor: usize) -> [f32; 4] {
+    let (lv, a) = crate::layout::locate_anchor(anchor).expect("anchor index out of range");
     let o = offsets[lv.index];
     std::array::from_fn(|k| o[k * lv.num_anchors + a])
+}
+
+/// The decoded boxes of the anchors that have a candidate, found by anchor. Each such
+/// anchor is decoded once (an anchor often has candidates of several classes), in anchor
+/// order, so the offsets and default boxes are read front to back.
+pub(crate) struct AnchorBoxes {
+    /// `slot[a]`: where anchor a's box is in `boxes[(a >= split) as usize]`, or `NONE`
+    /// when it is not finite (the candidate is dropped); meaningful for the decoded
+    /// anchors only.
+    slot: Vec<u16>,
+    boxes: [Vec<[f32; 4]>; 2],
+    split: usize,
+}
+
+const NONE: u16 = u16::MAX;
+const _: () = assert!(NUM_ANCHORS < NONE as usize);
+const WORDS: usize = NUM_ANCHORS.div_ceil(64);
+
+impl AnchorBoxes {
+    /// Decodes the boxes of the anchors of `keys` (candidates). `parallel`: the lower and
+    /// the upper half of those anchors on the rayon pool at once.
+    ///
+    /// # Panics
+    /// When an offsets slice is shorter than its level's.
+    pub(crate) fn decode(keys: &[Candidate], offsets: &[&[f32]; NUM_LEVELS], parallel: bool) -> Self {
+        let mut marked = [0u64; WORDS];
+        for key in keys {
+            let a = key.anchor();
+            marked[a / 64] |= 1 << (a % 64);
+        }
+        let mut slot = vec![NONE; NUM_ANCHORS];
+        if !parallel {
+            let boxes = decode_marked(&marked, 0, &mut slot, offsets);
+            return AnchorBoxes { slot, boxes: [boxes, Vec::new()], split: NUM_ANCHORS };
+        }
+        // The word where half of the marked anchors are below.
+        let half = marked.iter().map(|w| w.count_ones() as usize).sum::<usize>() / 2;
+        let mut below = 0;
+        let mid = marked.iter().position(|w| {
+            below += w.count_ones() as usize;
+            below > half
+        });
+        let mid = mid.unwrap_or(WORDS);
+        let (slot_low, slot_high) = slot.split_at_mut((mid * 64).min(NUM_ANCHORS));
+        let (low, high) = rayon::join(
+            || decode_marked(&marked[..mid], 0, slot_low, offsets),
+            || decode_marked(&marked[mid..], mid * 64, slot_high, offsets),
+        );
+        AnchorBoxes { slot, boxes: [low, high], split: mid * 64 }
+    }
+
+    /// The box of a decoded anchor, `None` when it is not finite.
+    #[inline]
+    pub(crate) fn get(&self, anchor: usize) -> Option<[f32; 4]> {
+        let s = self.slot[anchor];
+        (s != NONE).then(|| self.boxes[(anchor >= self.split) as usize][s as usize])
+    }
+}
+
+/// Decodes the anchors marked in `marked` (bit i of word w: anchor `first + 64 w + i`),
+/// in order; `slot` covers the anchors from `first` on.
+fn decode_marked(marked: &[u64], first: usize, slot: &mut [u16], offsets: &[&[f32]; NUM_LEVELS]) -> Vec<[f32; 4]> {
+    let dboxes = default_boxes();
+    let mut boxes = Vec::new();
+    let mut level = 0;
+    for (w, &word) in marked.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let a = first + 64 * w + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            while a >= LEVELS[level].first_anchor + LEVELS[level].num_anchors {
+                level += 1;
+            }
+            let lv = &LEVELS[level];
+            let (o, i) = (offsets[level], a - lv.first_anchor);
+            let d = [o[i], o[lv.num_anchors + i], o[2 * lv.num_anchors + i], o[3 * lv.num_anchors + i]];
+            slot[a - first] = match decode_box(dboxes[a], d) {
+                Some(ltrb) => {
+                    boxes.push(ltrb);
+                    (boxes.len() - 1) as u16
+                }
+                None => NONE,
+            };
+        }
+    }
+    boxes
 }
 
 #[cfg(test)]
@@ -69,6 +157,24 @@ mod tests {
         assert!(decode_box(a, [0.0, 0.0, 400.0, 0.0]).is_some());
         // Huge negative dw: w underflows to 0, a point box.
         assert_eq!(decode_box(a, [0.0, 0.0, -1e4, 0.0]).unwrap()[0], 0.5);
+    }
+
+    #[test]
+    fn anchor_boxes_decode_each_candidate_anchor() {
+        let data: Vec<Vec<f32>> = LEVELS.iter().map(|lv| (0..lv.offsets_len()).map(|i| ((i % 13) as f32 - 6.0) * 0.1).collect()).collect();
+        let mut o: Vec<Vec<f32>> = data.clone();
+        o[1][2 * LEVELS[1].num_anchors + 5] = 1000.0; // anchor 10005: dw overflows
+        let o: [&[f32]; 6] = std::array::from_fn(|l| o[l].as_slice());
+        let anchors = [0usize, 3, 63, 64, 9999, 10000, 10005, 12000, 13749, 15129];
+        let keys: Vec<Candidate> = anchors.iter().flat_map(|&a| [Candidate::new(1, 0.5, a), Candidate::new(7, 0.25, a)]).collect();
+        for parallel in [false, true] {
+            let boxes = AnchorBoxes::decode(&keys, &o, parallel);
+            for &a in &anchors {
+                assert_eq!(boxes.get(a), decode_box(default_boxes()[a], anchor_offsets(&o, a)), "anchor {a}");
+            }
+            assert_eq!(boxes.get(10005), None);
+        }
+        assert!(AnchorBoxes::decode(&[], &o, true).boxes.iter().all(|b| b.is_empty()));
     }
 
     #[test]

@@ -11,11 +11,11 @@ use crate::error::Error;
 use std::fmt;
 
 /// Classes per anchor, background (0) included.
-pub const NUM_CLASSES: usize = 81;
+pub(crate) const NUM_CLASSES: usize = 81;
 /// Feature-map levels of the head.
 pub const NUM_LEVELS: usize = 6;
 /// Default boxes (anchors) over all levels.
-pub const NUM_ANCHORS: usize = 15_130;
+pub(crate) const NUM_ANCHORS: usize = 15_130;
 /// Output tensors of the model: 6 class-logit tensors, then 6 box-offset tensors.
 pub const NUM_OUTPUTS: usize = 2 * NUM_LEVELS;
 
@@ -46,12 +46,12 @@ impl Level {
     }
 
     /// Channels of the class-logit tensor, 81*nd.
-    pub const fn logit_channels(&self) -> usize {
+    pub(crate) const fn logit_channels(&self) -> usize {
         NUM_CLASSES * self.boxes_per_cell
     }
 
     /// Channels of the box-offset tensor, 4*nd.
-    pub const fn offset_channels(&self) -> usize {
+    pub(crate) const fn offset_channels(&self) -> usize {
         4 * self.boxes_per_cell
     }
 
@@ -66,7 +66,8 @@ impl Level {
     }
 
     /// Global anchor indices of the level.
-    pub const fn anchor_range(&self) -> std::ops::Range<usize> {
+    #[cfg(test)]
+    pub(crate) const fn anchor_range(&self) -> std::ops::Range<usize> {
         self.first_anchor..self.first_anchor + self.num_anchors
     }
 }
@@ -92,7 +93,8 @@ const _: () = assert!(LEVELS[5].first_anchor + LEVELS[5].num_anchors == NUM_ANCH
 
 /// The level holding a global anchor index and the anchor's index within it.
 /// `None` when `anchor >= NUM_ANCHORS`.
-pub fn locate_anchor(anchor: usize) -> Option<(&'static Level, usize)> {
+#[cfg(test)]
+pub(crate) fn locate_anchor(anchor: usize) -> Option<(&'static Level, usize)> {
     LEVELS
         .iter()
         .find(|lv| lv.anchor_range().contains(&anchor))
@@ -110,7 +112,7 @@ pub enum OutputKind {
 
 impl OutputKind {
     /// Plural name used in messages, e.g. "class logits".
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             OutputKind::ClassLogits => "class logits",
             OutputKind::BoxOffsets => "box offsets",

@@ -4,28 +4,31 @@
 //! (`vision/classification_and_detection/python/models/ssd_r34.py` in mlcommons/inference),
 //! plus the input normalization of `pre_process_coco_resnet34`.
 //!
-//! One stage per module, pure Rust; the PyO3 bindings (`ssd_resnet34._native`) live in
-//! `bindings` behind the `python` feature:
+//! One stage per module, pure Rust and crate-private; the PyO3 bindings
+//! (`ssd_resnet34._native`) live in `bindings` behind the `python` feature:
 //!
-//! - [`layout`]: the six levels (F, nd, A_l, first anchor) and the shapes of `outputs[k]`;
-//! - [`anchors`]: the 15,130 default boxes;
-//! - [`scores`]: finite check + quick reject + exact float64 softmax + threshold, giving
-//!   the (class, score, anchor) candidates (AVX2/AVX-512 kernels, portable fallback, the
-//!   same bits on every CPU);
-//! - [`exp`]: the vectorised float64 `exp` of that softmax (within 1 ulp of libm);
-//! - [`decode`]: box decoding of the candidates that survive the per-class top-k;
-//! - [`nms`]: IoU and greedy NMS;
-//! - [`postprocess`]: [`Params`], [`Postprocessor`], the per-image pipeline and the batch
+//! - `layout`: the six levels (F, nd, A_l, first anchor) and the shapes of `outputs[k]`;
+//! - `anchors`: the 15,130 default boxes;
+//! - `scores`: finite check + quick reject + exact float64 softmax + threshold, giving
+//!   the (class, score, anchor) candidates;
+//! - `decode`: box decoding, once per anchor that has a candidate;
+//! - `nms`: IoU and single-class NMS;
+//! - `postprocess`: [`Params`], [`Postprocessor`], the per-image pipeline and the batch
 //!   driver (rayon over images; within one image for a batch of one);
-//! - [`preprocess`]: the uint8 BGR HWC -> float32 RGB CHW normalization;
-//! - [`error`]: [`Error`], whose messages name the tensor as `outputs[k]`.
+//! - `simd`: the kernels of the hot paths (quick reject, softmax, `exp`, greedy NMS) in
+//!   portable, AVX2 and AVX-512 versions that give the same bits, and the CPU detection,
+//!   done once;
+//! - `preprocess`: the uint8 BGR HWC -> float32 RGB CHW normalization;
+//! - `error`: [`Error`], whose messages name the tensor as `outputs[k]`.
+//!
+//! The crate root exports the postprocessor, its stages (for the criterion benchmark,
+//! `benches/decoder.rs`) and the layout constants they need.
 //!
 //! [`Postprocessor`] and the functions the bindings call never panic on bad input: every
-//! failure is an [`Error`]. The lower-level stage functions (for benchmarks) state their
-//! preconditions and assert them.
+//! failure is an [`Error`].
 //!
 //! ```
-//! use ssd_resnet34::{layout::LEVELS, Params, Postprocessor};
+//! use ssd_resnet34::{Params, Postprocessor, LEVELS};
 //! let pp = Postprocessor::new(Params::default()).unwrap();
 //! let logits: Vec<Vec<f32>> = LEVELS.iter().map(|l| vec![0.0; l.logits_len()]).collect();
 //! let offsets: Vec<Vec<f32>> = LEVELS.iter().map(|l| vec![0.0; l.offsets_len()]).collect();
@@ -35,18 +38,41 @@
 //! assert!(det.is_empty()); // uniform scores 1/81 < 0.05
 //! ```
 
-pub mod anchors;
-pub mod decode;
-pub mod error;
-pub mod exp;
-pub mod layout;
-pub mod nms;
-pub mod postprocess;
-pub mod preprocess;
-pub mod scores;
+mod anchors;
+mod decode;
+mod error;
+mod layout;
+mod nms;
+mod postprocess;
+#[cfg(any(feature = "python", test))]
+mod preprocess;
+mod scores;
+mod simd;
 
 #[cfg(feature = "python")]
 mod bindings;
 
 pub use error::Error;
-pub use postprocess::{Detections, Parallelism, Params, Postprocessor};
+pub use layout::{check_output_shape, Level, OutputId, OutputKind, LEVELS, NUM_LEVELS, NUM_OUTPUTS};
+pub use postprocess::{ClassBoxes, DecodedCandidate, Detections, Parallelism, Params, Postprocessor};
+pub use scores::{Candidate, Candidates};
+pub use simd::Isa;
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// Deterministic pseudo-random numbers (xorshift64*), uniform in [0, 1).
+    pub(crate) struct Rng(u64);
+
+    impl Rng {
+        pub(crate) fn new(seed: u64) -> Self {
+            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+
+        pub(crate) fn next_f64(&mut self) -> f64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+}

@@ -1,20 +1,26 @@
 //! IoU and single-class greedy NMS (docs/postprocess.md, "Per-class selection and
 //! NMS"; MLCommons' `calc_iou_tensor` and the loop of `Encoder.decode_single` in
 //! `vision/classification_and_detection/python/models/ssd_r34.py`, with the overlap
-//! clamped at 0, which the reference means to do but does not).
+//! clamped at 0, which the reference means to do but does not). The greedy loop itself
+//! is a kernel of [`crate::simd::nms`].
 
-use crate::error::Error;
-use std::cmp::Ordering;
+// The single-class `nms` (for the bindings) and what it needs.
+#[cfg(any(feature = "python", test))]
+use {
+    crate::error::Error,
+    crate::simd::{nms::greedy_nms, reject::all_finite, Isa},
+    std::cmp::Ordering,
+};
 
 /// Area of an ltrb box, float32: max(r - l, 0) * max(b - t, 0).
 #[inline]
-pub fn area(b: &[f32; 4]) -> f32 {
+pub(crate) fn area(b: &[f32; 4]) -> f32 {
     (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
 }
 
 /// IoU from two boxes and their [`area`]s, float32, in the defined operation order.
 #[inline]
-pub fn iou_with_areas(b1: &[f32; 4], area1: f32, b2: &[f32; 4], area2: f32) -> f32 {
+pub(crate) fn iou_with_areas(b1: &[f32; 4], area1: f32, b2: &[f32; 4], area2: f32) -> f32 {
     let iw = (b1[2].min(b2[2]) - b1[0].max(b2[0])).max(0.0);
     let ih = (b1[3].min(b2[3]) - b1[1].max(b2[1])).max(0.0);
     let inter = iw * ih;
@@ -30,101 +36,14 @@ pub fn iou_with_areas(b1: &[f32; 4], area1: f32, b2: &[f32; 4], area2: f32) -> f
 /// iw = max(min(r1, r2) - max(l1, l2), 0), ih likewise, inter = iw*ih,
 /// union = (area1 + area2) - inter, iou = inter/union if union > 0 else 0.
 /// Zero-area and inverted boxes have IoU 0 with everything.
-#[inline]
-pub fn iou(b1: &[f32; 4], b2: &[f32; 4]) -> f32 {
+#[cfg(test)]
+pub(crate) fn iou(b1: &[f32; 4], b2: &[f32; 4]) -> f32 {
     iou_with_areas(b1, area(b1), b2, area(b2))
-}
-
-/// Greedy NMS over boxes already in processing order: box i is kept when its IoU with
-/// every box kept before it is `< iou_threshold` ([`iou`]). Returns the kept positions, in
-/// order. Boxes must be finite (the pipeline drops others; [`nms`] refuses them).
-pub fn greedy_nms(boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
-    #[cfg(target_arch = "x86_64")]
-    if boxes.len() >= SMALL && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { greedy_nms_avx2(boxes, iou_threshold) };
-    }
-    greedy_nms_plain(boxes, iou_threshold)
-}
-
-/// Below this many boxes the plain loop is as fast as the blocked AVX2 one.
-#[cfg(target_arch = "x86_64")]
-const SMALL: usize = 64;
-
-/// The plain greedy loop: each candidate against the kept boxes in order, stopping at the
-/// first that suppresses it.
-fn greedy_nms_plain(boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
-    let mut kept: Vec<usize> = Vec::new();
-    let mut kept_boxes: Vec<([f32; 4], f32)> = Vec::new();
-    for (i, b) in boxes.iter().enumerate() {
-        let a = area(b);
-        if kept_boxes.iter().all(|(k, ka)| iou_with_areas(k, *ka, b, a) < iou_threshold) {
-            kept.push(i);
-            kept_boxes.push((*b, a));
-        }
-    }
-    kept
-}
-
-/// Greedy NMS with the kept boxes as columns (l, t, r, b, area) and 8 IoUs at a time in
-/// AVX2 registers, stopping after the first block with IoU >= threshold. The operations
-/// are those of [`iou_with_areas`] (`_mm256_min_ps(a, b)` is `if a < b { a } else { b }`,
-/// max likewise; they differ from `f32::min`/`max` only in the sign of a zero overlap,
-/// which clamping at 0 makes irrelevant; `union > 0 ? inter/union : 0` as a blend), so
-/// the kept set is that of [`greedy_nms_plain`].
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn greedy_nms_avx2(boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
-    use std::arch::x86_64::*;
-    const BLOCK: usize = 8;
-    let n = boxes.len();
-    let mut kept = Vec::with_capacity(n);
-    // Columns l, t, r, b, area of the kept boxes.
-    let mut cols: [Vec<f32>; 5] = std::array::from_fn(|_| Vec::with_capacity(n));
-    let zero = _mm256_setzero_ps();
-    let thr = _mm256_set1_ps(iou_threshold);
-    for (i, b) in boxes.iter().enumerate() {
-        let a = area(b);
-        let k = cols[0].len();
-        let whole = k - k % BLOCK;
-        let (bl, bt, br, bb, ba) = (_mm256_set1_ps(b[0]), _mm256_set1_ps(b[1]), _mm256_set1_ps(b[2]), _mm256_set1_ps(b[3]), _mm256_set1_ps(a));
-        let mut suppressed = false;
-        let mut j = 0;
-        while j < whole {
-            // SAFETY: j + 8 <= whole <= every column's length.
-            let [kl, kt, kr, kb, ka] = [0, 1, 2, 3, 4].map(|c| _mm256_loadu_ps(cols[c].as_ptr().add(j)));
-            let iw = _mm256_max_ps(_mm256_sub_ps(_mm256_min_ps(kr, br), _mm256_max_ps(kl, bl)), zero);
-            let ih = _mm256_max_ps(_mm256_sub_ps(_mm256_min_ps(kb, bb), _mm256_max_ps(kt, bt)), zero);
-            let inter = _mm256_mul_ps(iw, ih);
-            let union = _mm256_sub_ps(_mm256_add_ps(ka, ba), inter);
-            let iou = _mm256_blendv_ps(zero, _mm256_div_ps(inter, union), _mm256_cmp_ps::<_CMP_GT_OQ>(union, zero));
-            if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(iou, thr)) != 0 {
-                suppressed = true;
-                break;
-            }
-            j += BLOCK;
-        }
-        if !suppressed {
-            suppressed = (whole..k).any(|j| {
-                let kb = [cols[0][j], cols[1][j], cols[2][j], cols[3][j]];
-                iou_with_areas(&kb, cols[4][j], b, a) >= iou_threshold
-            });
-        }
-        if !suppressed {
-            kept.push(i);
-            for (col, v) in cols.iter_mut().zip([b[0], b[1], b[2], b[3], a]) {
-                col.push(v);
-            }
-        }
-    }
-    kept
 }
 
 /// The processing order of scored boxes: score descending, index ascending
 /// (-0.0 and 0.0 count as equal scores).
+#[cfg(any(feature = "python", test))]
 fn score_order(scores: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_unstable_by(|&i, &j| {
@@ -137,13 +56,15 @@ fn score_order(scores: &[f32]) -> Vec<usize> {
     order
 }
 
-/// Single-class NMS of scored boxes: sorts by (score descending, index ascending), then
-/// [`greedy_nms`]. Returns the indices of the kept boxes in processing order; no cut.
+/// Single-class NMS of scored boxes (`_native.nms`): sorts by (score descending, index
+/// ascending), then [`greedy_nms`]. Returns the indices of the kept boxes in processing
+/// order; no cut.
 ///
 /// Errors (`ValueError`): lengths differ, a non-finite box or score, `iou_threshold`
 /// outside (0, 1].
 /// `iou_threshold` is checked as given, then compared as float32.
-pub fn nms(boxes: &[[f32; 4]], scores: &[f32], iou_threshold: f64) -> Result<Vec<usize>, Error> {
+#[cfg(any(feature = "python", test))]
+pub(crate) fn nms(boxes: &[[f32; 4]], scores: &[f32], iou_threshold: f64) -> Result<Vec<usize>, Error> {
     if boxes.len() != scores.len() {
         return Err(Error::InvalidArgument(format!(
             "boxes has {} rows but scores has {} values; expected the same number",
@@ -158,15 +79,15 @@ pub fn nms(boxes: &[[f32; 4]], scores: &[f32], iou_threshold: f64) -> Result<Vec
             expected: "a value in (0, 1]",
         });
     }
-    if !crate::scores::all_finite(boxes.as_flattened()) {
+    if !all_finite(boxes.as_flattened()) {
         return Err(Error::InvalidArgument("boxes contains NaN or infinite values".into()));
     }
-    if !crate::scores::all_finite(scores) {
+    if !all_finite(scores) {
         return Err(Error::InvalidArgument("scores contains NaN or infinite values".into()));
     }
     let order = score_order(scores);
     let ordered: Vec<[f32; 4]> = order.iter().map(|&i| boxes[i]).collect();
-    Ok(greedy_nms(&ordered, iou_threshold as f32).into_iter().map(|p| order[p]).collect())
+    Ok(greedy_nms(Isa::best(), &ordered, iou_threshold as f32).into_iter().map(|p| order[p]).collect())
 }
 
 #[cfg(test)]
@@ -211,6 +132,10 @@ mod tests {
         assert_eq!(iou(&b1, &b2), iou(&b2, &b1));
     }
 
+    fn greedy_nms(boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
+        super::greedy_nms(Isa::best(), boxes, iou_threshold)
+    }
+
     #[test]
     fn greedy_order_and_threshold() {
         let boxes = [
@@ -228,44 +153,6 @@ mod tests {
         let chain = [[0.0f32, 0.0, 1.0, 1.0], [0.4, 0.0, 1.4, 1.0], [0.8, 0.0, 1.8, 1.0]];
         assert_eq!(greedy_nms(&chain, 0.4), vec![0, 2]);
         assert!(greedy_nms(&[], 0.5).is_empty());
-    }
-
-    #[test]
-    fn blocked_nms_equals_the_plain_loop() {
-        use crate::scores::tests::Rng;
-        let mut rng = Rng::new(4);
-        for n in [0usize, 1, 7, 8, 9, 64, 200, 333] {
-            // Clustered boxes (many suppressions) with some degenerate ones.
-            let boxes: Vec<[f32; 4]> = (0..n)
-                .map(|i| {
-                    let (x, y) = ((rng.next_f64() * 3.0) as f32, (rng.next_f64() * 3.0) as f32);
-                    let (w, h) = ((rng.next_f64() * 1.5) as f32, (rng.next_f64() * 1.5) as f32);
-                    match i % 17 {
-                        0 => [x, y, x, y + h],         // zero width
-                        1 => [x + w, y, x, y + h],     // inverted
-                        _ => [x, y, x + w, y + h],
-                    }
-                })
-                .collect();
-            for t in [0.1f32, 0.5, 0.9, 1.0] {
-                let mut plain: Vec<usize> = Vec::new();
-                for (i, b) in boxes.iter().enumerate() {
-                    if plain.iter().all(|&k| iou(&boxes[k], b) < t) {
-                        plain.push(i);
-                    }
-                }
-                assert_eq!(greedy_nms(&boxes, t), plain, "n = {n}, t = {t}");
-                assert_eq!(greedy_nms_plain(&boxes, t), plain, "n = {n}, t = {t}");
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: AVX2 detected.
-                    assert_eq!(unsafe { greedy_nms_avx2(&boxes, t) }, plain, "n = {n}, t = {t}");
-                }
-                if n >= 64 && t <= 0.5 {
-                    assert!(plain.len() > 8 && plain.len() < n, "n = {n}, t = {t}: {} kept", plain.len());
-                }
-            }
-        }
     }
 
     #[test]

@@ -4,12 +4,16 @@
 //! driver (rayon over images).
 
 use crate::anchors::default_boxes;
-use crate::decode::{anchor_offsets, decode_box};
+use crate::decode::AnchorBoxes;
 use crate::error::Error;
 use crate::layout::{OutputId, OutputKind, LEVELS, NUM_CLASSES, NUM_LEVELS};
-use crate::nms::greedy_nms;
-use crate::scores::{all_finite, score_pass, Candidate, Candidates, ScoreConfig};
+use crate::scores::{score_pass, Candidate, Candidates, ScoreConfig};
+use crate::simd::nms::{greedy_nms_into, NmsScratch};
+use crate::simd::reject::all_finite;
+use crate::simd::Isa;
 use rayon::prelude::*;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// Postprocess parameters (ranges as in docs/postprocess.md, "Bad input").
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -60,8 +64,6 @@ pub struct Detections {
     pub labels: Vec<i64>,
     /// Softmax scores.
     pub scores: Vec<f32>,
-    /// Global anchor index of each detection (0..15130).
-    pub anchors: Vec<u32>,
 }
 
 impl Detections {
@@ -86,6 +88,7 @@ pub enum Parallelism {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DecodedCandidate {
     pub key: Candidate,
+    /// The decoded box (l, t, r, b).
     pub ltrb: [f32; 4],
 }
 
@@ -98,7 +101,8 @@ pub struct ClassBoxes {
 }
 
 impl ClassBoxes {
-    pub fn class(&self, class: usize) -> &[DecodedCandidate] {
+    /// The decoded candidates of one class, in processing order.
+    pub(crate) fn class(&self, class: usize) -> &[DecodedCandidate] {
         &self.items[self.starts[class]..self.starts[class + 1]]
     }
 }
@@ -114,55 +118,82 @@ fn sort_first_k(keys: &mut [Candidate], k: usize) {
     }
 }
 
-/// Per-class selection and lazy decoding: for each class, the candidates in order
-/// (score desc, anchor asc) are decoded until `k` have a finite box (candidates whose
-/// box overflows are dropped and do not count). Only these boxes are decoded.
-pub fn decode_top_k(candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS], k: usize) -> ClassBoxes {
-    let dboxes = default_boxes();
+/// The selection of one class: its candidates in order (score desc, anchor asc) until `k`
+/// have a finite box (candidates whose box overflows are dropped and do not count), as if
+/// decoded lazily; the boxes come from `boxes`. Appends them to `out` in that order and
+/// reorders `keys`.
+fn decode_class(keys: &mut [Candidate], boxes: &AnchorBoxes, k: usize, out: &mut Vec<DecodedCandidate>) {
+    let mut sorted_upto = 0;
+    let mut taken = 0;
+    let mut next = 0;
+    while taken < k && next < keys.len() {
+        if next == sorted_upto {
+            // Sort the next batch of up to k - taken keys (normally all done at once).
+            sort_first_k(&mut keys[next..], k - taken);
+            sorted_upto = next.saturating_add(k - taken).min(keys.len());
+        }
+        let key = keys[next];
+        next += 1;
+        if let Some(ltrb) = boxes.get(key.anchor()) {
+            out.push(DecodedCandidate { key, ltrb });
+            taken += 1;
+        }
+    }
+}
+
+/// Per-class selection ([`decode_class`]) of every class, with the boxes of all the
+/// candidates' anchors decoded first.
+pub(crate) fn decode_top_k(candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS], k: usize) -> ClassBoxes {
+    let boxes = AnchorBoxes::decode(&candidates.keys, &offsets, false);
     let mut out = ClassBoxes { items: Vec::new(), starts: [0; NUM_CLASSES + 1] };
     for c in 0..NUM_CLASSES {
         out.starts[c] = out.items.len();
-        let keys = candidates.class_mut(c);
-        let mut sorted_upto = 0;
-        let mut taken = 0;
-        let mut next = 0;
-        while taken < k && next < keys.len() {
-            if next == sorted_upto {
-                // Sort the next batch of up to k - taken keys (normally all done at once).
-                sort_first_k(&mut keys[next..], k - taken);
-                sorted_upto = (next + k - taken).min(keys.len());
-            }
-            let key = keys[next];
-            next += 1;
-            let a = key.anchor();
-            if let Some(ltrb) = decode_box(dboxes[a], anchor_offsets(&offsets, a)) {
-                out.items.push(DecodedCandidate { key, ltrb });
-                taken += 1;
-            }
-        }
+        decode_class(candidates.class_mut(c), &boxes, k, &mut out.items);
     }
     out.starts[NUM_CLASSES] = out.items.len();
     out
 }
 
-/// Below this many boxes (all classes) NMS runs serially even within an image: a real
-/// image has a few hundred, for which a rayon fork costs more than it saves (measured).
-const PARALLEL_NMS_MIN_BOXES: usize = 3000;
+/// Buffers of [`Suppressor::class`], reused from one class to the next.
+struct Suppressor {
+    isa: Isa,
+    iou_threshold: f32,
+    scratch: NmsScratch,
+    ltrb: Vec<[f32; 4]>,
+    kept_at: Vec<usize>,
+}
 
-/// Greedy NMS of each class's decoded candidates; returns every kept candidate.
-/// `WithinImage` runs classes on the rayon pool when there are many boxes.
-pub fn suppress(boxes: &ClassBoxes, iou_threshold: f32, parallelism: Parallelism) -> Vec<DecodedCandidate> {
-    let per_class = |c: usize| -> Vec<DecodedCandidate> {
-        let items = boxes.class(c);
-        let ltrb: Vec<[f32; 4]> = items.iter().map(|d| d.ltrb).collect();
-        greedy_nms(&ltrb, iou_threshold).into_iter().map(|i| items[i]).collect()
-    };
-    if parallelism == Parallelism::WithinImage && boxes.items.len() >= PARALLEL_NMS_MIN_BOXES {
-        (1..NUM_CLASSES).into_par_iter().with_min_len(4).flat_map_iter(per_class).collect()
-    } else {
-        (1..NUM_CLASSES).flat_map(per_class).collect()
+impl Suppressor {
+    fn new(isa: Isa, iou_threshold: f32) -> Self {
+        Suppressor { isa, iou_threshold, scratch: NmsScratch::default(), ltrb: Vec::new(), kept_at: Vec::new() }
+    }
+
+    /// Greedy NMS of one class's decoded candidates (in processing order): appends the
+    /// kept ones to `kept`.
+    fn class(&mut self, items: &[DecodedCandidate], kept: &mut Vec<DecodedCandidate>) {
+        self.ltrb.clear();
+        self.ltrb.extend(items.iter().map(|d| d.ltrb));
+        self.kept_at.clear();
+        greedy_nms_into(self.isa, &self.ltrb, self.iou_threshold, &mut self.scratch, &mut self.kept_at);
+        kept.extend(self.kept_at.iter().map(|&i| items[i]));
     }
 }
+
+/// Greedy NMS of each class's decoded candidates; returns every kept candidate, class by
+/// class.
+pub(crate) fn suppress(isa: Isa, boxes: &ClassBoxes, iou_threshold: f32) -> Vec<DecodedCandidate> {
+    let mut suppressor = Suppressor::new(isa, iou_threshold);
+    let mut kept = Vec::new();
+    for c in 1..NUM_CLASSES {
+        suppressor.class(boxes.class(c), &mut kept);
+    }
+    kept
+}
+
+/// Below this many candidates the classes of one image are not split across the rayon
+/// pool: their selection, decoding and NMS take a few tens of microseconds, not much more
+/// than a fork and join on a busy machine.
+const PARALLEL_CLASSES_MIN_CANDIDATES: usize = 1500;
 
 /// Sort key of the merge: (score desc, label asc, anchor asc).
 #[inline]
@@ -172,18 +203,33 @@ fn merge_key(d: &DecodedCandidate) -> u64 {
 
 /// Merges the kept boxes of all classes: sorted by (score desc, label asc, anchor asc),
 /// the first `max_detections`.
-pub fn merge(mut kept: Vec<DecodedCandidate>, max_detections: usize) -> Detections {
-    if kept.len() > max_detections {
-        kept.select_nth_unstable_by_key(max_detections - 1, merge_key);
-        kept.truncate(max_detections);
+///
+/// The kept boxes of a class come in processing order (score desc, anchor asc), an
+/// ascending run of [`merge_key`]: the runs are merged through a heap of their heads
+/// (any order of `kept` works, with more runs), so only the detections are ordered.
+pub(crate) fn merge(kept: Vec<DecodedCandidate>, max_detections: usize) -> Detections {
+    let keys: Vec<u64> = kept.iter().map(merge_key).collect();
+    let mut heads = BinaryHeap::new();
+    let mut run = 0;
+    for i in 1..=keys.len() {
+        if i == keys.len() || keys[i] < keys[i - 1] {
+            heads.push(Reverse((keys[run], run, i)));
+            run = i;
+        }
     }
-    kept.sort_unstable_by_key(merge_key);
-    Detections {
-        boxes: kept.iter().map(|d| d.ltrb).collect(),
-        labels: kept.iter().map(|d| d.key.class() as i64).collect(),
-        scores: kept.iter().map(|d| d.key.score()).collect(),
-        anchors: kept.iter().map(|d| d.key.anchor() as u32).collect(),
+    let n = max_detections.min(kept.len());
+    let mut out = Detections { boxes: Vec::with_capacity(n), labels: Vec::with_capacity(n), scores: Vec::with_capacity(n) };
+    while out.len() < n {
+        let Some(Reverse((_, at, end))) = heads.pop() else { break };
+        let d = &kept[at];
+        out.boxes.push(d.ltrb);
+        out.labels.push(d.key.class() as i64);
+        out.scores.push(d.key.score());
+        if at + 1 < end {
+            heads.push(Reverse((keys[at + 1], at + 1, end)));
+        }
     }
+    out
 }
 
 /// The native SSD-ResNet34 postprocessor. Immutable and `Sync`: one instance may
@@ -207,9 +253,60 @@ impl Postprocessor {
         &self.params
     }
 
-    /// The score-pass configuration (threshold and quick-reject bound).
-    pub fn score_config(&self) -> &ScoreConfig {
-        &self.scores
+    /// Stage 1, the score pass of one image: finite check of the class logits, quick
+    /// reject, softmax of the survivors, threshold. `logits[l]` is the image's slice of
+    /// level l. `WithinImage` splits the anchors across the rayon pool.
+    ///
+    /// Errors: [`Error::NonFinite`] (batch item 0) naming the lowest bad level.
+    ///
+    /// # Panics
+    /// When a slice does not have its level's length (`decode_image` checks them).
+    pub fn score_pass(&self, logits: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Candidates, Error> {
+        score_pass(logits, &self.scores, parallelism == Parallelism::WithinImage)
+            .map_err(|l| Error::NonFinite { output: OutputId::logits(l), item: 0 })
+    }
+
+    /// Stage 2: the per-class top-k (`max_candidates_per_class`) with lazy box decoding
+    /// (candidates whose box overflows are dropped and do not count). Reorders each
+    /// class's candidates in place.
+    ///
+    /// # Panics
+    /// When an offsets slice is shorter than its level's.
+    pub fn select_and_decode(&self, candidates: &mut Candidates, offsets: [&[f32]; NUM_LEVELS]) -> ClassBoxes {
+        decode_top_k(candidates, offsets, self.params.max_candidates_per_class)
+    }
+
+    /// Stage 3: greedy NMS of each class; returns every kept candidate.
+    pub fn suppress(&self, boxes: &ClassBoxes) -> Vec<DecodedCandidate> {
+        suppress(self.scores.isa, boxes, self.params.iou_threshold as f32)
+    }
+
+    /// Stages 2 and 3 of classes `classes` fused, class after class (the candidates of a
+    /// class are selected, decoded and suppressed while in cache); `keys` holds the
+    /// candidates of these classes, `starts` the class boundaries as in [`Candidates`]
+    /// (offset by `keys`' position there).
+    fn select_decode_suppress(
+        &self,
+        keys: &mut [Candidate],
+        starts: &[usize; NUM_CLASSES + 1],
+        classes: std::ops::Range<usize>,
+        boxes: &AnchorBoxes,
+    ) -> Vec<DecodedCandidate> {
+        let base = starts[classes.start];
+        let mut suppressor = Suppressor::new(self.scores.isa, self.params.iou_threshold as f32);
+        let (mut items, mut kept) = (Vec::new(), Vec::new());
+        for c in classes {
+            items.clear();
+            decode_class(&mut keys[starts[c] - base..starts[c + 1] - base], boxes, self.params.max_candidates_per_class, &mut items);
+            suppressor.class(&items, &mut kept);
+        }
+        kept
+    }
+
+    /// Stage 4: the merge, sorted by (score desc, label asc, anchor asc), the first
+    /// `max_detections`.
+    pub fn merge(&self, kept: Vec<DecodedCandidate>) -> Detections {
+        merge(kept, self.params.max_detections)
     }
 
     /// Decodes one image; `logits[l]` and `offsets[l]` are the image's slices of level l
@@ -228,14 +325,32 @@ impl Postprocessor {
     }
 
     fn decode_checked(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Detections, Error> {
-        let mut candidates = score_pass(logits, &self.scores, parallelism == Parallelism::WithinImage)
-            .map_err(|l| Error::NonFinite { output: OutputId::logits(l), item: 0 })?;
-        if let Some(l) = (0..NUM_LEVELS).find(|&l| !all_finite(offsets[l])) {
-            return Err(Error::NonFinite { output: OutputId::offsets(l), item: 0 });
-        }
-        let boxes = decode_top_k(&mut candidates, offsets, self.params.max_candidates_per_class);
-        let kept = suppress(&boxes, self.params.iou_threshold as f32, parallelism);
-        Ok(merge(kept, self.params.max_detections))
+        let mut candidates = self.score_pass(logits, parallelism)?;
+        let check_offsets = || match (0..NUM_LEVELS).find(|&l| !all_finite(offsets[l])) {
+            Some(l) => Err(Error::NonFinite { output: OutputId::offsets(l), item: 0 }),
+            None => Ok(()),
+        };
+        let Candidates { keys, starts } = &mut candidates;
+        let kept = if parallelism == Parallelism::WithinImage && keys.len() >= PARALLEL_CLASSES_MIN_CANDIDATES {
+            // The offsets check beside the decoding of the boxes (two halves of the
+            // anchors), then two halves of the classes by candidate count; a bad offset
+            // discards the boxes (NaN offsets only make boxes that are dropped).
+            let (checked, boxes) = rayon::join(check_offsets, || AnchorBoxes::decode(keys, &offsets, true));
+            checked?;
+            let mid = (1..NUM_CLASSES).find(|&c| starts[c] >= keys.len() / 2).unwrap_or(NUM_CLASSES - 1).max(2);
+            let (low, high) = keys.split_at_mut(starts[mid]);
+            let (mut kept, kept_high) = rayon::join(
+                || self.select_decode_suppress(low, starts, 1..mid, &boxes),
+                || self.select_decode_suppress(high, starts, mid..NUM_CLASSES, &boxes),
+            );
+            kept.extend(kept_high);
+            kept
+        } else {
+            check_offsets()?;
+            let boxes = AnchorBoxes::decode(keys, &offsets, false);
+            self.select_decode_suppress(keys, starts, 0..NUM_CLASSES, &boxes)
+        };
+        Ok(self.merge(kept))
     }
 
     /// Decodes a batch; `logits[l]` / `offsets[l]` hold all `batch` images of level l
@@ -303,7 +418,8 @@ fn check_lengths(logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], ba
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scores::tests::Rng;
+    use crate::decode::decode_box;
+    use crate::test_util::Rng;
 
     /// One image's tensors: background-dominant logits with a few objects, small offsets.
     pub(crate) fn synthetic_image(seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
@@ -356,6 +472,48 @@ mod tests {
     }
 
     #[test]
+    fn classes_split_across_threads_equal_serial() {
+        // Background-dominant random logits, dense enough (thousands of candidates) for the
+        // two halves of the classes to run at once within the image.
+        let mut rng = Rng::new(77);
+        let lg: Vec<Vec<f32>> = LEVELS
+            .iter()
+            .map(|lv| (0..lv.logits_len()).map(|i| (rng.next_f64() * 4.0) as f32 + if i < lv.num_anchors { 2.5 } else { 0.0 }).collect())
+            .collect();
+        let mut of: Vec<Vec<f32>> = LEVELS.iter().map(|lv| (0..lv.offsets_len()).map(|_| (rng.next_f64() - 0.5) as f32).collect()).collect();
+        let pp = Postprocessor::new(Params { max_detections: 5000, ..Params::default() }).unwrap();
+        let n = pp.score_pass(arrays(&lg), Parallelism::Serial).unwrap().len();
+        assert!(n >= 2 * PARALLEL_CLASSES_MIN_CANDIDATES, "{n} candidates");
+        let par = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::WithinImage).unwrap();
+        assert!(par.len() > 1000, "{}", par.len());
+        assert_eq!(par, pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::Serial).unwrap());
+        // The offsets check runs beside the classes and still refuses the image.
+        of[2][17] = f32::NAN;
+        for parallelism in [Parallelism::WithinImage, Parallelism::Serial] {
+            let e = pp.decode_image_with(arrays(&lg), arrays(&of), parallelism).unwrap_err();
+            assert_eq!(e, Error::NonFinite { output: OutputId::offsets(2), item: 0 });
+        }
+    }
+
+    #[test]
+    fn huge_limits_mean_no_limit() {
+        let (lg, of) = synthetic_image(5);
+        let with = |k, n| Postprocessor::new(Params { max_candidates_per_class: k, max_detections: n, ..Params::default() }).unwrap();
+        let unlimited = with(usize::MAX, usize::MAX).decode_image(arrays(&lg), arrays(&of)).unwrap();
+        let enough = with(crate::layout::NUM_ANCHORS, usize::MAX / 2).decode_image(arrays(&lg), arrays(&of)).unwrap();
+        assert!(unlimited.len() > 200, "{}", unlimited.len());
+        assert_eq!(unlimited, enough);
+        // A cut that binds, and the lazy decoding of more than one batch of keys.
+        let mut c = Candidates::group((0..300).map(|a| Candidate::new(4, 0.5, a)).collect());
+        let mut offsets: Vec<Vec<f32>> = LEVELS.iter().map(|lv| vec![0.0; lv.offsets_len()]).collect();
+        for a in 0..10 {
+            offsets[0][2 * LEVELS[0].num_anchors + a] = 1000.0; // overflowing boxes: dropped
+        }
+        assert_eq!(decode_top_k(&mut c, arrays(&offsets), usize::MAX).items.len(), 290);
+        assert_eq!(decode_top_k(&mut c, arrays(&offsets), 100).items.len(), 100);
+    }
+
+    #[test]
     fn top_k_cut_is_exact_with_equal_scores() {
         // 250 candidates of class 7, all with the same score: the 200 lowest anchors win.
         let keys: Vec<Candidate> = (0..250).rev().map(|a| Candidate::new(7, 0.5, a * 3)).collect();
@@ -390,14 +548,25 @@ mod tests {
 
     #[test]
     fn merge_tie_break() {
-        let d = |class, score, anchor| DecodedCandidate { key: Candidate::new(class, score, anchor), ltrb: [0.0, 0.0, 1.0, 1.0] };
+        // Each box's left edge is its anchor index, to follow the anchors through the merge.
+        let d = |class, score, anchor: usize| DecodedCandidate {
+            key: Candidate::new(class, score, anchor),
+            ltrb: [anchor as f32, 0.0, 1000.0, 1.0],
+        };
+        let anchors = |m: &Detections| m.boxes.iter().map(|b| b[0] as usize).collect::<Vec<_>>();
         let kept = vec![d(5, 0.5, 3), d(2, 0.5, 9), d(2, 0.5, 4), d(9, 0.7, 100), d(1, 0.2, 0)];
         let m = merge(kept.clone(), 200);
         assert_eq!(m.labels, vec![9, 2, 2, 5, 1]);
-        assert_eq!(m.anchors, vec![100, 4, 9, 3, 0]);
+        assert_eq!(anchors(&m), vec![100, 4, 9, 3, 0]);
         assert_eq!(m.scores, vec![0.7, 0.5, 0.5, 0.5, 0.2]);
-        let m = merge(kept, 3);
-        assert_eq!(m.anchors, vec![100, 4, 9]);
+        let m = merge(kept.clone(), 3);
+        assert_eq!(anchors(&m), vec![100, 4, 9]);
+        // Any order of the kept boxes gives the same merge (here one run per box).
+        let mut reversed = kept.clone();
+        reversed.reverse();
+        assert_eq!(merge(reversed, 200), merge(kept.clone(), 200));
+        assert!(merge(Vec::new(), 200).is_empty());
+        assert_eq!(merge(kept, 1).labels, vec![9]);
     }
 
     #[test]
@@ -438,7 +607,6 @@ mod tests {
         all.truncate(200);
         assert_eq!(det.scores, all.iter().map(|x| x.0).collect::<Vec<_>>());
         assert_eq!(det.labels, all.iter().map(|x| x.1).collect::<Vec<_>>());
-        assert_eq!(det.anchors, all.iter().map(|x| x.2 as u32).collect::<Vec<_>>());
         assert_eq!(det.boxes, all.iter().map(|x| x.3).collect::<Vec<_>>());
         let serial = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::Serial).unwrap();
         assert_eq!(serial, det);

@@ -10,9 +10,9 @@ use crate::error::Error;
 use rayon::prelude::*;
 
 /// ImageNet mean of MLCommons' preprocessing, RGB order.
-pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+pub(crate) const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 /// ImageNet standard deviation of MLCommons' preprocessing, RGB order.
-pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+pub(crate) const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
 /// Rows per rayon task (a 1200-pixel row is ~3.6 kB in, ~14 kB out).
 const ROWS_PER_TASK: usize = 16;
@@ -20,20 +20,20 @@ const ROWS_PER_TASK: usize = 16;
 /// The normalization formula for one channel value, in float32 and in this order:
 /// ((f32(v) / 255) - f32(mean)) / f32(std).
 #[inline]
-pub fn normalize_value(v: u8, mean: f32, std: f32) -> f32 {
+pub(crate) fn normalize_value(v: u8, mean: f32, std: f32) -> f32 {
     ((v as f32) / 255.0f32 - mean) / std
 }
 
 /// `table[c][v]` = [`normalize_value`]`(v, mean[c], std[c])`, channels in RGB order.
 #[derive(Clone, Debug, PartialEq)]
-pub struct NormalizeLut {
+pub(crate) struct NormalizeLut {
     pub table: [[f32; 256]; 3],
 }
 
 impl NormalizeLut {
     /// `mean`, `std`: per RGB channel, rounded to float32. Errors: a non-finite value or
     /// a zero/non-finite std (`ValueError`).
-    pub fn new(mean: [f64; 3], std: [f64; 3]) -> Result<Self, Error> {
+    pub(crate) fn new(mean: [f64; 3], std: [f64; 3]) -> Result<Self, Error> {
         let mean32 = mean.map(|m| m as f32);
         let std32 = std.map(|s| s as f32);
         if !mean32.iter().all(|m| m.is_finite()) {
@@ -67,7 +67,7 @@ fn normalize_row(lut: &NormalizeLut, bgr: &[u8], r: &mut [f32], g: &mut [f32], b
 /// BGR in C order, `out` (3, H, W) float32 in C order. Rows run on the rayon pool.
 ///
 /// Errors (`ValueError`): slice lengths that do not match `height` x `width`.
-pub fn normalize_bgr_to_rgb_chw(lut: &NormalizeLut, image: &[u8], height: usize, width: usize, out: &mut [f32]) -> Result<(), Error> {
+pub(crate) fn normalize_bgr_to_rgb_chw(lut: &NormalizeLut, image: &[u8], height: usize, width: usize, out: &mut [f32]) -> Result<(), Error> {
     let pixels = height * width;
     if image.len() != pixels * 3 || out.len() != pixels * 3 {
         return Err(Error::InvalidArgument(format!(

@@ -71,3 +71,28 @@ def test_thresholds_too_large_for_a_float(both, name):
     for pp in both:
         with pytest.raises(ValueError, match=rf"^{name} must be in .*, got inf$"):
             type(pp)(**{name: 10**400})
+
+
+@pytest.mark.parametrize("value", [2**63, 10**30, np.int64(2**62)])
+def test_huge_counts_mean_no_limit_in_both(both, value):
+    outputs = _realistic()
+    decoded = []
+    for pp_class in map(type, both):
+        pp = pp_class(max_detections=value, max_candidates_per_class=value)
+        assert pp.max_detections == int(value)
+        decoded.append(pp.decode(outputs)[0])
+    unlimited = both[1].decode(outputs)[0]  # the defaults (200) do not bind on this input either
+    for got in decoded:
+        for a, b in zip(got, unlimited):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"max_detections": 0}, ValueError, "max_detections must be >= 1"),
+    ({"max_candidates_per_class": -(2**70)}, ValueError, "max_candidates_per_class must be >= 1"),
+    ({"max_detections": 2.0}, TypeError, "max_detections must be an integer"),
+])
+def test_bad_counts_name_the_parameter_in_both(both, kwargs, error, message):
+    for pp_class in map(type, both):
+        with pytest.raises(error, match=message):
+            pp_class(**kwargs)

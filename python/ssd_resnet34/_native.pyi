@@ -14,16 +14,20 @@ class logits ``outputs[l]`` have shape (N, 81*nd, F, F) and the box offsets
 (0 = background, 1..80 = the COCO classes in the order of their category ids).
 """
 
-from typing import List, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
 
-Detections = Tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32]]
+__all__ = ["Postprocessor", "default_boxes", "nms", "normalize_image"]
+
+_Detections = Tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32]]
 """One image's detections: boxes (K, 4) float32 normalized ltrb (l, t, r, b; 1.0 = image
 width/height, not clipped), labels (K,) int64 in 1..80, scores (K,) float32 softmax scores;
-sorted by (score descending, label ascending, anchor ascending), K <= max_detections."""
+sorted by (score descending, label ascending, anchor ascending), K <= max_detections.
+(A name of this stub only; the module has no such attribute.)"""
 
+@final
 class Postprocessor:
     """The SSD-ResNet34 postprocessor of ``docs/postprocess.md`` (MLCommons'
     ``Encoder.decode_batch`` in ``models/ssd_r34.py``, with the listed differences).
@@ -35,20 +39,24 @@ class Postprocessor:
     - ``iou_threshold``: NMS keeps a box when its IoU with every box already kept for the
       class is < iou_threshold (float32); in (0, 1].
     - ``max_candidates_per_class``: the highest-scoring candidates per class that enter
-      NMS; an integer >= 1.
-    - ``max_detections``: detections per image after the merge; an integer >= 1.
+      NMS; any Python integer >= 1 (numpy integers too).
+    - ``max_detections``: detections per image after the merge; any Python integer >= 1.
 
-    Raises ``ValueError`` for a parameter out of its range, ``TypeError`` for a
-    non-numeric one.
+    Counts above the number of candidates mean no limit: any size is accepted (``2**63``,
+    ``10**30``) and values above ``2**64 - 1`` read back as ``2**64 - 1``.
+
+    Raises ``ValueError`` for a parameter out of its range (a count < 1), ``TypeError``
+    for a non-numeric threshold or a count that is not an integer (``2.5``, ``"3"``);
+    the message names the parameter.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         score_threshold: float = 0.05,
         iou_threshold: float = 0.5,
         max_candidates_per_class: int = 200,
         max_detections: int = 200,
-    ) -> None: ...
+    ) -> "Postprocessor": ...
     @property
     def score_threshold(self) -> float: ...
     @property
@@ -61,7 +69,7 @@ class Postprocessor:
         self,
         class_logits: Union[List[npt.NDArray[np.float32]], Tuple[npt.NDArray[np.float32], ...]],
         box_offsets: Union[List[npt.NDArray[np.float32]], Tuple[npt.NDArray[np.float32], ...]],
-    ) -> List[Detections]:
+    ) -> List[_Detections]:
         """Decodes a batch of head outputs into detections, one tuple per image.
 
         ``class_logits``: a list or tuple of the 6 class-logit tensors ``outputs[0..5]`` in
@@ -70,7 +78,7 @@ class Postprocessor:
         (N = 0 gives ``[]``). C-contiguous arrays are read in place; any other layout
         (views, transposes, Fortran order) is copied to C order first.
 
-        Returns a list of N ``(boxes, labels, scores)`` tuples (see ``Detections``).
+        Returns a list of N ``(boxes, labels, scores)`` tuples (see ``_Detections``).
 
         Raises ``TypeError`` when an argument is not a list/tuple, an element is not a
         numpy array, or its dtype is not float32 (convert float16/float64 first);
