@@ -80,7 +80,7 @@ def test_truncated_model_runs_like_the_heads_model(synthetic_full_path, heads_re
     """Truncated full graph (a batch of 2 in one call) vs the heads model on image 0."""
     path = truncated_model_path(synthetic_full_path)
     assert path == synthetic_full_path.with_name(synthetic_full_path.stem + ".heads.onnx")
-    with create(path) as session:
+    with create(path, engine="onnxruntime", precision="fp32") as session:
         assert session.is_heads and session.batch_size is None
         heads = session.run(test_images)
     for got, want, shape in zip(heads, heads_reference, HEAD_SHAPES):

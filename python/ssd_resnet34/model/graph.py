@@ -21,6 +21,7 @@ __all__ = [
     "conv_macs",
     "infer_shapes",
     "load_onnx",
+    "model_file",
     "model_input",
     "parameter_count",
     "producers",
@@ -50,6 +51,25 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     except Exception as error:  # google.protobuf DecodeError, onnx's own parse errors
         raise ValueError(f"{path} is not an ONNX model ({size:,} bytes that protobuf cannot parse as "
                          f"onnx.ModelProto: {type(error).__name__}: {error})") from None
+
+
+def model_file(model: object) -> Path:
+    """The ``.onnx`` file of ``model``: an object with ``model_path`` (``SSDResNet34``) or a path.
+
+    Raises ``TypeError`` for another type, ``FileNotFoundError`` when the file does not exist,
+    ``IsADirectoryError`` for a folder.
+    """
+    if hasattr(model, "model_path"):
+        model = model.model_path
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError("model must be a str or os.PathLike path of an .onnx file, or an object "
+                        f"with a .model_path attribute (SSDResNet34), got {type(model).__name__}")
+    path = Path(model).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an .onnx model file")
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    return path
 
 
 def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
