@@ -186,3 +186,23 @@ def test_openvino_runs_each_image_as_a_request(tmp_path, mode, batch):
     for got, expected in zip(copies, want):
         np.testing.assert_allclose(got, expected[:2], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(sums, [[float(w[i].sum()) for w in want] for i in range(3)], rtol=1e-3)
+
+
+def test_fp16_copy_for_cuda(synthetic_heads_path, heads_reference, test_images, tmp_path, monkeypatch):
+    """The float16 copy CUDA runs (``precision="fp16"`` on ``cuda``): a valid model with float32 input and
+    outputs; checked here on the CPU provider."""
+    import onnx
+
+    from ssd_resnet34.engines.compare import sqnr_db
+    from ssd_resnet34.model.fp16 import fp16_model_path
+
+    monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(tmp_path))
+    path = fp16_model_path(synthetic_heads_path)
+    assert path.parent == tmp_path / "fp16" and fp16_model_path(synthetic_heads_path) == path  # cached
+    half = onnx.load(str(path))
+    onnx.checker.check_model(half)
+    assert {t.data_type for t in half.graph.initializer if t.dims} == {onnx.TensorProto.FLOAT16}
+    assert [v.type.tensor_type.elem_type for v in [*half.graph.input, *half.graph.output]] == [1] * 13
+    with Session(path, "cpu", precision="fp16") as engine:
+        assert engine.precision == "fp16" and engine.is_heads
+        assert min(sqnr_db(heads_reference, engine.run(test_images[:1]))) >= 30

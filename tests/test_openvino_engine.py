@@ -99,3 +99,16 @@ def test_a_full_graph_is_refused_by_openvino_and_left_to_onnxruntime_by_auto(syn
         create(synthetic_full_path, engine="openvino")
     with create(synthetic_full_path) as engine:  # engine="auto"
         assert engine.name == "onnxruntime" and not engine.is_heads
+
+
+def test_a_process_may_exit_without_closing_its_engines(synthetic_heads_path):
+    """Engines left open are closed at exit (OpenVINO could otherwise abort the process)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from ssd_resnet34.engines import create; "
+            f"e = create({str(synthetic_heads_path)!r}, device='cpu', engine='openvino', precision='bf16'); "
+            "e.run(np.zeros((1, 3, 1200, 1200), np.float32)); print('ran')")
+    for _ in range(2):  # the abort was intermittent
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout == "ran\n", done.stderr[-2000:]

@@ -71,6 +71,15 @@ def providers_for(device: str, available: Sequence[str] | None = None) -> list[s
     return [_TRT, *([_CUDA] if _CUDA in available else []), _CPU]
 
 
+def _input_name_and_chw(path: Path) -> tuple[str, tuple[int, int, int]]:
+    """The data input's name and (C, H, W) (1200x1200 where symbolic), for TensorRT profiles."""
+    from ..model.graph import load_onnx, model_input
+
+    value = model_input(load_onnx(path).graph)
+    dims = [d.dim_value for d in value.type.tensor_type.shape.dim][1:]
+    return value.name, tuple(d if d > 0 else want for d, want in zip(dims, INPUT_SHAPE[1:]))
+
+
 class OnnxRuntimeEngine(Engine):
     """An onnxruntime session over one SSD-ResNet34 .onnx file; prefer :func:`ssd_resnet34.engines.create`.
 
@@ -102,7 +111,9 @@ class OnnxRuntimeEngine(Engine):
                  mode: str = "latency") -> None:
         """Open a session over ``model_path``: the model to run as is (for ``fp16`` on CUDA the
         float16 copy, for ``int8`` the QDQ model); ``precision`` says which it is, and for
-        TensorRT sets its fp16/int8 flags.
+        TensorRT sets its fp16/int8 flags. With TensorRT and ``max_batch``, one engine is built for
+        batches 1..``max_batch`` (optimization profile tuned for ``max_batch``); without, TensorRT
+        builds one per new batch size.
 
         Raises:
             ValueError: the device's provider is missing (see :func:`providers_for`); not one 4-D
@@ -125,10 +136,13 @@ class OnnxRuntimeEngine(Engine):
         if _TRT in providers:
             trt_cache = cache_dir() / "tensorrt"
             trt_cache.mkdir(exist_ok=True)
-            provider_args[0] = (_TRT, {"trt_engine_cache_enable": True,
-                                       "trt_engine_cache_path": str(trt_cache),
-                                       "trt_fp16_enable": precision in ("fp16", "int8"),
-                                       "trt_int8_enable": precision == "int8"})
+            trt_options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(trt_cache),
+                           "trt_fp16_enable": precision in ("fp16", "int8"), "trt_int8_enable": precision == "int8"}
+            if max_batch is not None:  # one engine for batches 1..max_batch, tuned for max_batch
+                name, (c, h, w) = _input_name_and_chw(self.model_path)
+                trt_options.update({f"trt_profile_{kind}_shapes": f"{name}:{n}x{c}x{h}x{w}"
+                                    for kind, n in (("min", 1), ("opt", max_batch), ("max", max_batch))})
+            provider_args[0] = (_TRT, trt_options)
         self._session: ort.InferenceSession | None = ort.InferenceSession(
             str(self.model_path), options, providers=provider_args)
         got = self._session.get_providers()

@@ -19,8 +19,10 @@ really run in (its runtime model); when a cached model does not run the precisio
 """
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable, List, Optional, TypeVar
@@ -47,6 +49,18 @@ class NotHeadsModelError(ValueError):
 def compiled_cache_dir() -> Path:
     """Where OpenVINO caches compiled models: ``cache_dir()/openvino``."""
     return cache_dir() / "openvino"
+
+
+# Engines not closed by their users are closed at exit, before the interpreter tears down the
+# objects OpenVINO's request threads refer to (else the process may abort: "terminate called
+# without an active exception").
+_OPEN: "weakref.WeakSet[OpenVinoEngine]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_engines() -> None:
+    for engine in list(_OPEN):
+        engine.close()
 
 
 class _Job:
@@ -81,10 +95,11 @@ class OpenVinoEngine(Engine):
     name = "openvino"
 
     def __init__(self, model_path: Path, device: str = "cpu", precision: str = "fp32", threads: Optional[int] = None,
-                 mode: str = "latency", *, cache: bool = True) -> None:
+                 mode: str = "latency", *, cache: bool = True, config: Optional[dict] = None) -> None:
         """Compile ``model_path`` (``.onnx`` or OpenVINO ``.xml``) for ``device`` (``cpu``, ``gpu``,
         ``npu``, or OpenVINO's own names such as ``GPU.1``) at ``precision`` (``fp32``, ``bf16``,
-        ``fp16``, or ``int8`` for an already quantized IR).
+        ``fp16``, or ``int8`` for an already quantized IR). ``config``: more OpenVINO properties
+        (e.g. ``{"NUM_STREAMS": 4}``), applied last; ``cache=False`` compiles without the cache.
 
         Raises:
             NotHeadsModelError: the model's outputs are not the 12 heads.
@@ -102,11 +117,13 @@ class OpenVinoEngine(Engine):
         self.read_seconds = time.perf_counter() - start
         _check_heads(model, self.model_path)
         model.reshape({model.inputs[0]: list(INPUT_SHAPE)})
+        extra = config
         config = {"PERFORMANCE_HINT": "THROUGHPUT" if mode == "throughput" else "LATENCY"}
         if precision in _HINTS:
             config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
+        config.update(extra or {})
         start = time.perf_counter()
         compiled = core.compile_model(model, device.upper(), {**config, "CACHE_DIR": str(compiled_cache_dir())}
                                       if cache else config)
@@ -127,6 +144,7 @@ class OpenVinoEngine(Engine):
         self._queue = openvino.AsyncInferQueue(compiled, self.requests)
         self._queue.set_callback(self._completed)
         self._start_lock = threading.Lock()
+        _OPEN.add(self)
 
     # -- the interface -------------------------------------------------------------------
     def submit(self, images: np.ndarray, then: Optional[Callable[[List[np.ndarray]], T]] = None) -> "Future[T]":

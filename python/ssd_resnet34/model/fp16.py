@@ -21,6 +21,24 @@ __all__ = ["fp16_model_path"]
 _FORMAT_VERSION = "1"
 
 
+def _sort_nodes(graph: onnx.GraphProto) -> None:
+    """Put the nodes in topological order (stable: a node keeps its place when it can)."""
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(name in known for name in n.input)]
+        if not ready:
+            raise ValueError(f"the graph has a cycle or reads undefined tensors: {pending[0].name}")
+        for node in ready:
+            known.update(node.output)
+        ids = {id(n) for n in ready}
+        ordered += ready
+        pending = [n for n in pending if id(n) not in ids]
+    copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
 def fp16_model_path(model_path: str | os.PathLike) -> Path:
     """Path of the float16 copy of ``model_path``, built on first use:
     ``cache_dir()/fp16/<stem>-<hash>.fp16.onnx`` (rebuilt when the source's path, size or mtime,
@@ -42,6 +60,7 @@ def fp16_model_path(model_path: str | os.PathLike) -> Path:
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         half = convert_float_to_float16(load_onnx(src), keep_io_types=True)
+        _sort_nodes(half.graph)  # the converter appends the input Casts at the end
         onnx.save(half, str(tmp))
 
     return build_cached(target, key, build)
