@@ -1,5 +1,6 @@
-"""int8 post-training quantization: the calibration photos, the cache, both quantizers (NNCF for
-OpenVINO, onnxruntime's QDQ) and ``precision="int8"``; the ``quantize`` command.
+"""int8 post-training quantization: the calibration photos, the cache, the quantizers (NNCF for
+OpenVINO, onnxruntime's QDQ for onnxruntime and, symmetric, for TensorRT) and ``precision="int8"``;
+the ``quantize`` command.
 
 Calibrated on ONE real COCO photo (the first of the folder) into a temporary cache, so this stays
 cheap and never touches the user's cache; the int8 SQNR is reported, with a loose sanity floor
@@ -32,7 +33,8 @@ def int8_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def calibrated(int8_cache, synthetic_heads_path, photo_paths):
-    """Both int8 models of the synthetic heads model, calibrated on one photo, and their engines."""
+    """The three int8 models of the synthetic heads model, calibrated on one photo, and the engines
+    of the two that run here."""
     pytest.importorskip("nncf")
     folder = photo_paths[0].parent
     with pytest.MonkeyPatch.context() as patch:
@@ -82,25 +84,45 @@ def test_missing_int8_model_names_the_command(engine, tmp_path, monkeypatch, syn
 
 
 def test_bad_quantize_arguments(synthetic_heads_path, photo_paths):
-    with pytest.raises(ValueError, match=r"unknown engine 'tensorrt': expected one of \('auto', 'all', 'openvino'"):
-        quantize(synthetic_heads_path, photo_paths, engine="tensorrt")
+    with pytest.raises(ValueError, match=r"unknown engine 'cuda': expected one of \('auto', 'all', 'openvino'"):
+        quantize(synthetic_heads_path, photo_paths, engine="cuda")
     with pytest.raises(TypeError, match=r"\.model_path attribute \(SSDResNet34\)"):
         quantize(42, photo_paths)
     with pytest.raises(ValueError, match="unknown engine"):
-        int8_model_path(synthetic_heads_path, "tensorrt")
+        int8_model_path(synthetic_heads_path, "cuda")
 
 
 def test_int8_engines(calibrated, photo_batch, photo_reference):
     made, engines = calibrated
-    assert [m.engine for m in made] == ["openvino", "onnxruntime"]
+    assert [m.engine for m in made] == ["openvino", "onnxruntime", "tensorrt"]
     assert all(m.images[0].endswith(CALIBRATION) and not m.reused and m.seconds > 0 for m in made)
-    assert made[0].path.name == "model.xml" and made[1].path.name == "model.onnx"
+    assert [m.path.name for m in made] == ["model.xml", "model.onnx", "model.onnx"]
     for name, engine in engines.items():
         assert (engine.name, engine.device, engine.precision) == (name, "cpu", "int8")
         db = sqnr_db([r[:1] for r in photo_reference], engine.run(photo_batch[0][:1]))
         print(f"{name} int8 (calibrated on 1 photo): head SQNR {min(db):.1f}..{max(db):.1f} dB against "
               "onnxruntime fp32")
         assert min(db) > 15  # a sanity floor: a broken quantization gives < 5 dB
+
+
+def _activation_zero_points(path):
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    quantizers = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quantizers) > 50 and {(n.domain or "") for n in quantizers} == {""}
+    return [inits[n.input[2]] for n in quantizers]
+
+
+def test_qdq_formats(calibrated):
+    """onnxruntime: uint8 activations with their own zero points (its fast CPU format); TensorRT:
+    symmetric int8 activations (zero points 0), the only kind it takes."""
+    made, _ = calibrated
+    cpu, trt = _activation_zero_points(made[1].path), _activation_zero_points(made[2].path)
+    assert {z.dtype for z in cpu} == {np.dtype(np.uint8)} and any(int(z) != 128 for z in cpu)
+    assert {z.dtype for z in trt} == {np.dtype(np.int8)} and all(int(z) == 0 for z in trt)
 
 
 def test_cache_reuse_new_photos_and_tool_versions(calibrated, int8_cache, synthetic_heads_path, photo_paths,

@@ -1,7 +1,7 @@
 """``ssd-resnet34 quantize``: calibrate int8 models on real photos (post-training quantization).
 
 Runs :func:`ssd_resnet34.model.quantize.quantize` on the model ``--model``/``--synthetic`` names,
-for OpenVINO (NNCF) and/or onnxruntime (static QDQ, per channel; TensorRT takes it too), and
+for OpenVINO (NNCF), onnxruntime (static QDQ, per channel) and/or TensorRT (symmetric QDQ), and
 prints one line per engine: where the int8 model is and how long the calibration took.
 ``--precision int8`` (``session.create(model, precision="int8")``) then uses it.
 """
@@ -18,7 +18,8 @@ __all__ = ["register", "run"]
 
 _DESCRIPTION = """\
 Calibrate int8 versions of the model on real photos (post-training quantization): NNCF for
-OpenVINO, onnxruntime's static QDQ quantization (per channel) for onnxruntime and TensorRT. Each
+OpenVINO, onnxruntime's static QDQ quantization (per channel) for onnxruntime and (symmetric) for
+TensorRT. Each
 photo is inferred once in fp32, so 300 photos take several minutes. The result is cached under a
 key of the model's hash, the calibration files and the tool versions; --precision int8 (detect,
 eval, bench) and session.create(model, precision="int8") use the latest one."""
@@ -36,9 +37,10 @@ def register(subparsers: Any) -> None:
                         help="folder of calibration photos (e.g. COCO val2017 or train2017 images)")
     parser.add_argument("--count", type=positive_int, default=300, metavar="N",
                         help="calibrate on the first N image files by name (default 300)")
-    parser.add_argument("--engine", type=str.lower, default="auto", choices=("auto", "openvino", "onnxruntime", "all"),
-                        help="which int8 model to make (default auto: the engine --engine auto picks here; "
-                        "onnxruntime also serves TensorRT)")
+    parser.add_argument("--engine", type=str.lower, default="auto",
+                        choices=("auto", "openvino", "onnxruntime", "tensorrt", "all"),
+                        help="which int8 model to make (default auto: for the engine --engine auto picks here; "
+                        "tensorrt: symmetric QDQ for --device tensorrt)")
     add_model_source_arguments(parser)
     parser.set_defaults(func=run)
 

@@ -126,7 +126,7 @@ def _open_onnxruntime(path: Path, chosen: Choice, threads: Optional[int], mode: 
     if chosen.precision == "int8":
         from ..model.quantize import int8_model_path
 
-        run_path = int8_model_path(path, "onnxruntime")
+        run_path = int8_model_path(path, "tensorrt" if chosen.device == "tensorrt" else "onnxruntime")
     elif chosen.precision == "fp16" and chosen.device == "cuda":
         from ..model.fp16 import fp16_model_path
 

@@ -1,9 +1,10 @@
 """int8 post-training quantization of the heads model, calibrated on real photos, and its cache.
 
 :func:`quantize` (``ssd_resnet34.quantize``; command line ``ssd-resnet34 quantize``) calibrates
-int8 models for OpenVINO (NNCF) and/or onnxruntime (static QDQ, per channel; TensorRT takes it
-too), see :mod:`ssd_resnet34.model.int8_tools`. ``session.create(model, precision="int8")`` then
-finds the latest one for that model with :func:`int8_model_path`, or raises
+int8 models for OpenVINO (NNCF), onnxruntime (static QDQ, per channel, uint8 activations) and/or
+TensorRT (the same, symmetric int8 activations), see :mod:`ssd_resnet34.model.int8_tools`.
+``session.create(model, precision="int8")`` then finds the latest one for that model and engine
+(``tensorrt`` for ``device="tensorrt"``) with :func:`int8_model_path`, or raises
 :class:`MissingInt8ModelError` naming the command to run.
 
 Cache layout, under ``cache_dir()/int8/<first 16 hex of the heads model's sha256>/``:
@@ -47,8 +48,8 @@ __all__ = [
 
 #: Calibration photos by default (MLPerf's calibration list for SSD-ResNet34 has 500).
 DEFAULT_COUNT = 300
-#: Engines with a quantizer.
-QUANTIZE_ENGINES = ("openvino", "onnxruntime")
+#: Targets with a quantizer: OpenVINO, onnxruntime (CPU, CUDA), TensorRT (through onnxruntime).
+QUANTIZE_ENGINES = ("openvino", "onnxruntime", "tensorrt")
 _FORMAT_VERSION = "1"
 _META = "int8.json"
 
@@ -137,13 +138,14 @@ def _read_json(path: Path) -> Dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _calibrate(engine: str, source: Path, files: List[Path], target: Path, meta: Dict[str, Any]) -> float:
+def _calibrate(engine: str, source: Path, files: List[Path], target: Path, meta: Dict[str, Any],
+               ranges: Path) -> float:
     """Run the quantizer into a temporary folder beside ``target``, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         start = time.perf_counter()
-        QUANTIZERS[engine](source, CalibrationImages(files), work)
+        QUANTIZERS[engine](source, CalibrationImages(files), work, ranges=ranges)
         seconds = time.perf_counter() - start
         meta["seconds"] = round(seconds, 1)
         _write_json(work / _META, meta)
@@ -166,7 +168,8 @@ def quantize(model: Any, images: Union[str, "os.PathLike[str]", Iterable[Any]], 
             paths (the first ``count``). Real photos of the deployment's kind (e.g. COCO
             val2017); a few hundred suffice, tests use 1-2.
         count: how many photos to calibrate on (default 300).
-        engine: ``"openvino"`` (NNCF), ``"onnxruntime"`` (QDQ; also for TensorRT), ``"all"``, or
+        engine: ``"openvino"`` (NNCF), ``"onnxruntime"`` (QDQ, for its CPU and CUDA providers),
+            ``"tensorrt"`` (symmetric QDQ, for onnxruntime's TensorRT provider), ``"all"``, or
             ``"auto"``: the engine ``session.create(model)`` picks on this machine.
 
     Returns:
@@ -186,23 +189,30 @@ def quantize(model: Any, images: Union[str, "os.PathLike[str]", Iterable[Any]], 
     files = calibration_files(images, count)
     model_sha = model_digest(source)
     results = []
-    for name in engines:
-        tool = tool_version(name)
-        key = _key(model_sha, name, tool, files)
-        target = _folder(model_sha) / f"{name}-{key[:16]}"
-        meta = {"engine": name, "key": key, "tool": tool, "source": str(source), "source_sha256": model_sha,
-                "images": [str(p) for p in files], "format": _FORMAT_VERSION}
-        existing = _read_json(target / _META)
-        reused = existing.get("key") == key and (target / ARTEFACTS[name]).is_file()
-        seconds = 0.0 if reused else _calibrate(name, source, files, target, meta)
-        _write_json(_folder(model_sha) / f"{name}.json", {"folder": target.name, "key": key, "tool": tool})
-        results.append(Int8Model(name, target / ARTEFACTS[name], source, tuple(meta["images"]), tool, seconds, reused))
+    with tempfile.TemporaryDirectory(prefix="ssd-resnet34-ranges.") as shared:
+        for name in engines:
+            results.append(_quantize_one(name, source, files, model_sha, Path(shared) / "ranges.json"))
     return results
+
+
+def _quantize_one(name: str, source: Path, files: List[Path], model_sha: str, ranges: Path) -> Int8Model:
+    """One engine's artefact: reused from the cache when made from the same key, else calibrated;
+    the engine's pointer is set to it."""
+    tool = tool_version(name)
+    key = _key(model_sha, name, tool, files)
+    target = _folder(model_sha) / f"{name}-{key[:16]}"
+    meta = {"engine": name, "key": key, "tool": tool, "source": str(source), "source_sha256": model_sha,
+            "images": [str(p) for p in files], "format": _FORMAT_VERSION}
+    existing = _read_json(target / _META)
+    reused = existing.get("key") == key and (target / ARTEFACTS[name]).is_file()
+    seconds = 0.0 if reused else _calibrate(name, source, files, target, meta, ranges)
+    _write_json(_folder(model_sha) / f"{name}.json", {"folder": target.name, "key": key, "tool": tool})
+    return Int8Model(name, target / ARTEFACTS[name], source, tuple(meta["images"]), tool, seconds, reused)
 
 
 def int8_model_path(model: Any, engine: str) -> Path:
     """The int8 model :func:`quantize` made last for ``model`` (an ``SSDResNet34`` or a heads
-    .onnx path) and ``engine`` (``"openvino"`` or ``"onnxruntime"``).
+    .onnx path) and ``engine`` (``"openvino"``, ``"onnxruntime"`` or ``"tensorrt"``).
 
     Raises:
         MissingInt8ModelError: none yet, or it was made by other tool versions than the installed
