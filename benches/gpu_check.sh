@@ -110,9 +110,11 @@ with create(model, device="cpu", engine="onnxruntime", precision="fp32") as cpu:
     reference = cpu.run(sqnr_images)
 print(f"CPU fp32 reference on {len(sqnr_images)} images: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
+targets = ["onnxruntime"] if dry else ["tensorrt"]  # TensorRT's int8: the symmetric QDQ model
 if calibration:
     t0 = time.perf_counter()
-    (made,) = quantize(model, calibration, count=len(calibration), engine="onnxruntime")
+    for target in targets:
+        quantize(model, calibration, count=len(calibration), engine=target)
     print(f"int8 QDQ calibrated on {len(calibration)} photos: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 else:  # no photos: calibrate on noise images written as PNG files
     import cv2
@@ -123,7 +125,8 @@ else:  # no photos: calibrate on noise images written as PNG files
     for k in range(4):
         noise.append(noise_dir / f"noise{k}.png")
         cv2.imwrite(str(noise[-1]), np.random.default_rng(k).integers(0, 255, (480, 640, 3), dtype=np.uint8))
-    quantize(model, noise, count=4, engine="onnxruntime")
+    for target in targets:
+        quantize(model, noise, count=4, engine=target)
 
 configs = [("cuda", "fp32"), ("cuda", "fp16"), ("tensorrt", "fp16"), ("tensorrt", "int8")]
 if dry:

@@ -22,8 +22,16 @@ from typing import Callable, Dict, Optional
 from ..layout import INPUT_SHAPE
 from .calibration import CalibrationImages
 
-__all__ = ["ARTEFACTS", "QUANTIZERS", "tool_version"]
+__all__ = ["ARTEFACTS", "QUANTIZERS", "SETTINGS", "tool_version"]
 
+#: What each quantizer does, in words; part of the cache key, so a change makes new artefacts.
+SETTINGS = {
+    "openvino": "nncf.quantize, PERFORMANCE preset, fast bias correction, batch 1, every photo",
+    "onnxruntime": "quantize_static QDQ, opset 13, per-channel symmetric int8 weights, asymmetric uint8 "
+                   "activations, min-max",
+    "tensorrt": "quantize_static QDQ, opset 13, per-channel symmetric int8 weights, symmetric int8 "
+                "activations, min-max",
+}
 #: The model file each quantizer writes in its folder.
 ARTEFACTS = {"openvino": "model.xml", "onnxruntime": "model.onnx", "tensorrt": "model.onnx"}
 _QDQ_OPSET = 13

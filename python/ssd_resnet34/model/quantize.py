@@ -13,7 +13,8 @@ Cache layout, under ``cache_dir()/int8/<first 16 hex of the heads model's sha256
   ``int8.json`` (what it was made from), written to a temporary folder and renamed into place;
 - ``<engine>.json``: which artefact ``precision="int8"`` uses (the latest calibrated).
 
-The key is a sha256 of: the heads model's sha256, the engine, the tool versions
+The key is a sha256 of: the heads model's sha256, the engine, the quantizer's settings
+(:data:`~ssd_resnet34.model.int8_tools.SETTINGS`), the tool versions
 (:func:`~ssd_resnet34.model.int8_tools.tool_version`), this module's format version, and each
 calibration file's name and sha256, in order. Calibrating again on the same photos with the same
 tools reuses the artefact; another model, other photos or another tool version make a new one.
@@ -34,7 +35,7 @@ from typing import Any, Dict, List, Tuple, Union
 from .._files import cache_dir, file_sha256, replacing
 from .calibration import CalibrationImages, calibration_files
 from .graph import model_file
-from .int8_tools import ARTEFACTS, QUANTIZERS, tool_version
+from .int8_tools import ARTEFACTS, QUANTIZERS, SETTINGS, tool_version
 
 __all__ = [
     "DEFAULT_COUNT",
@@ -119,7 +120,7 @@ def _engines(engine: Any) -> List[str]:
 
 
 def _key(model_sha: str, engine: str, tool: str, files: List[Path]) -> str:
-    h = hashlib.sha256(f"{model_sha}|{engine}|{tool}|v{_FORMAT_VERSION}".encode())
+    h = hashlib.sha256(f"{model_sha}|{engine}|{SETTINGS[engine]}|{tool}|v{_FORMAT_VERSION}".encode())
     for path in files:
         h.update(f"|{path.name}:{file_sha256(path)}".encode())
     return h.hexdigest()
