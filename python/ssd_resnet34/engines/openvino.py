@@ -85,7 +85,8 @@ class OpenVinoEngine(Engine):
 
     Attributes (besides :class:`~ssd_resnet34.engines.Engine`'s):
         mode: ``"latency"`` or ``"throughput"``.
-        requests: OpenVINO's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` (1 in latency mode).
+        requests: infer requests in the queue: by default OpenVINO's
+            ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` (1 in latency mode, the streams in throughput mode).
         streams: the compiled model's ``NUM_STREAMS``.
         read_seconds, compile_seconds: wall time to read the model and to compile it (or load it
             from the cache).
@@ -95,11 +96,13 @@ class OpenVinoEngine(Engine):
     name = "openvino"
 
     def __init__(self, model_path: Path, device: str = "cpu", precision: str = "fp32", threads: Optional[int] = None,
-                 mode: str = "latency", *, cache: bool = True, config: Optional[dict] = None) -> None:
+                 mode: str = "latency", *, cache: bool = True, config: Optional[dict] = None,
+                 requests: Optional[int] = None) -> None:
         """Compile ``model_path`` (``.onnx`` or OpenVINO ``.xml``) for ``device`` (``cpu``, ``gpu``,
         ``npu``, or OpenVINO's own names such as ``GPU.1``) at ``precision`` (``fp32``, ``bf16``,
         ``fp16``, or ``int8`` for an already quantized IR). ``config``: more OpenVINO properties
-        (e.g. ``{"NUM_STREAMS": 4}``), applied last; ``cache=False`` compiles without the cache.
+        (e.g. ``{"NUM_STREAMS": 4}``), applied last; ``cache=False`` compiles without the cache;
+        ``requests``: infer requests in the queue (default OpenVINO's optimal number).
 
         Raises:
             NotHeadsModelError: the model's outputs are not the 12 heads.
@@ -137,7 +140,8 @@ class OpenVinoEngine(Engine):
         del model
         self.ov_device = str(compiled.get_property("EXECUTION_DEVICES")[0])
         self.device = self.ov_device.lower()
-        self.requests = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.optimal_requests = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.requests = requests or self.optimal_requests
         self.streams = int(compiled.get_property("NUM_STREAMS"))
         import openvino
 
