@@ -39,6 +39,7 @@ __all__ = ["NotHeadsModelError", "OpenVinoEngine", "compiled_cache_dir"]
 T = TypeVar("T")
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+_CLOSE_TIMEOUT_S = 300  # close() waits this long at most for callbacks still running
 _PRECISION_OF_TYPE = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8"}
 
 
@@ -148,6 +149,8 @@ class OpenVinoEngine(Engine):
         self._queue = openvino.AsyncInferQueue(compiled, self.requests)
         self._queue.set_callback(self._completed)
         self._start_lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._in_flight = 0  # requests started whose callback has not returned yet
         _OPEN.add(self)
 
     # -- the interface -------------------------------------------------------------------
@@ -170,8 +173,14 @@ class OpenVinoEngine(Engine):
         job = _Job(Future(), finish, batch)
         with self._start_lock:
             for row in range(batch.shape[0]):
-                # share_inputs: OpenVINO reads the batch's memory in place; the job keeps it alive.
-                self._queue.start_async({0: batch[row:row + 1]}, (job, row), share_inputs=True)
+                with self._idle:
+                    self._in_flight += 1
+                try:
+                    # share_inputs: OpenVINO reads the batch's memory in place; the job keeps it alive.
+                    self._queue.start_async({0: batch[row:row + 1]}, (job, row), share_inputs=True)
+                except BaseException:
+                    self._done_one()
+                    raise
         return job.future
 
     def _completed(self, request, userdata) -> None:
@@ -191,8 +200,21 @@ class OpenVinoEngine(Engine):
         except BaseException as error:  # noqa: BLE001 - handed to the caller through the future
             if not job.future.done():
                 job.future.set_exception(error)
+        finally:
+            self._done_one()
+
+    def _done_one(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.notify_all()
 
     def _release(self) -> None:
+        # Wait until every callback has run to its end (not only the inferences, which is what
+        # wait_all waits for): a callback thread that still needs the GIL while the interpreter
+        # shuts down aborts the process.
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=_CLOSE_TIMEOUT_S)
         self._queue.wait_all()
         self._queue = None
         self._compiled = None
