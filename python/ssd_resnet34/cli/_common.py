@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any
 
-from ..engines import DEVICES, ENGINES, MODES, PRECISIONS
+from ..engines import DEVICES, ENGINES, PRECISIONS
 
 __all__ = [
     "CommandError",
@@ -52,8 +52,7 @@ def probability(text: str) -> float:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--model PATH | --synthetic``, ``--no-verify``, ``--seed`` (the model), ``--engine``,
-    ``--device``, ``--precision``, ``--mode``, ``--threads`` (the engine) and
-    ``--python-postprocess``."""
+    ``--device``, ``--precision``, ``--threads`` (the engine) and ``--python-postprocess``."""
     add_model_source_arguments(parser)
     add_engine_arguments(parser)
     parser.add_argument(
@@ -93,8 +92,9 @@ def _lower(text: str) -> str:
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--engine``, ``--device``, ``--precision``, ``--mode``, ``--threads`` (see
-    :func:`ssd_resnet34.engines.create`)."""
+    """Add ``--engine``, ``--device``, ``--precision``, ``--threads`` (see
+    :func:`ssd_resnet34.engines.create`). The engine's mode (latency or throughput) is the
+    command's choice (:func:`open_engine`), not an option: ``bench`` uses ``--mode`` for LoadGen's."""
     group = parser.add_argument_group("inference engine")
     group.add_argument(
         "--engine",
@@ -119,13 +119,6 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         choices=PRECISIONS,
         help="compute precision (default auto: bf16 on CPUs with AMX/AVX512_BF16, fp16 on GPUs, else "
         "fp32; fp32 is the faithful one; int8 needs `ssd-resnet34 quantize` first)",
-    )
-    group.add_argument(
-        "--mode",
-        type=_lower,
-        choices=MODES,
-        help="latency: one image at a time on all cores; throughput: several in flight (default: the "
-        "command's; detect and eval stream images: throughput)",
     )
     group.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's own)")
 
@@ -165,15 +158,14 @@ def load_model(args: argparse.Namespace, *, score_threshold: float = 0.05) -> An
 
 def open_engine(args: argparse.Namespace, model: Any, **options: Any) -> Any:
     """The engine the options in ``args`` name, for ``model``: ``--engine``, ``--device``,
-    ``--precision``, ``--threads`` and ``--mode`` (when not given: ``options["mode"]``, else
-    ``"throughput"``, as detect and eval stream images). Other ``options`` go to
-    :func:`ssd_resnet34.engines.create`. Raises :class:`CommandError` for a device this machine
-    lacks, a missing int8 model (naming ``ssd-resnet34 quantize``) or a runtime that fails to
-    start."""
+    ``--precision``, ``--threads``; ``options`` go to :func:`ssd_resnet34.engines.create`, with
+    ``mode`` ``"throughput"`` unless given (detect and eval stream images; a LoadGen
+    SingleStream run passes ``mode="latency"``). Raises :class:`CommandError` for a device this
+    machine lacks, a missing int8 model (naming ``ssd-resnet34 quantize``) or a runtime that fails
+    to start."""
     from .. import engines
 
-    mode = getattr(args, "mode", None) or options.pop("mode", "throughput")
-    options.pop("mode", None)
+    mode = options.pop("mode", "throughput")
     try:
         return engines.create(model, device=args.device, engine=getattr(args, "engine", "auto"),
                               precision=getattr(args, "precision", "auto"), threads=args.threads, mode=mode,
