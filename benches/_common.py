@@ -1,15 +1,20 @@
 """Helpers shared by the benchmark scripts (and tests/test_postprocess_dense.py): ground truth for
-the oracle, the dense realistic input generator, candidate counts and the CPU name."""
+the oracle, the dense realistic input generator, candidate counts, the CPU name, and the size of
+a network (parameters, multiply-adds)."""
 
 from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 import numpy as np
+import onnx
+from onnx import TensorProto
 
 from ssd_resnet34.evaluation import oracle
+from ssd_resnet34.layout import INPUT_SHAPE
+from ssd_resnet34.model.graph import infer_shapes
 from ssd_resnet34.postprocess import reference
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,3 +79,37 @@ def candidate_count(outputs, item: int = 0, threshold: float = 0.05) -> int:
     """(anchor, class >= 1) pairs of one image with reference softmax score > threshold."""
     scores = reference.softmax_scores(reference.gather_levels(outputs[:6], item, 81))
     return int((scores[1:] > np.float32(threshold)).sum())
+
+
+def parameter_count(model: onnx.ModelProto) -> int:
+    """Number of floating-point weights (elements of float initializers).
+
+    Integer initializers (shapes, axes, indices) and constants such as the
+    default boxes of a decode tail are counted only if they are floats; pass a
+    heads-only model to count the network's learned parameters.
+    """
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+    return sum(int(np.prod(t.dims, dtype=np.int64)) for t in model.graph.initializer
+               if t.data_type in floats)
+
+
+def conv_macs(model: onnx.ModelProto, input_shape: Sequence[int] = INPUT_SHAPE) -> int:
+    """Multiply-accumulate operations of all Conv nodes for one input of ``input_shape``.
+
+    For each Conv: ``N * C_out * H_out * W_out * (C_in / group) * kH * kW``. Biases,
+    activations, pooling, additions and any decode tail are not counted (they are
+    below 0.1 % for SSD-ResNet34). FLOPs are conventionally ``2 * conv_macs``.
+
+    Raises:
+        ValueError: a Conv output or weight shape could not be inferred.
+    """
+    shapes = infer_shapes(model, input_shape)
+    total = 0
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        out, weight = shapes.get(node.output[0]), shapes.get(node.input[1])
+        if out is None or weight is None or None in out or None in weight:
+            raise ValueError(f"cannot infer the shapes of Conv node {node.name!r}")
+        total += int(np.prod(out, dtype=np.int64)) * int(np.prod(weight[1:], dtype=np.int64))
+    return total

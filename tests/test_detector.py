@@ -71,7 +71,7 @@ def test_attributes(model):
     assert model.name == "SSDResNet34"
     assert model.input_shape == (1, 3, 1200, 1200)
     assert model.classes == COCO_CLASSES and len(model.classes) == 81
-    assert model.is_synthetic and model.device == "cpu"
+    assert model.is_synthetic and model.device == "auto"
     assert model.model_path == model.source_path and model.model_path.is_file()
     assert not model.truncated  # the synthetic heads model needs no truncation
     assert isinstance(model.postprocessor, NativePostProcessor)  # the model card's default: Rust

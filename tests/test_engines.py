@@ -1,5 +1,6 @@
 """onnxruntime sessions over SSD-ResNet34 models (run on the synthetic model, whose
-detections are meaningless: random weights)."""
+detections are meaningless: random weights); the batching arithmetic of both engines on a tiny
+stand-in with the 12 head shapes."""
 from __future__ import annotations
 
 import types
@@ -8,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ssd_resnet34.engines import DEVICES, create
-from ssd_resnet34.engines.onnxruntime import OnnxRuntimeEngine as Session, providers_for
+from ssd_resnet34.engines import create
+from ssd_resnet34.engines.onnxruntime import DEVICES, OnnxRuntimeEngine as Session, providers_for
 from ssd_resnet34.layout import HEAD_SHAPES
 
 pytest_plugins = ["_fixtures"]  # shared session-scoped synthetic models, sessions, images
@@ -17,6 +18,8 @@ pytest_plugins = ["_fixtures"]  # shared session-scoped synthetic models, sessio
 
 def test_heads_session_attributes(heads_session, synthetic_heads_path):
     assert heads_session.is_heads and heads_session.batch_size is None  # dynamic batch
+    assert (heads_session.name, heads_session.device, heads_session.precision) == ("onnxruntime", "cpu", "fp32")
+    assert heads_session.mode == "latency" and heads_session.requests == 1
     assert heads_session.input_name == "image"
     assert heads_session.providers == ["CPUExecutionProvider"]
     assert heads_session.model_path == synthetic_heads_path
@@ -76,7 +79,7 @@ def test_device_choice():
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="this onnxruntime has CUDA")
 def test_asking_for_a_missing_provider_lists_the_available_ones(synthetic_heads_path):
-    with pytest.raises(ValueError, match=r"lacks; it has \[.*'CPUExecutionProvider'"):
+    with pytest.raises(ValueError, match=r"lacks .*onnxruntime providers \[.*'CPUExecutionProvider'"):
         create(synthetic_heads_path, device="cuda")
 
 
@@ -95,7 +98,7 @@ def test_create_arguments(synthetic_heads_path, tmp_path):
 
 def test_model_object_threads_and_close(synthetic_heads_path):
     model = types.SimpleNamespace(model_path=synthetic_heads_path)  # what SSDResNet34 provides
-    with create(model, device="auto", threads=1) as session:
+    with create(model, device="auto", engine="onnxruntime", threads=1) as session:
         assert isinstance(session, Session) and session.providers[-1] == "CPUExecutionProvider"
         assert not session.closed
     assert session.closed
@@ -140,7 +143,7 @@ def test_chunking_and_padding(tmp_path, batch, max_batch, n):
     path = tmp_path / "tiny.onnx"
     path.write_bytes(data)
     images = np.random.default_rng(n).standard_normal((n, 3, 1200, 1200), dtype=np.float32)
-    with create(path, max_batch=max_batch) as session:
+    with create(path, engine="onnxruntime", max_batch=max_batch) as session:
         assert session.is_heads and session.batch_size == (batch if isinstance(batch, int) else None)
         heads = session.run(images)
     for got, want, shape in zip(heads, _expected(images, params), HEAD_SHAPES):
@@ -154,6 +157,52 @@ def test_non_contiguous_images_are_accepted(tmp_path):
     path.write_bytes(data)
     images = np.random.default_rng(0).standard_normal((2, 3, 1200, 1200), dtype=np.float32)[::-1]
     assert not images.flags.c_contiguous
-    with create(path) as session:
+    with create(path, engine="onnxruntime") as session:
         heads = session.run(images)
     np.testing.assert_allclose(heads[0], _expected(images, params)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["latency", "throughput"])
+@pytest.mark.parametrize("batch", [2, "N"])
+def test_openvino_runs_each_image_as_a_request(tmp_path, mode, batch):
+    """OpenVINO compiles batch 1 and runs N images as N requests (in parallel in throughput mode);
+    rows come back in order, through run and through submit with and without ``then``."""
+    pytest.importorskip("openvino")
+    data, params = _tiny_heads(batch)
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(data)
+    images = np.random.default_rng(3).standard_normal((3, 3, 1200, 1200), dtype=np.float32)[::-1]  # not contiguous
+    want = _expected(images, params)
+    with create(path, engine="openvino", precision="fp32", mode=mode) as engine:
+        assert (engine.name, engine.device, engine.precision, engine.mode) == ("openvino", "cpu", "fp32", mode)
+        assert engine.requests >= 1 and (mode == "throughput" or engine.requests == 1)
+        heads = engine.run(images)
+        copies = engine.submit(images[:2]).result()
+        sums = [engine.submit(images[i:i + 1], then=lambda h: [float(t.sum()) for t in h]) for i in range(3)]
+        sums = [future.result() for future in sums]
+    for got, expected, shape in zip(heads, want, HEAD_SHAPES):
+        assert got.shape == (3, *shape) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    for got, expected in zip(copies, want):
+        np.testing.assert_allclose(got, expected[:2], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(sums, [[float(w[i].sum()) for w in want] for i in range(3)], rtol=1e-3)
+
+
+def test_fp16_copy_for_cuda(synthetic_heads_path, heads_reference, test_images, tmp_path, monkeypatch):
+    """The float16 copy CUDA runs (``precision="fp16"`` on ``cuda``): a valid model with float32 input and
+    outputs; checked here on the CPU provider."""
+    import onnx
+
+    from ssd_resnet34.evaluation.compare import sqnr_db
+    from ssd_resnet34.model.fp16 import fp16_model_path
+
+    monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(tmp_path))
+    path = fp16_model_path(synthetic_heads_path)
+    assert path.parent == tmp_path / "fp16" and fp16_model_path(synthetic_heads_path) == path  # cached
+    half = onnx.load(str(path))
+    onnx.checker.check_model(half)
+    assert {t.data_type for t in half.graph.initializer if t.dims} == {onnx.TensorProto.FLOAT16}
+    assert [v.type.tensor_type.elem_type for v in [*half.graph.input, *half.graph.output]] == [1] * 13
+    with Session(path, "cpu", precision="fp16") as engine:
+        assert engine.precision == "fp16" and engine.is_heads
+        assert min(sqnr_db(heads_reference, engine.run(test_images[:1]))) >= 30

@@ -5,14 +5,23 @@ size, determinism, the numeric health of the random network and the decode + NMS
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnx
+import onnx.utils
+import onnxruntime as ort
 import pytest
+from onnx import numpy_helper
 
 from ssd_resnet34.anchors import default_boxes
-from ssd_resnet34.model.graph import conv_macs, infer_shapes, parameter_count, producers
+from ssd_resnet34.model.graph import infer_shapes, producers
 from ssd_resnet34.model.synthetic import MEANINGLESS, build_synthetic_model, synthetic_model_path
 from ssd_resnet34.layout import HEAD_SHAPES
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
+from _common import conv_macs, parameter_count  # noqa: E402
 
 NUM_ANCHORS = 15130
 
@@ -25,7 +34,7 @@ def heads_model() -> onnx.ModelProto:
 
 
 def _conv_params(cin: int, cout: int, k: int) -> int:
-    return cin * cout * k * k + cout  # weights + folded batch-norm / conv bias
+    return cin * cout * k * k + cout  # weights + conv bias (batch norms folded in by truncation)
 
 
 def _expected_parameters() -> int:
@@ -64,17 +73,62 @@ def test_parameters_and_flops(heads_model):
     assert 431 < gflops < 435  # MLPerf quotes 433 GFLOPs
 
 
-def test_valid_opset17_and_says_meaningless(heads_model):
-    assert [(o.domain, o.version) for o in heads_model.opset_import] == [("", 17)]
+def test_valid_opset10_and_says_meaningless(heads_model):
+    assert [(o.domain, o.version) for o in heads_model.opset_import] == [("", 10)]
     onnx.checker.check_model(heads_model)
     assert MEANINGLESS in heads_model.doc_string
     assert "meaningless (random weights)" in MEANINGLESS
     props = {p.key: p.value for p in heads_model.metadata_props}
     assert props["warning"] == MEANINGLESS and props["synthetic"] == "true" and props["seed"] == "0"
+    assert props["full_graph"] == "false"
     full = build_synthetic_model(0, full_graph=True)
     onnx.checker.check_model(full, full_check=True)  # with onnx shape inference
     assert MEANINGLESS in full.doc_string and [o.name for o in full.graph.output] == ["bboxes", "labels", "scores"]
     assert [d.dim_value for d in full.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 1200, 1200]
+
+
+def test_full_graph_has_the_official_export_traits():
+    """PyTorch's 2019 exporter at opset 10, as resnet34-ssd1200.onnx (see the module docstring)."""
+    full = build_synthetic_model(0, full_graph=True)
+    graph = full.graph
+    assert [(o.domain, o.version) for o in full.opset_import] == [("", 10)]
+    # every initializer is also a graph input, after the image
+    assert graph.input[0].name == "image"
+    assert [i.name for i in graph.input[1:]] == [t.name for t in graph.initializer]
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("BatchNormalization") == 29  # every backbone Conv: conv1, 3+4+6 blocks, 2 downsamples
+    assert not {"GatherND", "Min"} & set(ops)  # not in opset 10 (Min has no int64 before 12)
+    assert all(n.name == f"{n.op_type}_{i}" for i, n in enumerate(graph.node))
+    for node in graph.node:
+        if node.op_type in ("Unsqueeze", "Squeeze"):
+            assert len(node.input) == 1 and [a.name for a in node.attribute] == ["axes"]
+    made_by = producers(graph)
+    joins = [n for n in graph.node if n.op_type == "Concat" and n.attribute[0].i == 2 and len(n.input) == 6]
+    # run the two joins alone (onnx shape inference does not propagate opset-10 Unsqueeze data)
+    heads = [made_by[made_by[flat].input[0]].output[0] for join in joins for flat in join.input]
+    part = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(full)).extract_model(
+        heads, [join.output[0] for join in joins])
+    shapes = infer_shapes(full, names=heads)
+    session = ort.InferenceSession(part.SerializeToString(), providers=["CPUExecutionProvider"])
+    joined = session.run(None, {name: np.zeros(shapes[name], np.float32) for name in heads})
+    assert sorted(j.shape for j in joined) == [(1, 4, NUM_ANCHORS), (1, 81, NUM_ANCHORS)]
+    for join in joins:  # Reshape shapes computed with Shape/Gather/Unsqueeze/Concat
+        for flat in join.input:
+            target = made_by[made_by[flat].input[1]]
+            assert target.op_type == "Concat"
+            assert [made_by[target.input[0]].op_type, made_by[made_by[target.input[0]].input[0]].op_type] == [
+                "Unsqueeze", "Gather"]
+    (softmax,) = [n for n in graph.node if n.op_type == "Softmax"]
+    assert made_by[softmax.input[0]].op_type == "Transpose" and softmax.attribute[0].i == 2  # the last axis
+    (nms,) = [n for n in graph.node if n.op_type == "NonMaxSuppression"]
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    assert [consts[name].ravel().tolist() for name in nms.input[2:]] == [[200], [0.5], [0.05000000074505806]]
+    (topk,) = [n for n in graph.node if n.op_type == "TopK"]
+    assert topk.input[1] not in consts  # k is computed: min(number of boxes, 200)
+    out = {o.name: o.type.tensor_type for o in graph.output}
+    assert [out[name].elem_type for name in ("bboxes", "labels", "scores")] == [
+        onnx.TensorProto.FLOAT, onnx.TensorProto.INT64, onnx.TensorProto.FLOAT]
+    assert [len(out[name].shape.dim) for name in ("bboxes", "labels", "scores")] == [3, 2, 2]
 
 
 def test_seed_determines_weights(heads_model):

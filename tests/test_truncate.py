@@ -56,9 +56,12 @@ def test_truncated_graph_is_the_heads_model(full_model, heads_model):
     onnx.checker.check_model(cut)
     assert [o.name for o in cut.graph.output] == [o.name for o in heads_model.graph.output]
     for out, shape in zip(cut.graph.output, HEAD_SHAPES):
-        assert [d.dim_value for d in out.type.tensor_type.shape.dim] == [1, *shape]  # batch 1, as the input
+        dims = out.type.tensor_type.shape.dim
+        assert dims[0].dim_param == "N" and [d.dim_value for d in dims[1:]] == list(shape)  # any batch
+    assert [i.name for i in cut.graph.input] == ["image"]  # the weights are constants, not inputs
+    assert cut.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
     ops = {n.op_type for n in cut.graph.node}
-    assert ops == {"Conv", "Relu", "MaxPool", "Add"}  # decode, softmax and NMS are gone
+    assert ops == {"Conv", "Relu", "MaxPool", "Add"}  # decode, softmax and NMS are gone; BNs folded
     got = {t.name: t.raw_data for t in cut.graph.initializer}
     want = {t.name: t.raw_data for t in heads_model.graph.initializer}
     assert got == want  # byte-identical weights, nothing else kept
@@ -66,12 +69,19 @@ def test_truncated_graph_is_the_heads_model(full_model, heads_model):
     assert not is_heads_model(full_model)
 
 
+def test_unoptimized_truncation_keeps_the_export_as_it_is(full_model):
+    raw = truncate_model(full_model, optimize=False)
+    assert len(raw.graph.input) > 100 and raw.graph.input[0].name == "image"  # weights still listed as inputs
+    assert sum(n.op_type == "BatchNormalization" for n in raw.graph.node) == 29
+    assert [d.dim_value for d in raw.graph.output[0].type.tensor_type.shape.dim] == [1, 324, 50, 50]
+
+
 def test_truncated_model_runs_like_the_heads_model(synthetic_full_path, heads_reference, test_images):
-    """Truncated full graph (batch fixed to 1: run in 2 chunks) vs the heads model on image 0."""
+    """Truncated full graph (a batch of 2 in one call) vs the heads model on image 0."""
     path = truncated_model_path(synthetic_full_path)
     assert path == synthetic_full_path.with_name(synthetic_full_path.stem + ".heads.onnx")
-    with create(path) as session:
-        assert session.is_heads and session.batch_size == 1
+    with create(path, engine="onnxruntime", precision="fp32") as session:
+        assert session.is_heads and session.batch_size is None
         heads = session.run(test_images)
     for got, want, shape in zip(heads, heads_reference, HEAD_SHAPES):
         assert got.shape == (2, *shape)

@@ -35,6 +35,8 @@ _EXPORTS = {
     "preprocess": "image",
     "ImageError": "image",
     "session": "engines",  # the engines package under its model-card name: session.create(model)
+    # int8 post-training quantization (``ssd-resnet34 quantize``)
+    "quantize": "model.quantize",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -60,6 +62,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve l
     from .coco import COCO_CATEGORY_IDS, COCO_CLASSES, category_id_to_label, label_to_category_id
     from .detector import SSDResNet34
     from .image import ImageError, preprocess
+    from .model.quantize import quantize
     from .pipeline import ImageResult
     from .postprocess import NativePostProcessor, PythonPostProcessor
     from .types import LtrbBoundingBox, ObjectDetectionResult

@@ -90,7 +90,7 @@ class SSDResNet34:
         truncated: bool = False,
         is_synthetic: bool = False,
         use_native: bool = True,
-        device: str = "cpu",
+        device: str = "auto",
         score_threshold: float = 0.05,
     ) -> None:
         """Wrap an existing 12-head ``.onnx`` file; prefer :meth:`load` / :meth:`synthetic`.
@@ -112,7 +112,7 @@ class SSDResNet34:
         cls,
         model_path: Union[str, "os.PathLike[str]", None] = None,
         use_native: bool = True,
-        device: str = "cpu",
+        device: str = "auto",
         truncate: bool = True,
         *,
         download: bool = True,
@@ -152,7 +152,7 @@ class SSDResNet34:
         use_native: bool = True,
         full_graph: bool = False,
         *,
-        device: str = "cpu",
+        device: str = "auto",
         score_threshold: float = 0.05,
     ) -> "SSDResNet34":
         """The exact MLPerf topology with random weights (``numpy.random.default_rng(seed)``).
@@ -210,7 +210,9 @@ class SSDResNet34:
         ``images``: one image or an iterable of them (paths, or uint8 BGR arrays as
         :func:`ssd_resnet34.image.preprocess` takes), consumed lazily. ``session``: an open
         engine (``ssd_resnet34.session.create(model)``); None opens one on :attr:`device` for
-        the run and closes it at the end. ``batch_size``: images per inference. ``keep_images``:
+        the run, in throughput mode with the default engine and precision (OpenVINO bf16 on CPUs
+        with AMX/AVX512_BF16; open a ``precision="fp32"`` session for the faithful path), and
+        closes it at the end. ``batch_size``: images per inference. ``keep_images``:
         put each decoded image in its result. ``depth``: batches alive at once (None: the
         engine's requests in flight plus one per core; 0: serial, in the calling thread).
 
@@ -223,7 +225,7 @@ class SSDResNet34:
         if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):
             images = [images]
         if session is None:
-            with engines.create(self, device=self.device) as own:
+            with engines.create(self, device=self.device, mode="throughput") as own:
                 yield from run_pipeline(images, own, self.postprocessor, batch_size=batch_size,
                                         depth=depth, keep_images=keep_images)
             return

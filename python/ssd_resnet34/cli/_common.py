@@ -13,12 +13,14 @@ import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from ..engines import DEVICES
+from ..engines import DEVICES, ENGINES, PRECISIONS
 
 __all__ = [
     "CommandError",
     "Interrupt",
+    "add_engine_arguments",
     "add_model_arguments",
+    "add_model_source_arguments",
     "graceful_interrupt",
     "load_model",
     "open_engine",
@@ -54,8 +56,19 @@ def probability(text: str) -> float:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--model PATH | --synthetic``, ``--no-verify``, ``--seed``, ``--device``,
-    ``--threads``, ``--python-postprocess``."""
+    """Add ``--model PATH | --synthetic``, ``--no-verify``, ``--seed`` (the model), ``--engine``,
+    ``--device``, ``--precision``, ``--threads`` (the engine) and ``--python-postprocess``."""
+    add_model_source_arguments(parser)
+    add_engine_arguments(parser)
+    parser.add_argument(
+        "--python-postprocess",
+        action="store_true",
+        help="use the numpy reference postprocessor instead of the native (Rust) one",
+    )
+
+
+def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--model PATH | --synthetic``, ``--no-verify``, ``--seed``."""
     group = parser.add_argument_group("model")
     source = group.add_mutually_exclusive_group()
     source.add_argument(
@@ -77,18 +90,42 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "of the same network)",
     )
     group.add_argument("--seed", type=int, default=0, help="seed of the --synthetic weights (default 0)")
+
+
+def _lower(text: str) -> str:
+    return text.lower()
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--engine``, ``--device``, ``--precision``, ``--threads`` (see
+    :func:`ssd_resnet34.engines.create`). The engine's mode (latency or throughput) is the
+    command's choice (:func:`open_engine`), not an option: ``bench`` uses ``--mode`` for LoadGen's."""
+    group = parser.add_argument_group("inference engine")
+    group.add_argument(
+        "--engine",
+        default="auto",
+        type=_lower,
+        choices=ENGINES,
+        help="inference runtime (default auto: OpenVINO on CPUs and Intel GPUs/NPUs, onnxruntime for "
+        "cuda/tensorrt)",
+    )
     group.add_argument(
         "--device",
-        default="cpu",
+        default="auto",
+        type=_lower,
         choices=DEVICES,
-        help="inference device (default cpu; cuda/tensorrt need onnxruntime-gpu)",
+        help="inference device (default auto: CUDA when onnxruntime has it, else an Intel GPU, else the "
+        "CPU; cuda/tensorrt need onnxruntime-gpu)",
+    )
+    group.add_argument(
+        "--precision",
+        default="auto",
+        type=_lower,
+        choices=PRECISIONS,
+        help="compute precision (default auto: bf16 on CPUs with AMX/AVX512_BF16, fp16 on GPUs, else "
+        "fp32; fp32 is the faithful one; int8 needs `ssd-resnet34 quantize` first)",
     )
     group.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's own)")
-    group.add_argument(
-        "--python-postprocess",
-        action="store_true",
-        help="use the numpy reference postprocessor instead of the native (Rust) one",
-    )
 
 
 def load_model(args: argparse.Namespace, *, score_threshold: float = 0.05) -> Any:
@@ -100,7 +137,8 @@ def load_model(args: argparse.Namespace, *, score_threshold: float = 0.05) -> An
     """
     from ..detector import SSDResNet34
 
-    use_native = not args.python_postprocess
+    use_native = not getattr(args, "python_postprocess", False)
+    device = getattr(args, "device", "auto")
     if args.synthetic:
         print(
             f"warning: --synthetic: the weights are random (seed {args.seed}), "
@@ -110,13 +148,13 @@ def load_model(args: argparse.Namespace, *, score_threshold: float = 0.05) -> An
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # said once above
             return SSDResNet34.synthetic(
-                args.seed, use_native=use_native, device=args.device, score_threshold=score_threshold
+                args.seed, use_native=use_native, device=device, score_threshold=score_threshold
             )
     if args.model is not None and not args.model.strip():
         raise CommandError("--model is empty: give the path of resnet34-ssd1200.onnx")
     try:
         return SSDResNet34.load(
-            args.model, use_native=use_native, device=args.device, score_threshold=score_threshold,
+            args.model, use_native=use_native, device=device, score_threshold=score_threshold,
             verify=not args.no_verify,
         )
     except (OSError, ValueError) as error:  # missing, a folder, download, checksum, not ONNX
@@ -124,12 +162,19 @@ def load_model(args: argparse.Namespace, *, score_threshold: float = 0.05) -> An
 
 
 def open_engine(args: argparse.Namespace, model: Any, **options: Any) -> Any:
-    """The engine the options in ``args`` name, for ``model``. Raises :class:`CommandError` for
-    a device this machine lacks or a runtime that fails to start."""
+    """The engine the options in ``args`` name, for ``model``: ``--engine``, ``--device``,
+    ``--precision``, ``--threads``; ``options`` go to :func:`ssd_resnet34.engines.create`, with
+    ``mode`` ``"throughput"`` unless given (detect and eval stream images; a LoadGen
+    SingleStream run passes ``mode="latency"``). Raises :class:`CommandError` for a device this
+    machine lacks, a missing int8 model (naming ``ssd-resnet34 quantize``) or a runtime that fails
+    to start."""
     from .. import engines
 
+    mode = options.pop("mode", "throughput")
     try:
-        return engines.create(model, device=args.device, threads=args.threads, **options)
+        return engines.create(model, device=args.device, engine=getattr(args, "engine", "auto"),
+                              precision=getattr(args, "precision", "auto"), threads=args.threads, mode=mode,
+                              **options)
     except (OSError, ValueError, RuntimeError) as error:
         raise CommandError(str(error)) from None
 

@@ -17,9 +17,9 @@ __all__ = ["LOCAL", "add_ray_arguments", "detect_command", "eval_records"]
 
 #: ``--ray`` given without an address: start a local Ray instance.
 LOCAL = "local"
-#: Engine options a command may define besides ``--threads`` (``--engine``, ``--precision``,
-#: ``--mode``); those it defines go to ``engines.create`` on each actor.
-ENGINE_FLAGS = ("engine", "precision", "mode")
+#: Engine options of the commands besides ``--threads`` (``--engine``, ``--precision``); those
+#: given go to ``engines.create`` on each actor (in throughput mode, as ``open_engine`` opens it).
+ENGINE_FLAGS = ("engine", "precision")
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:

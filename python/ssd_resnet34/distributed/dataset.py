@@ -353,8 +353,9 @@ def detect_dataset(
     if not inputs.sources:
         raise ValueError("no image file to process: " + ("; ".join(inputs.errors) or "no input"))
     options = dict(engine_options)
-    if device.lower() == "cpu" and "threads" not in options:
+    if device.lower() in ("cpu", "auto") and "threads" not in options:
         options["threads"] = max(1, int(cpus))  # one inference thread per CPU Ray gives the actor
+    options.setdefault("mode", "throughput")  # each actor streams its share of the images
     run = _run(inputs, spec, address=address, workers=workers, batch_size=batch_size, device=device.lower(),
                cpus=cpus, gpus=gpus, images_per_task=images_per_task or 4 * batch_size,
                max_restarts=max_restarts, progress=progress, runtime_env=runtime_env, engine_options=options)

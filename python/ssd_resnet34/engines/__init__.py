@@ -3,7 +3,12 @@
 :func:`create` opens an :class:`Engine` over an SSD-ResNet34 model (an ``SSDResNet34`` or the
 path of an ``.onnx`` file). Each engine module wraps one runtime:
 
-- ``onnxruntime.py``: onnxruntime with its CPU, CUDA and TensorRT execution providers.
+- ``openvino.py``: OpenVINO on Intel CPUs, GPUs and NPUs (fp32, bf16, fp16, int8);
+- ``onnxruntime.py``: onnxruntime with its CPU, CUDA and TensorRT execution providers (fp32,
+  fp16 on GPUs, int8).
+
+``_choose.py`` resolves ``"auto"`` engine, device and precision; ``_base.py`` is the protocol
+every engine follows (``run``, ``submit``, ``close``; ``device``, ``precision``, ``requests``).
 
 The public name is also ``ssd_resnet34.session`` (``from ssd_resnet34 import session;
 session.create(model)``), as FuriosaAI's model card calls it.
@@ -17,36 +22,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..model.graph import model_file
 from ._base import Engine, check_images
+from ._choose import DEVICES, ENGINES, MODES, PRECISIONS, Choice, choice, machine_devices, resolve
 
-__all__ = ["DEVICES", "ENGINES", "MODES", "Engine", "check_images", "create", "model_file"]
-
-#: Engines :func:`create` can open.
-ENGINES = ("onnxruntime",)
-#: Devices, as :func:`create` accepts them.
-DEVICES = ("cpu", "cuda", "tensorrt", "auto")
-#: ``"latency"``: one request at a time, all cores on it; ``"throughput"``: several requests
-#: in flight (pipelines, LoadGen Offline/Server).
-MODES = ("latency", "throughput")
-
-
-def model_file(model: Any) -> Path:
-    """The ``.onnx`` file of ``model``: an object with ``model_path`` (``SSDResNet34``) or a path.
-
-    Raises ``TypeError`` for another type, ``FileNotFoundError`` when the file does not exist,
-    ``IsADirectoryError`` for a folder.
-    """
-    if hasattr(model, "model_path"):
-        model = model.model_path
-    if not isinstance(model, (str, os.PathLike)):
-        raise TypeError("model must be a str or os.PathLike path of an .onnx file, or an object "
-                        f"with a .model_path attribute (SSDResNet34), got {type(model).__name__}")
-    path = Path(model).expanduser()
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not an .onnx model file")
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    return path
+# What create() accepts and resolves (see _choose.py), the protocol, and the entry point.
+__all__ = ["DEVICES", "ENGINES", "MODES", "PRECISIONS", "Choice", "Engine", "check_images", "create",
+           "machine_devices", "model_file", "resolve"]
 
 
 def _positive_int_or_none(name: str, value: Any) -> Optional[int]:
@@ -59,48 +41,95 @@ def _positive_int_or_none(name: str, value: Any) -> Optional[int]:
     return int(value)
 
 
-def _choice(name: str, value: Any, choices) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, one of {choices}, got {type(value).__name__}")
-    if value.lower() not in choices:
-        raise ValueError(f"unknown {name} {value!r}: expected one of {choices}")
-    return value.lower()
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def create(model: Any, device: str = "cpu", engine: str = "onnxruntime", threads: Optional[int] = None,
-           mode: str = "latency", *, max_batch: Optional[int] = None) -> Engine:
+def create(model: Any, device: str = "auto", engine: str = "auto", precision: str = "auto",
+           threads: Optional[int] = None, mode: str = "latency", *, max_batch: Optional[int] = None) -> Engine:
     """Open an inference engine for an SSD-ResNet34 model.
 
     Args:
         model: an object with a ``.model_path`` attribute (``SSDResNet34``) or the str/Path of
             an .onnx file: a heads model (``truncated_model_path``, the synthetic model) for
-            the 12 heads, or a full graph for its raw outputs.
-        device: ``"cpu"``, ``"cuda"``, ``"tensorrt"`` or ``"auto"`` (see
-            :func:`ssd_resnet34.engines.onnxruntime.providers_for`).
-        engine: ``"onnxruntime"``.
-        threads: the runtime's intra-op threads (None: its default, one per physical core).
-        mode: ``"latency"`` (one request at a time) or ``"throughput"`` (as many requests in
-            flight as there are cores, each on one thread).
-        max_batch: largest number of images per runtime call for a dynamic-batch heads
-            model (None: the whole batch at once).
+            the 12 heads, or (onnxruntime only) a full graph for its raw outputs.
+        device: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"npu"`` (OpenVINO), ``"cuda"``,
+            ``"tensorrt"`` (onnxruntime); case-insensitive.
+        engine: ``"auto"``, ``"openvino"`` or ``"onnxruntime"``. ``"auto"``: onnxruntime for
+            ``cuda``/``tensorrt`` (and for ``auto`` when onnxruntime has CUDA), OpenVINO
+            otherwise; onnxruntime for a model that is not a heads model.
+        precision: ``"auto"``, ``"fp32"`` (the faithful path), ``"bf16"`` (OpenVINO on CPUs with
+            AMX/AVX512_BF16), ``"fp16"`` (GPUs), ``"int8"`` (a model calibrated beforehand with
+            ``ssd-resnet34 quantize`` / ``ssd_resnet34.quantize``). ``"auto"``: bf16 on such CPUs,
+            fp16 on GPUs, fp32 elsewhere. See :mod:`ssd_resnet34.engines._choose`.
+        threads: the runtime's inference threads (None: its default, one per physical core).
+        mode: ``"latency"`` (one request at a time, all cores on it) or ``"throughput"`` (several
+            requests in flight: OpenVINO's THROUGHPUT hint and streams; for onnxruntime one
+            request per core, each on one thread). Pipelines keep ``engine.requests`` batches
+            in flight.
+        max_batch: onnxruntime: largest number of images per runtime call for a dynamic-batch
+            heads model (None: the whole batch at once). OpenVINO runs one image per request.
+
+    Returns:
+        An open :class:`Engine`; its ``name``, ``device`` and ``precision`` say what it really
+        runs (e.g. ``openvino``, ``cpu``, ``bf16``).
 
     Raises:
         TypeError: an argument has the wrong type.
         FileNotFoundError / IsADirectoryError: the .onnx file does not exist, or is a folder.
-        ValueError: unknown engine, device or mode, or a device this machine lacks (the
-            message lists what it has); a model without exactly one 4-D input.
-        RuntimeError: the runtime could not start the requested GPU provider.
+        ValueError: unknown engine, device, precision or mode; a device this machine lacks or a
+            precision it cannot run (the message lists OpenVINO's devices and onnxruntime's
+            providers); a model without exactly one 4-D input; a full graph for OpenVINO.
+        ssd_resnet34.model.quantize.MissingInt8ModelError: ``precision="int8"`` before the model
+            was calibrated (the message names the command to run).
+        RuntimeError: the runtime could not start the requested device.
     """
     path = model_file(model)
-    _choice("engine", engine, ENGINES)
-    _choice("device", device, DEVICES)
-    mode = _choice("mode", mode, MODES)
+    engine = choice("engine", engine, ENGINES)
+    mode = choice("mode", mode, MODES)
     threads = _positive_int_or_none("threads", threads)
     max_batch = _positive_int_or_none("max_batch", max_batch)
-    requests = 1
-    if mode == "throughput":
-        requests = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-        threads = threads or 1
+    chosen = resolve(device, engine, precision)
+    if chosen.engine == "openvino":
+        from .openvino import NotHeadsModelError
+
+        try:
+            return _open_openvino(path, chosen, threads, mode)
+        except NotHeadsModelError:
+            if engine != "auto":
+                raise
+        # a full graph (decode + NMS tail): onnxruntime runs any ONNX graph, in fp32
+        chosen = resolve("cpu" if device.lower() in ("auto", "cpu") else device, "onnxruntime", "fp32")
+    return _open_onnxruntime(path, chosen, threads, mode, max_batch)
+
+
+def _open_openvino(path: Path, chosen: Choice, threads: Optional[int], mode: str) -> Engine:
+    from .openvino import OpenVinoEngine
+
+    run_path = path
+    if chosen.precision == "int8":
+        from ..model.quantize import int8_model_path
+
+        run_path = int8_model_path(path, "openvino")
+    return OpenVinoEngine(run_path, chosen.device, chosen.precision, threads, mode)
+
+
+def _open_onnxruntime(path: Path, chosen: Choice, threads: Optional[int], mode: str,
+                      max_batch: Optional[int]) -> Engine:
     from .onnxruntime import OnnxRuntimeEngine
 
-    return OnnxRuntimeEngine(path, device, threads, max_batch=max_batch, requests=requests)
+    requests = 1
+    if mode == "throughput":
+        requests = _cores() if chosen.device == "cpu" else 2
+        threads = threads or (1 if chosen.device == "cpu" else None)
+    run_path = path
+    if chosen.precision == "int8":
+        from ..model.quantize import int8_model_path
+
+        run_path = int8_model_path(path, "tensorrt" if chosen.device == "tensorrt" else "onnxruntime")
+    elif chosen.precision == "fp16" and chosen.device == "cuda":
+        from ..model.fp16 import fp16_model_path
+
+        run_path = fp16_model_path(path)
+    return OnnxRuntimeEngine(run_path, chosen.device, threads, max_batch=max_batch, requests=requests,
+                             precision=chosen.precision, mode=mode)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..layout import INPUT_SHAPE
 
-__all__ = ["Engine", "check_images"]
+__all__ = ["Engine", "check_images", "copy_heads"]
 
 T = TypeVar("T")
 
@@ -42,7 +42,8 @@ def check_images(images: Any, chw=_CHW) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
-def _copy(heads: List[np.ndarray]) -> List[np.ndarray]:
+def copy_heads(heads: List[np.ndarray]) -> List[np.ndarray]:
+    """Copies of the head tensors (engines may reuse their output memory after a callback)."""
     return [np.array(h, copy=True) for h in heads]
 
 
@@ -52,8 +53,10 @@ class Engine:
     Attributes (set by each engine):
         name: ``"onnxruntime"`` or ``"openvino"``.
         model_path: the ``.onnx`` file it runs.
-        device: the device it really runs on (e.g. ``"cpu"``, ``"cuda"``).
-        precision: the precision it really computes in (``"fp32"``, ``"bf16"``, ...).
+        device: the device it really runs on (e.g. ``"cpu"``, ``"gpu.0"``, ``"cuda"``).
+        precision: the precision it really computes in (``"fp32"``, ``"bf16"``, ``"fp16"``,
+            ``"int8"``).
+        mode: ``"latency"`` (one request at a time) or ``"throughput"`` (several in flight).
         requests: how many requests it serves at once usefully; a pipeline keeps that many in
             flight (:meth:`submit`).
         is_heads: whether ``run`` returns the 12 SSD heads (else the model's raw outputs).
@@ -67,6 +70,7 @@ class Engine:
     model_path: Path
     device: str
     precision: str = "fp32"
+    mode: str = "latency"
     requests: int = 1
     is_heads: bool = True
 
@@ -106,7 +110,7 @@ class Engine:
         """
         self._check_open()
         batch = check_images(images, self._input_chw())
-        finish = then or _copy
+        finish = then or copy_heads
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.requests, thread_name_prefix=f"{self.name}-request")

@@ -1,5 +1,11 @@
 """The onnxruntime engine: CPU, CUDA and TensorRT through onnxruntime's execution providers.
 
+Precisions: ``fp32`` everywhere (the faithful path); ``fp16`` on CUDA (a float16 copy of the
+model, :func:`ssd_resnet34.model.fp16.fp16_model_path`) and TensorRT (``trt_fp16_enable``);
+``int8`` with a QDQ model from :func:`ssd_resnet34.model.quantize.quantize` (per-channel,
+symmetric int8: onnxruntime's CPU and CUDA kernels run it, TensorRT builds explicit-precision
+int8 engines from it).
+
 An :class:`OnnxRuntimeEngine` feeds NCHW float32 image batches (``(N, 3, 1200, 1200)``, RGB,
 normalized as in MLCommons' ``dataset.py`` ``pre_process_coco_resnet34``) to an ONNX
 model with onnxruntime and returns its outputs. For a heads-only model (the output of
@@ -65,6 +71,15 @@ def providers_for(device: str, available: Sequence[str] | None = None) -> list[s
     return [_TRT, *([_CUDA] if _CUDA in available else []), _CPU]
 
 
+def _input_name_and_chw(path: Path) -> tuple[str, tuple[int, int, int]]:
+    """The data input's name and (C, H, W) (1200x1200 where symbolic), for TensorRT profiles."""
+    from ..model.graph import load_onnx, model_input
+
+    value = model_input(load_onnx(path).graph)
+    dims = [d.dim_value for d in value.type.tensor_type.shape.dim][1:]
+    return value.name, tuple(d if d > 0 else want for d, want in zip(dims, INPUT_SHAPE[1:]))
+
+
 class OnnxRuntimeEngine(Engine):
     """An onnxruntime session over one SSD-ResNet34 .onnx file; prefer :func:`ssd_resnet34.engines.create`.
 
@@ -92,11 +107,25 @@ class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
     def __init__(self, model_path: Path, device: str = "cpu", threads: int | None = None,
-                 *, max_batch: int | None = None, requests: int = 1) -> None:
+                 *, max_batch: int | None = None, requests: int = 1, precision: str = "fp32",
+                 mode: str = "latency") -> None:
+        """Open a session over ``model_path``: the model to run as is (for ``fp16`` on CUDA the
+        float16 copy, for ``int8`` the QDQ model); ``precision`` says which it is, and for
+        TensorRT sets its fp16/int8 flags. With TensorRT and ``max_batch``, one engine is built for
+        batches 1..``max_batch`` (optimization profile tuned for ``max_batch``); without, TensorRT
+        builds one per new batch size.
+
+        Raises:
+            ValueError: the device's provider is missing (see :func:`providers_for`); not one 4-D
+                input.
+            RuntimeError: onnxruntime could not start the requested GPU provider.
+        """
         super().__init__()
         self.model_path = Path(model_path)
         self.max_batch = max_batch
         self.requests = requests
+        self.precision = precision
+        self.mode = mode
         providers = providers_for(device)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -107,8 +136,13 @@ class OnnxRuntimeEngine(Engine):
         if _TRT in providers:
             trt_cache = cache_dir() / "tensorrt"
             trt_cache.mkdir(exist_ok=True)
-            provider_args[0] = (_TRT, {"trt_engine_cache_enable": True,
-                                       "trt_engine_cache_path": str(trt_cache)})
+            trt_options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(trt_cache),
+                           "trt_fp16_enable": precision in ("fp16", "int8"), "trt_int8_enable": precision == "int8"}
+            if max_batch is not None:  # one engine for batches 1..max_batch, tuned for max_batch
+                name, (c, h, w) = _input_name_and_chw(self.model_path)
+                trt_options.update({f"trt_profile_{kind}_shapes": f"{name}:{n}x{c}x{h}x{w}"
+                                    for kind, n in (("min", 1), ("opt", max_batch), ("max", max_batch))})
+            provider_args[0] = (_TRT, trt_options)
         self._session: ort.InferenceSession | None = ort.InferenceSession(
             str(self.model_path), options, providers=provider_args)
         got = self._session.get_providers()
@@ -165,4 +199,5 @@ class OnnxRuntimeEngine(Engine):
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"providers={self.providers}"
-        return f"OnnxRuntimeEngine({str(self.model_path)!r}, device={self.device!r}, {state})"
+        return (f"OnnxRuntimeEngine({str(self.model_path)!r}, device={self.device!r}, precision={self.precision!r}, "
+                f"mode={self.mode!r}, {state})")

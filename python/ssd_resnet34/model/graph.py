@@ -1,8 +1,8 @@
 """Small ONNX graph utilities: loading with clear errors, producer/consumer maps, shape
-inference at a fixed input size, parameter and multiply-add counts.
+inference at a fixed input size.
 
-Used by :mod:`ssd_resnet34.model.truncate` (to find and check the 12 SSD heads) and by
-the tests that report the size of :mod:`ssd_resnet34.model.synthetic`'s model.
+Used by :mod:`ssd_resnet34.model.truncate` (to find and check the 12 SSD heads) and
+:mod:`ssd_resnet34.model.optimize`.
 """
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ from ..layout import INPUT_SHAPE
 
 __all__ = [
     "consumers",
-    "conv_macs",
     "infer_shapes",
     "load_onnx",
+    "model_file",
     "model_input",
-    "parameter_count",
     "producers",
 ]
 
@@ -50,6 +49,25 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     except Exception as error:  # google.protobuf DecodeError, onnx's own parse errors
         raise ValueError(f"{path} is not an ONNX model ({size:,} bytes that protobuf cannot parse as "
                          f"onnx.ModelProto: {type(error).__name__}: {error})") from None
+
+
+def model_file(model: object) -> Path:
+    """The ``.onnx`` file of ``model``: an object with ``model_path`` (``SSDResNet34``) or a path.
+
+    Raises ``TypeError`` for another type, ``FileNotFoundError`` when the file does not exist,
+    ``IsADirectoryError`` for a folder.
+    """
+    if hasattr(model, "model_path"):
+        model = model.model_path
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError("model must be a str or os.PathLike path of an .onnx file, or an object "
+                        f"with a .model_path attribute (SSDResNet34), got {type(model).__name__}")
+    path = Path(model).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an .onnx model file")
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    return path
 
 
 def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
@@ -142,37 +160,3 @@ def infer_shapes(model: onnx.ModelProto, input_shape: Sequence[int] = INPUT_SHAP
         wanted = set(names)
         shapes = {k: v for k, v in shapes.items() if k in wanted}
     return shapes
-
-
-def parameter_count(model: onnx.ModelProto) -> int:
-    """Number of floating-point weights (elements of float initializers).
-
-    Integer initializers (shapes, axes, indices) and constants such as the
-    default boxes of a decode tail are counted only if they are floats; pass a
-    heads-only model to count the network's learned parameters.
-    """
-    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
-    return sum(int(np.prod(t.dims, dtype=np.int64)) for t in model.graph.initializer
-               if t.data_type in floats)
-
-
-def conv_macs(model: onnx.ModelProto, input_shape: Sequence[int] = INPUT_SHAPE) -> int:
-    """Multiply-accumulate operations of all Conv nodes for one input of ``input_shape``.
-
-    For each Conv: ``N * C_out * H_out * W_out * (C_in / group) * kH * kW``. Biases,
-    activations, pooling, additions and any decode tail are not counted (they are
-    below 0.1 % for SSD-ResNet34). FLOPs are conventionally ``2 * conv_macs``.
-
-    Raises:
-        ValueError: a Conv output or weight shape could not be inferred.
-    """
-    shapes = infer_shapes(model, input_shape)
-    total = 0
-    for node in model.graph.node:
-        if node.op_type != "Conv":
-            continue
-        out, weight = shapes.get(node.output[0]), shapes.get(node.input[1])
-        if out is None or weight is None or None in out or None in weight:
-            raise ValueError(f"cannot infer the shapes of Conv node {node.name!r}")
-        total += int(np.prod(out, dtype=np.int64)) * int(np.prod(weight[1:], dtype=np.int64))
-    return total

@@ -9,6 +9,11 @@ output is reshaped (``view(N, 4, -1)`` / ``view(N, 81, -1)``) and the 6 box-offs
 class-logit reshapes are each concatenated on axis 2. The heads are found by that
 structure (Conv -> Reshape -> Concat of 6), not by names, so exports with numeric node
 names and Shape/Gather/Unsqueeze/Concat-computed reshape shapes work.
+
+The heads graph is then prepared for inference (:mod:`ssd_resnet34.model.optimize`): the
+initializers the 2019 opset-10 export also lists as graph inputs come off ``graph.input`` (the
+heads file's only input is the image, so runtimes treat the weights as constants), the
+BatchNormalizations are folded into their Convs, and the batch dim becomes symbolic (``N``).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from onnx import TensorProto, helper
 from .._files import build_cached, cache_dir, stamp_matches
 from ..layout import HEAD_SHAPES, INPUT_SHAPE, NUM_CLASSES
 from .graph import infer_shapes, load_onnx, model_input, producers
+from .optimize import constant_weights, dynamic_batch, fold_batch_norms
 
 __all__ = [
     "find_head_outputs",
@@ -33,7 +39,7 @@ __all__ = [
 
 _METADATA_KEY = "ssd_resnet34.truncated_from"
 # Bump when truncate_model's output changes, so cached .heads.onnx files are rebuilt.
-_FORMAT_VERSION = "1"
+_FORMAT_VERSION = "2"  # 2: constant weights, folded BatchNorms, symbolic batch dim
 
 
 def _not_ssd(why: str) -> ValueError:
@@ -171,26 +177,37 @@ def _extract(model: onnx.ModelProto, outputs: list[str]) -> onnx.ModelProto:
     return result
 
 
-def truncate_model(model: onnx.ModelProto) -> onnx.ModelProto:
+def truncate_model(model: onnx.ModelProto, *, optimize: bool = True) -> onnx.ModelProto:
     """Cut the graph at the 12 head tensors.
 
     Args:
-        model: an SSD-ResNet34 graph with its decode tail (see :func:`find_head_outputs`).
+        model: an SSD-ResNet34 graph with its decode tail (see :func:`find_head_outputs`);
+            not modified.
+        optimize: prepare the heads graph for inference (default): the image is the only graph
+            input (initializers come off ``graph.input``), BatchNormalizations are folded into
+            their Convs, and the batch dim becomes ``N`` (see :mod:`ssd_resnet34.model.optimize`).
+            False keeps the subgraph exactly as exported (for before/after measurements).
 
     Returns:
         A new model with the same input and the 12 head outputs in the model card's
         order: class logits ``(N,324,50,50)``, ``(N,486,25,25)``, ``(N,486,13,13)``,
         ``(N,486,7,7)``, ``(N,324,3,3)``, ``(N,324,3,3)``, then box offsets
         ``(N,16,50,50)``, ``(N,24,25,25)``, ``(N,24,13,13)``, ``(N,24,7,7)``,
-        ``(N,16,3,3)``, ``(N,16,3,3)``, float32, NCHW (N as the original input's batch
-        dim). Only the nodes and initializers the heads need are kept; the doc string and
-        metadata are carried over.
+        ``(N,16,3,3)``, ``(N,16,3,3)``, float32, NCHW (N symbolic when ``optimize``, else the
+        original input's batch dim). Only the nodes and initializers the heads need are kept;
+        the opset, doc string and metadata are carried over.
 
     Raises:
+        TypeError: ``model`` is not an ``onnx.ModelProto``.
         ValueError: not an SSD-ResNet34 graph (see :func:`find_head_outputs`).
     """
     heads = find_head_outputs(model)
-    return _extract(model, heads)
+    result = _extract(model, heads)
+    if optimize:
+        constant_weights(result)
+        fold_batch_norms(result)
+        dynamic_batch(result)
+    return result
 
 
 def _source_key(src: Path) -> str:
@@ -205,8 +222,10 @@ def truncated_model_path(full_model_path: str | os.PathLike) -> Path:
     folder is not writable, ``cache_dir()/<stem>-<hash of the path>.heads.onnx``. A
     ``<name>.stamp`` beside it (:func:`ssd_resnet34._files.build_cached`) records the
     original's path, size and mtime and the truncated file's own size and sha256; the file
-    is rebuilt when it is missing, damaged (e.g. cut short) or the original changed. A file whose outputs already are the 12 heads (:func:`is_heads_model`,
-    e.g. the synthetic heads model) is returned unchanged.
+    is rebuilt when it is missing, damaged (e.g. cut short) or the original changed. The heads
+    graph is optimized (:func:`truncate_model` with ``optimize=True``: constant weights, folded
+    BatchNorms, symbolic batch dim). A file whose outputs already are the 12 heads
+    (:func:`is_heads_model`, e.g. the synthetic heads model) is returned unchanged.
 
     Raises:
         FileNotFoundError: ``full_model_path`` does not exist.

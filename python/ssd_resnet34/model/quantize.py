@@ -1,0 +1,240 @@
+"""int8 post-training quantization of the heads model, calibrated on real photos, and its cache.
+
+:func:`quantize` (``ssd_resnet34.quantize``; command line ``ssd-resnet34 quantize``) calibrates
+int8 models for OpenVINO (NNCF), onnxruntime (static QDQ, per channel, uint8 activations) and/or
+TensorRT (the same, symmetric int8 activations), see :mod:`ssd_resnet34.model.int8_tools`.
+``session.create(model, precision="int8")`` then finds the latest one for that model and engine
+(``tensorrt`` for ``device="tensorrt"``) with :func:`int8_model_path`, or raises
+:class:`MissingInt8ModelError` naming the command to run.
+
+Cache layout, under ``cache_dir()/int8/<first 16 hex of the heads model's sha256>/``:
+
+- ``<engine>-<key>/``: one artefact (``model.xml`` + ``model.bin``, or ``model.onnx``) and
+  ``int8.json`` (what it was made from), written to a temporary folder and renamed into place;
+- ``<engine>.json``: which artefact ``precision="int8"`` uses (the latest calibrated).
+
+The key is a sha256 of: the heads model's sha256, the engine, the quantizer's settings
+(:data:`~ssd_resnet34.model.int8_tools.SETTINGS`), the tool versions
+(:func:`~ssd_resnet34.model.int8_tools.tool_version`), this module's format version, and each
+calibration file's name and sha256, in order. Calibrating again on the same photos with the same
+tools reuses the artefact; another model, other photos or another tool version make a new one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Tuple, Union
+
+from .._files import cache_dir, file_sha256, replacing
+from .calibration import CalibrationImages, calibration_files
+from .graph import model_file
+from .int8_tools import ARTEFACTS, QUANTIZERS, SETTINGS, tool_version
+
+__all__ = [
+    "DEFAULT_COUNT",
+    "QUANTIZE_ENGINES",
+    "Int8Model",
+    "MissingInt8ModelError",
+    "int8_model_path",
+    "model_digest",
+    "quantize",
+]
+
+#: Calibration photos by default (MLPerf's calibration list for SSD-ResNet34 has 500).
+DEFAULT_COUNT = 300
+#: Targets with a quantizer: OpenVINO, onnxruntime (CPU, CUDA), TensorRT (through onnxruntime).
+QUANTIZE_ENGINES = ("openvino", "onnxruntime", "tensorrt")
+_FORMAT_VERSION = "1"
+_META = "int8.json"
+
+_digests: Dict[Tuple[str, int, int], str] = {}
+
+
+class MissingInt8ModelError(FileNotFoundError):
+    """No int8 model has been calibrated for this model and engine (or it was made by other
+    tool versions); the message names the command that makes one."""
+
+
+@dataclass(frozen=True)
+class Int8Model:
+    """One calibrated int8 artefact.
+
+    Attributes:
+        engine: ``"openvino"`` or ``"onnxruntime"``.
+        path: the model file (``model.xml`` or ``model.onnx``).
+        source: the heads model it was quantized from.
+        images: the calibration files, in order.
+        tool: the tool versions that made it.
+        seconds: how long the calibration took (0 when reused from the cache).
+        reused: True when the cache already held it.
+    """
+
+    engine: str
+    path: Path
+    source: Path
+    images: Tuple[str, ...]
+    tool: str
+    seconds: float
+    reused: bool
+
+
+def model_digest(path: Union[str, "os.PathLike[str]"]) -> str:
+    """sha256 of a model file, remembered for the process while its size and mtime stay."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _digests:
+        _digests[key] = file_sha256(path)
+    return _digests[key]
+
+
+def _folder(model_sha: str) -> Path:
+    return cache_dir() / "int8" / model_sha[:16]
+
+
+def _engines(engine: Any) -> List[str]:
+    if not isinstance(engine, str):
+        raise TypeError(f"engine must be a str, one of ('auto', 'all', {', '.join(map(repr, QUANTIZE_ENGINES))}), "
+                        f"got {type(engine).__name__}")
+    engine = engine.lower()
+    if engine == "all":
+        return list(QUANTIZE_ENGINES)
+    if engine == "auto":
+        from ..engines._choose import resolve
+
+        try:
+            return [resolve("auto", "auto", "fp32").engine]
+        except ValueError:
+            return ["onnxruntime"]
+    if engine not in QUANTIZE_ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: expected one of ('auto', 'all', "
+                         f"{', '.join(map(repr, QUANTIZE_ENGINES))})")
+    return [engine]
+
+
+def _key(model_sha: str, engine: str, tool: str, files: List[Path]) -> str:
+    h = hashlib.sha256(f"{model_sha}|{engine}|{SETTINGS[engine]}|{tool}|v{_FORMAT_VERSION}".encode())
+    for path in files:
+        h.update(f"|{path.name}:{file_sha256(path)}".encode())
+    return h.hexdigest()
+
+
+def _write_json(path: Path, data: Dict[str, Any]) -> None:
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path) -> Dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _calibrate(engine: str, source: Path, files: List[Path], target: Path, meta: Dict[str, Any],
+               ranges: Path) -> float:
+    """Run the quantizer into a temporary folder beside ``target``, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        start = time.perf_counter()
+        QUANTIZERS[engine](source, CalibrationImages(files), work, ranges=ranges)
+        seconds = time.perf_counter() - start
+        meta["seconds"] = round(seconds, 1)
+        _write_json(work / _META, meta)
+        if target.exists():  # made meanwhile by another process from the same key
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(work, target)
+        return seconds
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def quantize(model: Any, images: Union[str, "os.PathLike[str]", Iterable[Any]], count: int = DEFAULT_COUNT, *,
+             engine: str = "auto") -> List[Int8Model]:
+    """Calibrate int8 models of ``model`` on real photos; ``session.create(model, precision="int8")``
+    then uses them.
+
+    Args:
+        model: an ``SSDResNet34`` (its heads model, ``model_path``) or the path of a heads .onnx.
+        images: a folder of photos (the first ``count`` image files by name) or a list of image
+            paths (the first ``count``). Real photos of the deployment's kind (e.g. COCO
+            val2017); a few hundred suffice, tests use 1-2.
+        count: how many photos to calibrate on (default 300).
+        engine: ``"openvino"`` (NNCF), ``"onnxruntime"`` (QDQ, for its CPU and CUDA providers),
+            ``"tensorrt"`` (symmetric QDQ, for onnxruntime's TensorRT provider), ``"all"``, or
+            ``"auto"``: the engine ``session.create(model)`` picks on this machine.
+
+    Returns:
+        One :class:`Int8Model` per engine. Calibration takes minutes for 300 photos (each is
+        inferred in fp32); an artefact already calibrated from the same model, photos and tool
+        versions is reused at once.
+
+    Raises:
+        TypeError / ValueError: a bad argument (see
+            :func:`~ssd_resnet34.model.calibration.calibration_files`), an unknown engine.
+        FileNotFoundError: the model, the folder or a listed image is missing.
+        ImportError: the engine's tool (``nncf``, ``openvino``, ``onnxruntime``) is missing.
+        ssd_resnet34.image.ImageError: a calibration file is not a readable image.
+    """
+    source = model_file(model)
+    engines = _engines(engine)
+    files = calibration_files(images, count)
+    model_sha = model_digest(source)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ssd-resnet34-ranges.") as shared:
+        for name in engines:
+            results.append(_quantize_one(name, source, files, model_sha, Path(shared) / "ranges.json"))
+    return results
+
+
+def _quantize_one(name: str, source: Path, files: List[Path], model_sha: str, ranges: Path) -> Int8Model:
+    """One engine's artefact: reused from the cache when made from the same key, else calibrated;
+    the engine's pointer is set to it."""
+    tool = tool_version(name)
+    key = _key(model_sha, name, tool, files)
+    target = _folder(model_sha) / f"{name}-{key[:16]}"
+    meta = {"engine": name, "key": key, "tool": tool, "source": str(source), "source_sha256": model_sha,
+            "images": [str(p) for p in files], "format": _FORMAT_VERSION}
+    existing = _read_json(target / _META)
+    reused = existing.get("key") == key and (target / ARTEFACTS[name]).is_file()
+    seconds = 0.0 if reused else _calibrate(name, source, files, target, meta, ranges)
+    _write_json(_folder(model_sha) / f"{name}.json", {"folder": target.name, "key": key, "tool": tool})
+    return Int8Model(name, target / ARTEFACTS[name], source, tuple(meta["images"]), tool, seconds, reused)
+
+
+def int8_model_path(model: Any, engine: str) -> Path:
+    """The int8 model :func:`quantize` made last for ``model`` (an ``SSDResNet34`` or a heads
+    .onnx path) and ``engine`` (``"openvino"``, ``"onnxruntime"`` or ``"tensorrt"``).
+
+    Raises:
+        MissingInt8ModelError: none yet, or it was made by other tool versions than the installed
+            ones; the message names the command to run.
+        FileNotFoundError: the model file is missing.
+    """
+    source = model_file(model)
+    if engine not in QUANTIZE_ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: expected one of {QUANTIZE_ENGINES}")
+    folder = _folder(model_digest(source))
+    pointer = _read_json(folder / f"{engine}.json")
+    how = (f"calibrate one first: `ssd-resnet34 quantize --images DIR --engine {engine} --model PATH` "
+           f"(`--synthetic` for the synthetic model), or ssd_resnet34.quantize(model, images, engine={engine!r})")
+    if not pointer:
+        raise MissingInt8ModelError(f"no int8 model of {source} for {engine} in {folder}: {how}")
+    tool = tool_version(engine)
+    target = folder / str(pointer.get("folder", "")) / ARTEFACTS[engine]
+    meta = _read_json(target.parent / _META)
+    if meta.get("key") != pointer.get("key") or not target.is_file():
+        raise MissingInt8ModelError(f"the int8 model of {source} for {engine} is missing or damaged ({target}): {how}")
+    if meta.get("tool") != tool:
+        raise MissingInt8ModelError(f"the int8 model of {source} for {engine} was made with {meta.get('tool')}, "
+                                    f"the installed tools are {tool}: {how}")
+    return target

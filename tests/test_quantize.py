@@ -1,0 +1,160 @@
+"""int8 post-training quantization: the calibration photos, the cache, the quantizers (NNCF for
+OpenVINO, onnxruntime's QDQ for onnxruntime and, symmetric, for TensorRT) and ``precision="int8"``;
+the ``quantize`` command.
+
+Calibrated on ONE real COCO photo (the first of the folder) into a temporary cache, so this stays
+cheap and never touches the user's cache; the int8 SQNR is reported, with a loose sanity floor
+(int8 accuracy is measured by ``benches/bench_engines.py``, on real mAP it needs the official
+weights). The synthetic model's detections are meaningless (random weights).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ssd_resnet34.cli import main
+from ssd_resnet34.engines import create
+from ssd_resnet34.evaluation.compare import sqnr_db
+from ssd_resnet34.model.calibration import CalibrationImages, calibration_files
+from ssd_resnet34.model.quantize import MissingInt8ModelError, int8_model_path, quantize
+
+pytest_plugins = ["_fixtures"]
+
+CALIBRATION = "000000000285.jpg"  # the folder's first photo; the tests evaluate on others
+
+
+@pytest.fixture(scope="session")
+def int8_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("int8-cache")
+
+
+@pytest.fixture(scope="session")
+def calibrated(int8_cache, synthetic_heads_path, photo_paths):
+    """The three int8 models of the synthetic heads model, calibrated on one photo, and the engines
+    of the two that run here."""
+    pytest.importorskip("nncf")
+    folder = photo_paths[0].parent
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSD_RESNET34_CACHE_DIR", str(int8_cache))
+        made = quantize(synthetic_heads_path, folder, count=1, engine="all")
+        engines = {name: create(synthetic_heads_path, device="cpu", engine=name, precision="int8")
+                   for name in ("openvino", "onnxruntime")}
+    yield made, engines
+    for engine in engines.values():
+        engine.close()
+
+
+def test_calibration_files(tmp_path, photo_paths):
+    folder = photo_paths[0].parent
+    files = calibration_files(folder, 3)
+    assert [p.name for p in files] == sorted(p.name for p in folder.glob("*.jpg"))[:3]
+    assert files[0].name == CALIBRATION
+    assert calibration_files(photo_paths, 1) == photo_paths[:1]
+    images = CalibrationImages(photo_paths)
+    assert len(images) == 2 and images[1].shape == (1, 3, 1200, 1200) and images[1].dtype == np.float32
+    assert len(images[1:]) == 1
+    with pytest.raises(FileNotFoundError, match="calibration folder not found"):
+        calibration_files(tmp_path / "missing", 1)
+    with pytest.raises(ValueError, match="no image files"):
+        calibration_files(tmp_path, 1)
+    with pytest.raises(ValueError, match="is a file"):
+        calibration_files(photo_paths[0], 1)
+    with pytest.raises(FileNotFoundError, match="calibration image not found"):
+        calibration_files([tmp_path / "nope.jpg"], 1)
+    with pytest.raises(ValueError, match="count must be >= 1"):
+        calibration_files(folder, 0)
+    with pytest.raises(TypeError, match="count must be an int"):
+        calibration_files(folder, "3")
+    with pytest.raises(TypeError, match="paths of image files"):
+        calibration_files([3], 1)
+    with pytest.raises(ValueError, match="empty"):
+        calibration_files([], 1)
+
+
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
+def test_missing_int8_model_names_the_command(engine, tmp_path, monkeypatch, synthetic_heads_path):
+    monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(tmp_path))
+    with pytest.raises(MissingInt8ModelError, match=r"no int8 model of .* for " + engine +
+                       r".*ssd-resnet34 quantize --images DIR --engine " + engine):
+        create(synthetic_heads_path, device="cpu", engine=engine, precision="int8")
+    assert issubclass(MissingInt8ModelError, FileNotFoundError)
+
+
+def test_bad_quantize_arguments(synthetic_heads_path, photo_paths):
+    with pytest.raises(ValueError, match=r"unknown engine 'cuda': expected one of \('auto', 'all', 'openvino'"):
+        quantize(synthetic_heads_path, photo_paths, engine="cuda")
+    with pytest.raises(TypeError, match=r"\.model_path attribute \(SSDResNet34\)"):
+        quantize(42, photo_paths)
+    with pytest.raises(ValueError, match="unknown engine"):
+        int8_model_path(synthetic_heads_path, "cuda")
+
+
+def test_int8_engines(calibrated, photo_batch, photo_reference):
+    made, engines = calibrated
+    assert [m.engine for m in made] == ["openvino", "onnxruntime", "tensorrt"]
+    assert all(m.images[0].endswith(CALIBRATION) and not m.reused and m.seconds > 0 for m in made)
+    assert [m.path.name for m in made] == ["model.xml", "model.onnx", "model.onnx"]
+    for name, engine in engines.items():
+        assert (engine.name, engine.device, engine.precision) == (name, "cpu", "int8")
+        db = sqnr_db([r[:1] for r in photo_reference], engine.run(photo_batch[0][:1]))
+        print(f"{name} int8 (calibrated on 1 photo): head SQNR {min(db):.1f}..{max(db):.1f} dB against "
+              "onnxruntime fp32")
+        assert min(db) > 15  # a sanity floor: a broken quantization gives < 5 dB
+
+
+def _activation_zero_points(path):
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    quantizers = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quantizers) > 50 and {(n.domain or "") for n in quantizers} == {""}
+    return [inits[n.input[2]] for n in quantizers]
+
+
+def test_qdq_formats(calibrated):
+    """onnxruntime: uint8 activations with their own zero points (its fast CPU format); TensorRT:
+    symmetric int8 activations (zero points 0), the only kind it takes."""
+    made, _ = calibrated
+    cpu, trt = _activation_zero_points(made[1].path), _activation_zero_points(made[2].path)
+    assert {z.dtype for z in cpu} == {np.dtype(np.uint8)} and any(int(z) != 128 for z in cpu)
+    assert {z.dtype for z in trt} == {np.dtype(np.int8)} and all(int(z) == 0 for z in trt)
+
+
+def test_cache_reuse_new_photos_and_tool_versions(calibrated, int8_cache, synthetic_heads_path, photo_paths,
+                                                  monkeypatch):
+    made, _ = calibrated
+    monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(int8_cache))
+    (again,) = quantize(synthetic_heads_path, photo_paths[0].parent, count=1, engine="openvino")
+    assert again.reused and again.seconds == 0 and again.path == made[0].path
+    assert int8_model_path(synthetic_heads_path, "openvino") == made[0].path
+    # another model file (same bytes): its own hash, the same artefact folder
+    copy = int8_cache / "copy.onnx"
+    shutil.copyfile(synthetic_heads_path, copy)
+    assert int8_model_path(copy, "onnxruntime") == made[1].path
+    # the artefact was made by other tool versions: refused, naming the command
+    meta = made[1].path.parent / "int8.json"
+    data = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**data, "tool": "onnxruntime 0.1"}))
+    try:
+        with pytest.raises(MissingInt8ModelError, match=r"made with onnxruntime 0.1.*ssd-resnet34 quantize"):
+            int8_model_path(synthetic_heads_path, "onnxruntime")
+    finally:
+        meta.write_text(json.dumps(data))
+
+
+def test_quantize_command_uses_the_cache(calibrated, int8_cache, synthetic_heads_path, photo_paths, monkeypatch,
+                                         capsys):
+    made, _ = calibrated
+    monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(int8_cache))
+    code = main(["quantize", "--images", str(photo_paths[0].parent), "--count", "1", "--engine", "openvino",
+                 "--model", str(synthetic_heads_path), "--no-verify"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"openvino: int8 model {made[0].path} (already calibrated (cached) on 1 image(s); nncf ")
+    assert main(["quantize", "--images", str(photo_paths[0].parent / "missing"), "--synthetic"]) == 1
+    assert "calibration folder not found" in capsys.readouterr().err
