@@ -35,7 +35,7 @@
 //! computes it") gives the arguments for each of these steps.
 
 use crate::layout::{Level, LEVELS, NUM_CLASSES, NUM_LEVELS};
-use crate::simd::reject::{abs_bits, foreground_max, NON_FINITE_ABS_BITS};
+use crate::simd::reject::{abs_bits, foreground_max, select_survivors, NON_FINITE_ABS_BITS, SELECT_SLACK};
 use crate::simd::softmax::{softmax_lanes, Group, GroupOut};
 use crate::simd::{Isa, LANES};
 use rayon::prelude::*;
@@ -208,18 +208,21 @@ pub(crate) fn softmax_anchor(logits: &[f32], num_anchors: usize, anchor: usize, 
     }
 }
 
+/// Room of [`Survivors`]: a chunk's survivors, the fewer than [`LANES`] left from the
+/// chunks before, and the slack of the selection kernel's whole-register stores.
+const SURVIVORS_CAP: usize = CHUNK + LANES + SELECT_SLACK;
+
 /// Anchors that passed the quick reject, waiting for the softmax: local index and max
-/// logit (over all 81 classes) of each, `len` of them. Room for a chunk's survivors and
-/// the fewer than [`LANES`] left from the chunks before.
+/// logit (over all 81 classes) of each, `len` of them.
 struct Survivors {
-    anchors: [u32; CHUNK + LANES],
-    max: [f32; CHUNK + LANES],
+    anchors: [u32; SURVIVORS_CAP],
+    max: [f32; SURVIVORS_CAP],
     len: usize,
 }
 
 impl Survivors {
     fn new() -> Self {
-        Survivors { anchors: [0; CHUNK + LANES], max: [0.0; CHUNK + LANES], len: 0 }
+        Survivors { anchors: [0; SURVIVORS_CAP], max: [0.0; SURVIVORS_CAP], len: 0 }
     }
 
     /// Keeps the survivors from `from` on, moved to the front.
@@ -248,20 +251,10 @@ fn reject_chunk(isa: Isa, logits: &[f32], num_anchors: usize, start: usize, len:
     if abs_max >= NON_FINITE_ABS_BITS {
         return false;
     }
-    // Branch-free: every anchor is written at the next free slot, which only advances
-    // for a survivor (a fifth of the anchors at realistic densities: a branch would be
-    // mispredicted often).
-    let mut n = survivors.len;
-    for (i, (&x0, &m)) in row0.iter().zip(mx.iter()).enumerate() {
-        survivors.anchors[n] = (start + i) as u32;
-        // The max of all 81 logits: its sign of zero may differ from the class-order
-        // max, which changes no x_c - m (x - 0 = x - (-0) = x; +-0 - +-0 = +-0,
-        // exp(+-0) = 1).
-        survivors.max[n] = if x0 > m { x0 } else { m };
-        // Finite logits give a finite m, so d is never NaN here.
-        n += (x0 - m <= bound) as usize;
-    }
-    survivors.len = n;
+    // The max of all 81 logits: its sign of zero may differ from the class-order max,
+    // which changes no x_c - m (x - 0 = x - (-0) = x; +-0 - +-0 = +-0, exp(+-0) = 1).
+    let n = survivors.len;
+    survivors.len += select_survivors(isa, row0, mx, start, bound, &mut survivors.anchors[n..], &mut survivors.max[n..]);
     true
 }
 

@@ -82,9 +82,12 @@ fn exp_fast(x: f64) -> f64 {
     let k = kd - ROUND_SHIFT;
     let r = (-k).mul_add(LN2_16_HI, x);
     let r = (-k).mul_add(LN2_16_LO, r);
-    // The integer k sits in the low bits of kd: j = k mod 16, and (k >> 4) << 52 (the
-    // arithmetic shift's sign bits leave through the top) is e in the exponent field.
-    let k_bits = kd.to_bits().wrapping_sub(ROUND_SHIFT.to_bits());
+    // The integer k sits in the low bits of kd: kd = ROUND_SHIFT + k exactly, within the
+    // binade of ROUND_SHIFT, so its bits are those of ROUND_SHIFT plus k (two's
+    // complement). Only their low 16 bits are used, and ROUND_SHIFT's are 0, so they are
+    // k's: j = k mod 16, and (k >> 4) << 52 (the arithmetic shift's sign bits leave
+    // through the top) is e in the exponent field.
+    let k_bits = kd.to_bits();
     let j = (k_bits & 15) as usize;
     let e_bits = (k_bits << 48) & EXPONENT_BITS;
     let q = r.mul_add(r.mul_add(r.mul_add(r.mul_add(r.mul_add(C[5], C[4]), C[3]), C[2]), C[1]), C[0]);
@@ -115,7 +118,7 @@ pub(crate) fn exp_lanes(x: [f64; LANES]) -> [f64; LANES] {
 /// order, so the same bits; `$lookup(table, k_bits)` reads `table[k mod 16]`.
 macro_rules! exp_n {
     ($(#[$doc:meta])* $name:ident, $feature:literal, $v:ty, $set1:ident, $add:ident, $sub:ident, $mul:ident,
-     $fmadd:ident, $fnmadd:ident, $cast_int:ident, $cast_pd:ident, $sub_epi:ident, $add_epi:ident, $and:ident,
+     $fmadd:ident, $fnmadd:ident, $cast_int:ident, $cast_pd:ident, $add_epi:ident, $and:ident,
      $slli:ident, $set1_epi:ident, $lookup:expr) => {
         $(#[$doc])*
         #[cfg(target_arch = "x86_64")]
@@ -142,7 +145,8 @@ macro_rules! exp_n {
                 }
             }
             for i in 0..N {
-                let k_bits = $sub_epi($cast_int(kd[i]), $set1_epi(ROUND_SHIFT.to_bits() as i64));
+                // The low 16 bits of kd's are k's (see exp_fast).
+                let k_bits = $cast_int(kd[i]);
                 let e_bits = $and($slli::<48>(k_bits), $set1_epi(EXPONENT_BITS as i64));
                 let p = $fmadd($mul(r[i], r[i]), q[i], r[i]);
                 let (hi, lo) = ($lookup(&T_HI, k_bits), $lookup(&T_LO, k_bits));
@@ -162,7 +166,7 @@ exp_n!(
     /// The CPU must support AVX2 and FMA.
     exp_fast_avx2, "avx2,fma", std::arch::x86_64::__m256d, _mm256_set1_pd, _mm256_add_pd, _mm256_sub_pd,
     _mm256_mul_pd, _mm256_fmadd_pd, _mm256_fnmadd_pd, _mm256_castpd_si256, _mm256_castsi256_pd,
-    _mm256_sub_epi64, _mm256_add_epi64, _mm256_and_si256, _mm256_slli_epi64, _mm256_set1_epi64x,
+    _mm256_add_epi64, _mm256_and_si256, _mm256_slli_epi64, _mm256_set1_epi64x,
     // SAFETY (reads): the indices are k mod 16, inside the table.
     |table: &[f64; 16], k_bits| _mm256_i64gather_pd::<8>(table.as_ptr(), _mm256_and_si256(k_bits, _mm256_set1_epi64x(15)))
 );
@@ -175,7 +179,7 @@ exp_n!(
     /// The CPU must support AVX-512F.
     exp_fast_avx512, "avx512f", std::arch::x86_64::__m512d, _mm512_set1_pd, _mm512_add_pd, _mm512_sub_pd,
     _mm512_mul_pd, _mm512_fmadd_pd, _mm512_fnmadd_pd, _mm512_castpd_si512, _mm512_castsi512_pd,
-    _mm512_sub_epi64, _mm512_add_epi64, _mm512_and_si512, _mm512_slli_epi64, _mm512_set1_epi64,
+    _mm512_add_epi64, _mm512_and_si512, _mm512_slli_epi64, _mm512_set1_epi64,
     // The permutation uses the low 4 bits of each index: k mod 16.
     |table: &[f64; 16], k_bits| _mm512_permutex2var_pd(_mm512_loadu_pd(table.as_ptr()), k_bits, _mm512_loadu_pd(table.as_ptr().add(8)))
 );
@@ -294,6 +298,25 @@ mod tests {
         for (k, c) in C.iter().enumerate() {
             let factorial: u32 = (1..=k as u32 + 2).product();
             assert_eq!(*c, 1.0 / factorial as f64);
+        }
+    }
+
+    #[test]
+    fn kd_bits_carry_k_in_their_low_16_bits() {
+        // exp_fast uses kd's bits for k's: kd = ROUND_SHIFT + k stays in ROUND_SHIFT's
+        // binade and ROUND_SHIFT's low 16 bits are 0, for every k of the fast range.
+        assert_eq!(ROUND_SHIFT.to_bits() & 0xFFFF, 0);
+        let k_of = |x: f64| x.mul_add(INV_LN2_16, ROUND_SHIFT) - ROUND_SHIFT;
+        let (k_min, k_max) = (k_of(FAST_MIN) as i64, k_of(FAST_MAX) as i64);
+        assert!(k_min > -20_000 && k_max < 20_000, "{k_min} {k_max}");
+        for k in k_min..=k_max {
+            let kd = ROUND_SHIFT + k as f64;
+            assert_eq!(kd - ROUND_SHIFT, k as f64);
+            assert_eq!(kd.to_bits() >> 52, ROUND_SHIFT.to_bits() >> 52, "k = {k} leaves the binade");
+            let old = kd.to_bits().wrapping_sub(ROUND_SHIFT.to_bits());
+            assert_eq!(old, k as u64);
+            assert_eq!(kd.to_bits() & 15, old & 15);
+            assert_eq!((kd.to_bits() << 48) & EXPONENT_BITS, (old << 48) & EXPONENT_BITS);
         }
     }
 

@@ -5,7 +5,8 @@
 //! - [`reject`]: the quick-reject pass over the class logits (running foreground max and
 //!   finite check) and the finite check of the box offsets;
 //! - [`softmax`]: the exact float64 softmax of 8 anchors at once;
-//! - [`nms`]: greedy NMS with the kept boxes as columns, 8 IoUs at a time.
+//! - [`nms`]: greedy NMS with the kept boxes as columns, 8 (AVX2) or 16 (AVX-512) IoUs at
+//!   a time.
 //!
 //! # The same bits on every CPU
 //!

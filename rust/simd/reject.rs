@@ -3,7 +3,8 @@
 //! row by row so the reads stream, with the finite check folded in. A value is NaN or +-inf
 //! exactly when the bit pattern of |x| is >= that of +inf, so an integer max of |x| bit
 //! patterns (associative, hence vectorised) decides it. Portable and AVX2 versions, the
-//! same bits (see [`super`]).
+//! same bits (see [`super`]); then the selection of the survivors ([`select_survivors`]),
+//! portable and AVX-512 (a register compress), the same survivors in the same order.
 
 use super::{Isa, Level};
 use crate::layout::NUM_CLASSES;
@@ -121,6 +122,81 @@ pub(crate) fn foreground_max(isa: Isa, logits: &[f32], num_anchors: usize, start
     }
 }
 
+/// Room a survivor buffer needs past the survivors it may hold, for the full-register
+/// stores of [`select_survivors`].
+pub(crate) const SELECT_SLACK: usize = 16;
+
+/// The selection after the running max: for each anchor `start + i` of a chunk (`row0[i]`
+/// its background logit x_0, `mx[i]` its foreground max m), in order, writes the anchor to
+/// `anchors` and `if x0 > m { x0 } else { m }` (its max over all 81 logits) to `max`, from
+/// the front, when `x0 - m <= bound` (float32). Returns how many. Logits are finite
+/// (checked before), so no difference is NaN.
+///
+/// # Panics
+/// When `mx` is not as long as `row0` or a buffer has less than `row0.len() +`
+/// [`SELECT_SLACK`] values.
+#[inline]
+pub(crate) fn select_survivors(isa: Isa, row0: &[f32], mx: &[f32], start: usize, bound: f32, anchors: &mut [u32], max: &mut [f32]) -> usize {
+    let len = row0.len();
+    assert!(mx.len() == len && anchors.len() >= len + SELECT_SLACK && max.len() >= len + SELECT_SLACK, "select_survivors: buffers too short");
+    match isa.0 {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: an Isa of this level is only made when the CPU has AVX-512F (super::Isa);
+        // the lengths are checked above.
+        Level::Avx512 => unsafe { select_survivors_avx512(row0, mx, start, bound, anchors, max) },
+        _ => select_survivors_generic(row0, mx, start, bound, anchors, max),
+    }
+}
+
+/// [`select_survivors`], portable: branch-free, every anchor is written at the next free
+/// slot, which only advances for a survivor (a fifth of the anchors at realistic
+/// densities: a branch would be mispredicted often).
+fn select_survivors_generic(row0: &[f32], mx: &[f32], start: usize, bound: f32, anchors: &mut [u32], max: &mut [f32]) -> usize {
+    let mut n = 0;
+    for (i, (&x0, &m)) in row0.iter().zip(mx).enumerate() {
+        anchors[n] = (start + i) as u32;
+        max[n] = max2(x0, m);
+        n += (x0 - m <= bound) as usize;
+    }
+    n
+}
+
+/// [`select_survivors`] with AVX-512F, 16 anchors a step: the same float32 difference and
+/// comparison (`_CMP_LE_OQ` is `<=`; no NaN here) and `_mm512_max_ps(x0, m)`, which is
+/// [`max2`]`(x0, m)`; the survivors of a step are packed by a register compress and stored
+/// as a whole register (the lanes past them are overwritten later or ignored, hence
+/// [`SELECT_SLACK`]). The last step masks off the lanes past the chunk.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `mx.len() == row0.len()` and both buffers hold at least
+/// `row0.len() + SELECT_SLACK` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn select_survivors_avx512(row0: &[f32], mx: &[f32], start: usize, bound: f32, anchors: &mut [u32], max: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    let len = row0.len();
+    let b = _mm512_set1_ps(bound);
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let (mut i, mut n) = (0, 0);
+    while i < len {
+        let k: __mmask16 = if len - i >= 16 { 0xFFFF } else { (1u16 << (len - i)) - 1 };
+        // SAFETY: the lanes of k are below len; n <= i, so the stores end before
+        // len + SELECT_SLACK.
+        let x0 = _mm512_maskz_loadu_ps(k, row0.as_ptr().add(i));
+        let m = _mm512_maskz_loadu_ps(k, mx.as_ptr().add(i));
+        // Compared on all lanes, then masked: the masked compare intrinsic
+        // (`_mm512_mask_cmp_ps_mask`) makes LLVM fail here in some builds (the doctest's:
+        // "Cannot emit physreg copy instruction").
+        let keep = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(_mm512_sub_ps(x0, m), b) & k;
+        let index = _mm512_add_epi32(lanes, _mm512_set1_epi32((start + i) as i32));
+        _mm512_storeu_si512(anchors.as_mut_ptr().add(n).cast(), _mm512_maskz_compress_epi32(keep, index));
+        _mm512_storeu_ps(max.as_mut_ptr().add(n), _mm512_maskz_compress_ps(keep, _mm512_max_ps(x0, m)));
+        n += u32::from(keep).count_ones() as usize;
+        i += 16;
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +219,45 @@ mod tests {
                 let mut got = vec![f32::NEG_INFINITY; len];
                 assert_eq!(foreground_max(isa, &x, a_l, start, &mut got), abs_want, "{isa:?}");
                 assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            }
+        }
+    }
+
+    #[test]
+    fn select_survivors_variants_agree() {
+        let mut rng = Rng::new(7);
+        for &len in &[0usize, 1, 7, 15, 16, 17, 31, 33, 1000, 1024] {
+            for &bound in &[-0.5f32, 0.0, 1.25] {
+                // Small integer-valued logits give many ties (d == bound, x0 == m) and
+                // signed zeros; every fourth anchor is a random float.
+                let pick = |rng: &mut Rng, i: usize| -> f32 {
+                    match i % 4 {
+                        0 => (rng.next_f64() * 16.0 - 8.0) as f32,
+                        1 => [0.0, -0.0][(rng.next_f64() * 2.0) as usize],
+                        _ => ((rng.next_f64() * 6.0).floor() - 3.0) as f32 * 0.25,
+                    }
+                };
+                let row0: Vec<f32> = (0..len).map(|i| pick(&mut rng, i)).collect();
+                let mx: Vec<f32> = (0..len).map(|i| pick(&mut rng, i + 1)).collect();
+                let start = 3 * len + 5;
+                let mut want_a = vec![u32::MAX; len + SELECT_SLACK];
+                let mut want_m = vec![f32::NAN; len + SELECT_SLACK];
+                let n = select_survivors_generic(&row0, &mx, start, bound, &mut want_a, &mut want_m);
+                let expect: Vec<(u32, u32)> = (0..len)
+                    .filter(|&i| row0[i] - mx[i] <= bound)
+                    .map(|i| ((start + i) as u32, max2(row0[i], mx[i]).to_bits()))
+                    .collect();
+                assert_eq!(n, expect.len());
+                for isa in Isa::supported() {
+                    // Exactly the room the contract asks for, so a store past it panics
+                    // (generic) or is caught by the slice lengths below.
+                    let mut a = vec![u32::MAX; len + SELECT_SLACK];
+                    let mut m = vec![f32::NAN; len + SELECT_SLACK];
+                    let got = select_survivors(isa, &row0, &mx, start, bound, &mut a, &mut m);
+                    assert_eq!(got, n, "{isa:?} len {len} bound {bound}");
+                    let pairs: Vec<(u32, u32)> = a[..got].iter().zip(&m[..got]).map(|(&a, &m)| (a, m.to_bits())).collect();
+                    assert_eq!(pairs, expect, "{isa:?} len {len} bound {bound}");
+                }
             }
         }
     }
