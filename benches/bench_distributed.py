@@ -6,10 +6,9 @@
 Rows, run side by side in one process on the same COCO photos (each round runs every row once,
 in turn, so load from other work on the machine spreads over all of them):
 
-- single process: ``ssd-resnet34 detect PHOTOS --synthetic --no-draw`` (the pipelined loop,
-  one onnxruntime fp32 engine with the runtime's default threads), in this process; and the
-  same with ``--threads 2``, the setting each Ray actor gets from its CPUs (onnxruntime pins
-  its default threads to cores, which costs when other work shares the machine);
+- single process: ``ssd-resnet34 detect PHOTOS --synthetic --no-draw --engine onnxruntime
+  --precision fp32`` (the pipelined loop; the engine in throughput mode, one request of one
+  thread per core), in this process; and the same with ``--threads 2`` (two threads per request);
 - Ray, 1 actor: ``detect_dataset(..., workers=1, cpus_per_worker=2)`` (2 inference threads);
 - Ray, 2 actors: ``detect_dataset(..., workers=2, cpus_per_worker=1)`` (1 thread each).
 
@@ -44,6 +43,11 @@ from _models import tiny_heads_model  # noqa: E402
 
 from _common import cpu_name  # noqa: E402
 
+#: The engine of every row: onnxruntime fp32, whose results are the same bits whatever its thread
+#: count (the check that all runs wrote the same file needs that; OpenVINO bf16 is not bit-stable
+#: across thread and stream counts), in throughput mode as ``detect`` and the actors open it.
+ENGINE = {"engine": "onnxruntime", "precision": "fp32"}
+
 
 def _single(photos, out: Path, model_path=None, threads=None) -> float:
     """The single-process ``detect`` (synthetic model) or its pipeline with another heads model."""
@@ -51,7 +55,8 @@ def _single(photos, out: Path, model_path=None, threads=None) -> float:
     if model_path is None:
         from ssd_resnet34.cli import main
 
-        argv = ["detect", *map(str, photos), "--synthetic", "--no-draw", "--out", str(out)]
+        argv = ["detect", *map(str, photos), "--synthetic", "--no-draw", "--out", str(out),
+                "--engine", ENGINE["engine"], "--precision", ENGINE["precision"]]
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             status = main(argv + ([] if threads is None else ["--threads", str(threads)]))
         assert status == 0, status
@@ -60,7 +65,7 @@ def _single(photos, out: Path, model_path=None, threads=None) -> float:
         from ssd_resnet34.output.coco_results import assign_image_ids, to_coco_results, write_coco_results
 
         model = SSDResNet34(model_path)
-        with engines.create(model, threads=threads) as engine:
+        with engines.create(model, threads=threads, mode="throughput", **ENGINE) as engine:
             done = [(o.source, o.results) for o in model.iter_detect(list(map(str, photos)), engine)]
         ids, _ = assign_image_ids([p for p, _ in done])
         out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +80,7 @@ def _ray(photos, out: Path, workers: int, model_path=None) -> float:
     source = {"synthetic": True} if model_path is None else {"model": SSDResNet34(model_path)}
     start = time.perf_counter()
     run = detect_dataset([str(p) for p in photos], out, workers=workers, cpus_per_worker=2 / workers,
-                         progress=False, **source)
+                         progress=False, **source, **ENGINE)
     assert run.processed == len(photos) and not run.errors and run.workers == workers
     return time.perf_counter() - start
 
