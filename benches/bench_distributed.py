@@ -8,7 +8,8 @@ in turn, so load from other work on the machine spreads over all of them):
 
 - single process: ``ssd-resnet34 detect PHOTOS --synthetic --no-draw --engine onnxruntime
   --precision fp32`` (the pipelined loop; the engine in throughput mode, one request of one
-  thread per core), in this process; and the same with ``--threads 2`` (two threads per request);
+  thread per core), in this process; and the same with ``--threads 2``, what a Ray actor given
+  2 CPUs gets (``threads`` is the total: on 2 cores, the same 2 requests of 1 thread);
 - Ray, 1 actor: ``detect_dataset(..., workers=1, cpus_per_worker=2)`` (2 inference threads);
 - Ray, 2 actors: ``detect_dataset(..., workers=2, cpus_per_worker=1)`` (1 thread each).
 

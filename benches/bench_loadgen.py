@@ -126,7 +126,7 @@ def main(argv=None) -> int:
                     "--min-query-count", str(args.server_queries), "--max-batch", "2")
         if "Result is : VALID" not in out:
             p99 = field(out, r"^99\.00 percentile latency \(ns\)\s*:\s*(\d+)") / 1e6
-            reasons = ", ".join(re.findall(r"^\s*(.+?)\s*:\s*NO$", out, re.M))
+            reasons = ", ".join(re.findall(r"^\s+(.+?)\s*:\s*NO$", out, re.M))
             failed = f"; INVALID at {qps:.2f} QPS (p99 {p99:.0f} ms; not satisfied: {reasons})"
             break
         best = qps

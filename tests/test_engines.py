@@ -206,3 +206,18 @@ def test_fp16_copy_for_cuda(synthetic_heads_path, heads_reference, test_images, 
     with Session(path, "cpu", precision="fp16") as engine:
         assert engine.precision == "fp16" and engine.is_heads
         assert min(sqnr_db(heads_reference, engine.run(test_images[:1]))) >= 30
+
+
+@pytest.mark.parametrize("threads", [None, 1, 2, 5])
+def test_onnxruntime_throughput_mode_shares_the_threads_among_its_requests(synthetic_heads_path, threads):
+    """``threads`` is the total in throughput mode, as for OpenVINO: one request per core, at most
+    one per thread, and requests x threads per request never more than asked (a Ray actor given
+    2 CPUs once ran 2 requests of 2 threads each)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    with create(synthetic_heads_path, engine="onnxruntime", precision="fp32", mode="throughput",
+                threads=threads) as engine:
+        total = threads or cores
+        assert engine.requests == min(total, cores)
+        assert engine.threads >= 1 and engine.requests * engine.threads <= total

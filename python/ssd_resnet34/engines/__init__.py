@@ -62,7 +62,9 @@ def create(model: Any, device: str = "auto", engine: str = "auto", precision: st
             AMX/AVX512_BF16), ``"fp16"`` (GPUs), ``"int8"`` (a model calibrated beforehand with
             ``ssd-resnet34 quantize`` / ``ssd_resnet34.quantize``). ``"auto"``: bf16 on such CPUs,
             fp16 on GPUs, fp32 elsewhere. See :mod:`ssd_resnet34.engines._choose`.
-        threads: the runtime's inference threads (None: its default, one per physical core).
+        threads: the runtime's inference threads in all (None: its default, one per physical
+            core). In throughput mode on the CPU, onnxruntime runs one request per core (at
+            most ``threads``), each with its share of the threads.
         mode: ``"latency"`` (one request at a time, all cores on it) or ``"throughput"`` (several
             requests in flight: OpenVINO's THROUGHPUT hint and streams; for onnxruntime one
             request per core, each on one thread). Pipelines keep ``engine.requests`` batches
@@ -119,9 +121,14 @@ def _open_onnxruntime(path: Path, chosen: Choice, threads: Optional[int], mode: 
     from .onnxruntime import OnnxRuntimeEngine
 
     requests = 1
-    if mode == "throughput":
-        requests = _cores() if chosen.device == "cpu" else 2
-        threads = threads or (1 if chosen.device == "cpu" else None)
+    if mode == "throughput" and chosen.device == "cpu":
+        # ``threads`` is the total, as for OpenVINO: one request per core (at most one per
+        # thread), the threads shared among them, so requests x threads never oversubscribes.
+        total = threads or _cores()
+        requests = min(total, _cores())
+        threads = max(1, total // requests)
+    elif mode == "throughput":
+        requests = 2
     run_path = path
     if chosen.precision == "int8":
         from ..model.quantize import int8_model_path

@@ -102,6 +102,7 @@ class OnnxRuntimeEngine(Engine):
         output_names: the model's output tensor names.
         batch_size: the model's fixed batch dim, or None when dynamic.
         providers: the execution providers the session really uses.
+        threads: the intra-op threads of each request (None: onnxruntime's default).
     """
 
     name = "onnxruntime"
@@ -124,6 +125,7 @@ class OnnxRuntimeEngine(Engine):
         self.model_path = Path(model_path)
         self.max_batch = max_batch
         self.requests = requests
+        self.threads = threads  # intra-op threads of each request (None: onnxruntime's default)
         self.precision = precision
         self.mode = mode
         providers = providers_for(device)
