@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
             folder.write_json("image_ids.json", {str(image_ids[path]): path for path, _ in processed}, indent=1)
             keep.append("image_ids.json")
         folder.commit({"images": len(processed), "detections": len(records), "interrupted": interrupted}, only=keep)
-    print(f"wrote {out_dir / 'detections.json'} ({len(records)} detections, {len(processed)} images)"
+    print(f"wrote {out_dir / 'detections.json'} ({len(records)} detections, {len(processed)} image{'s' if len(processed) != 1 else ''})"
           + (f", {out_dir / 'image_ids.json'}" if running_numbers else ""), file=sys.stderr)
     if interrupted:
         print(f"interrupted: {out_dir} holds the {len(processed)} image(s) finished before Ctrl-C", file=sys.stderr)
