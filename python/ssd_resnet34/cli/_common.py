@@ -11,7 +11,7 @@ import sys
 import threading
 import warnings
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..engines import DEVICES, ENGINES, PRECISIONS
 
@@ -22,6 +22,7 @@ __all__ = [
     "add_model_arguments",
     "add_model_source_arguments",
     "graceful_interrupt",
+    "int_at_least",
     "load_model",
     "open_engine",
     "positive_int",
@@ -33,15 +34,23 @@ class CommandError(Exception):
     """A failure a command reports as one ``error: ...`` line and exit status 1 (no traceback)."""
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an int >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type: an int >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+#: argparse type: an int >= 1.
+positive_int = int_at_least(1)
 
 
 def probability(text: str) -> float:

@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any
 
-from ._common import CommandError, add_model_arguments, load_model, open_engine, positive_int
+from ._common import CommandError, add_model_arguments, int_at_least, load_model, open_engine, positive_int
 
 __all__ = ["register", "run"]
 
@@ -55,16 +55,6 @@ def _number(text: str) -> float:
     return value
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the ``bench`` sub-command."""
     parser = subparsers.add_parser(
@@ -89,7 +79,7 @@ def register(subparsers: Any) -> None:
     lg.add_argument("--target-latency-ms", type=_number, metavar="MS",
                     help="SingleStream/MultiStream: the expected latency; Server: the latency bound (MLPerf: 100)")
     lg.add_argument("--samples-per-query", type=positive_int, metavar="N", help="MultiStream: samples per query (MLPerf: 8)")
-    lg.add_argument("--min-duration-ms", type=_non_negative_int, metavar="MS",
+    lg.add_argument("--min-duration-ms", type=int_at_least(0), metavar="MS",
                     help="LoadGen min_duration (mlperf.conf: 600000; --short: 0)")
     lg.add_argument("--min-query-count", type=positive_int, metavar="N", help=f"LoadGen min_query_count (--short: {SHORT_MIN_QUERY_COUNT})")
     lg.add_argument("--performance-count", type=positive_int, metavar="N",
