@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts (and tests/test_postprocess_dense.py): ground truth for
+"""Helpers shared by the benchmark scripts (and tests/postprocess/test_postprocess_dense.py): ground truth for
 the oracle, the dense realistic input generator, candidate counts, the CPU name, and the size of
 a network (parameters, multiply-adds)."""
 

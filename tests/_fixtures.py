@@ -20,10 +20,12 @@ from ssd_resnet34.engines import create
 from ssd_resnet34.engines.onnxruntime import OnnxRuntimeEngine as Session
 from ssd_resnet34.model.synthetic import synthetic_model_path
 
+from _paths import SHARED_DATA
+
 #: Seed of the shared synthetic models.
 SEED = 0
 #: The shared COCO val2017 photos (../shared/data next to the repository).
-COCO_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "coco-val2017-subset" / "images"
+COCO_IMAGES = SHARED_DATA / "coco-val2017-subset" / "images"
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+from _paths import SHARED_DATA
+
 COCO_ANNOTATIONS = SHARED_DATA / "coco-val2017-subset" / "instances_val2017_subset.json"
 
 

@@ -8,7 +8,6 @@ It costs seconds per image on a small CPU: one module-wide session, three infere
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +22,9 @@ from ssd_resnet34.postprocess.reference import PythonPostProcessor
 from ssd_resnet34.layout import HEAD_SHAPES
 from ssd_resnet34.model.weights import ChecksumError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from _paths import SHARED_DATA
+
+DATA = SHARED_DATA
 CAT = DATA / "images" / "cat.jpg"
 GRAYSCALE_COCO = DATA / "coco-val2017-subset" / "images" / "000000431848.jpg"
 

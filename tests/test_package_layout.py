@@ -8,7 +8,9 @@ import ast
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _paths import REPO_ROOT
+
+REPO = REPO_ROOT
 PACKAGE = REPO / "python" / "ssd_resnet34"
 INFERENCE_PATH = ["image", "engines", "postprocess", "model", "output", "detector.py", "pipeline.py", "layout.py",
                   "anchors.py", "coco.py", "types.py", "_files.py", "_extension.py"]
@@ -76,3 +78,12 @@ def test_the_input_size_and_class_count_have_one_source():
         numbers = [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and type(node.value) is int]
         assert 1200 not in numbers, f"{path.relative_to(PACKAGE)} writes 1200: use layout.INPUT_SIZE"
         assert 15130 not in numbers, f"{path.relative_to(PACKAGE)} writes 15130: use layout.NUM_ANCHORS"
+
+
+def test_the_tests_mirror_the_package():
+    """tests/<folder>/ holds the tests of ssd_resnet34/<folder>/ (as pydantic-core's tests mirror its src/)."""
+    folders = sorted(p for p in (REPO / "tests").iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    assert folders, "the tests are not split by subpackage"
+    for folder in folders:
+        assert (PACKAGE / folder.name / "__init__.py").is_file(), f"tests/{folder.name}/ mirrors no subpackage"
+        assert list(folder.glob("test_*.py")), f"tests/{folder.name}/ holds no test module"

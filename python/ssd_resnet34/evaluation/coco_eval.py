@@ -4,7 +4,7 @@ The metric is COCO's: ``pycocotools.cocoeval.COCOeval`` with ``iouType="bbox"`` 
 ``params.imgIds`` set to exactly the evaluated images, as MLCommons' accuracy script does
 (``vision/classification_and_detection/tools/accuracy-coco.py`` in mlcommons/inference).
 ``faster-coco-eval`` (optional, not a dependency of this package) can be used instead; it
-gives the same twelve numbers (checked in ``tests/test_evaluation.py``).
+gives the same twelve numbers (checked in ``tests/evaluation/test_evaluation.py``).
 
 Results records are COCO results dicts: ``image_id`` (int), ``category_id`` (one of the
 80 official COCO category ids), ``bbox`` ``[x, y, width, height]`` in pixels of the

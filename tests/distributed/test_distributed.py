@@ -40,7 +40,9 @@ from ssd_resnet34 import SSDResNet34
 from ssd_resnet34.cli import main
 from ssd_resnet34.output.coco_results import assign_image_ids, to_coco_results, write_coco_results
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from _paths import SHARED_DATA
+
+DATA = SHARED_DATA
 CAT = DATA / "images" / "cat.jpg"
 COCO_IMAGES = DATA / "coco-val2017-subset" / "images"
 COCO_ANNOTATIONS = DATA / "coco-val2017-subset" / "instances_val2017_subset.json"

@@ -6,7 +6,6 @@ size, determinism, the numeric health of the random network and the decode + NMS
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -20,7 +19,9 @@ from ssd_resnet34.model.graph import infer_shapes, producers
 from ssd_resnet34.model.synthetic import MEANINGLESS, build_synthetic_model, synthetic_model_path
 from ssd_resnet34.layout import HEAD_SHAPES
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
+from _paths import BENCHES
+
+sys.path.insert(0, str(BENCHES))
 from _common import conv_macs, parameter_count  # noqa: E402
 
 NUM_ANCHORS = 15130

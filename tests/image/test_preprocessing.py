@@ -11,7 +11,6 @@ import pickle
 import shutil
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,7 +24,9 @@ from ssd_resnet34.image import (
 )
 from ssd_resnet34.layout import INPUT_SIZE
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from _paths import SHARED_DATA
+
+DATA = SHARED_DATA
 CAT = DATA / "images" / "cat.jpg"
 COCO_IMAGES = DATA / "coco-val2017-subset" / "images"
 GRAYSCALE_COCO = COCO_IMAGES / "000000431848.jpg"  # the subset's one grayscale photo (640x378)

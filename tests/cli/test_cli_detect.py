@@ -26,7 +26,9 @@ from ssd_resnet34.coco import COCO_CATEGORY_IDS
 from ssd_resnet34.cli.detect import _output_paths, collect_images
 from ssd_resnet34.output.coco_results import assign_image_ids as _assign_image_ids
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from _paths import SHARED_DATA
+
+DATA = SHARED_DATA
 CAT = DATA / "images" / "cat.jpg"
 GRAYSCALE_COCO = DATA / "coco-val2017-subset" / "images" / "000000431848.jpg"
 VALID_CATEGORY_IDS = set(COCO_CATEGORY_IDS[1:])

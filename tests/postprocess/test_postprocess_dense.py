@@ -8,14 +8,15 @@ reject get the full softmax. Same labels in the same order, boxes and scores wit
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from test_postprocess_native import assert_same
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
+from _paths import BENCHES
+
+sys.path.insert(0, str(BENCHES))
 from _common import candidate_count, dense_head_outputs, oracle  # noqa: E402
 
 

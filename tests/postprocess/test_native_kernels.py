@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
+from _paths import BENCHES
+
+sys.path.insert(0, str(BENCHES))
 from _common import dense_head_outputs, oracle  # noqa: E402
 
 DECODE = """

@@ -11,7 +11,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,9 @@ import pytest
 from ssd_resnet34.cli import main
 from ssd_resnet34.output.run_folder import MANIFEST, RunFolder
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from _paths import SHARED_DATA
+
+DATA = SHARED_DATA
 CAT = DATA / "images" / "cat.jpg"
 COCO_IMAGES = DATA / "coco-val2017-subset" / "images"
 

@@ -14,8 +14,10 @@ from ssd_resnet34.coco import COCO_CLASSES
 from ssd_resnet34.output.coco_results import image_id_from_file_name, to_coco_results, write_coco_results
 from ssd_resnet34.types import LtrbBoundingBox, ObjectDetectionResult
 
+from _paths import SHARED_DATA
+
 ANNOTATIONS = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-subset" / "instances_val2017_subset.json"
+    SHARED_DATA / "coco-val2017-subset" / "instances_val2017_subset.json"
 )
 
 
