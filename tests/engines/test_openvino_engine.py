@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ssd_resnet34.engines import create
+from ssd_resnet34.engines._choose import openvino_capabilities
 from ssd_resnet34.evaluation.compare import detection_agreement, sqnr_db
 from ssd_resnet34.engines.openvino import NotHeadsModelError, compiled_cache_dir
 from ssd_resnet34.layout import HEAD_SHAPES
@@ -49,12 +50,25 @@ def test_bf16_latency_and_detections(openvino_engine, photo_batch, photo_referen
 
 
 def test_fp16_runs_on_this_cpu(openvino_engine, photo_batch, photo_reference):
-    """The CPU plugin runs f16 here (slowly without AMX-FP16); auto never picks it on a CPU."""
+    """Where the CPU plugin lists FP16 (Intel Xeon with AVX-512/AMX) it runs f16, slowly without
+    AMX-FP16; auto never picks it on a CPU. AMD Zen 4 lists no FP16: there the engine refuses it,
+    which ``test_fp16_is_refused_where_the_cpu_lacks_it`` checks."""
+    caps = openvino_capabilities("CPU")
+    if "FP16" not in caps:
+        pytest.skip(f"OpenVINO's CPU plugin lists no FP16 on this CPU (capabilities {caps}): AMD Zen 4 has none")
     engine = openvino_engine("fp16")
     assert engine.precision == "fp16"
     db = sqnr_db([r[1:] for r in photo_reference], engine.run(photo_batch[0][1:]))
     _report("OpenVINO fp16", db)
     assert min(db) >= 30
+
+
+def test_fp16_is_refused_where_the_cpu_lacks_it(openvino_engine):
+    caps = openvino_capabilities("CPU")
+    if "FP16" in caps:
+        pytest.skip(f"this CPU's OpenVINO plugin runs FP16 (capabilities {caps})")
+    with pytest.raises(ValueError, match=r"cannot run fp16: its capabilities are"):
+        openvino_engine("fp16")
 
 
 def test_throughput_submit_runs_then_in_the_callback(openvino_engine, photo_batch, photo_reference):
