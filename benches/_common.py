@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from ssd_resnet34.evaluation import oracle
+from ssd_resnet34.evaluation.accuracy import ground_truth, oracle
 from ssd_resnet34.layout import INPUT_SHAPE
 from ssd_resnet34.model.graph import infer_shapes
 from ssd_resnet34.postprocess import reference
@@ -44,7 +44,7 @@ def ground_truths(data: Path, count: int):
     (``synthetic_<k>``) when the annotations are absent under ``data``."""
     annotations = Path(data) / COCO_ANNOTATIONS
     if annotations.is_file():
-        images = oracle.load_coco_ground_truth(annotations)[:count]
+        images = ground_truth.load_coco_ground_truth(annotations)[:count]
         boxes = sum(len(im.labels) for im in images)
         return (f"{len(images)} COCO val2017 images ({boxes} boxes)",
                 [(f"coco_{im.image_id}", im.boxes, im.labels) for im in images])

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED_DATA, conv_macs, cpu_name  # noqa: E402
 
 from ssd_resnet34 import SSDResNet34, quantize, session  # noqa: E402
-from ssd_resnet34.evaluation.compare import detection_agreement  # noqa: E402
+from ssd_resnet34.evaluation.accuracy.compare import detection_agreement  # noqa: E402
 
 #: AMX bf16 peak of this 2-core machine: cores x GHz x FLOP/cycle (2048: 1024 bf16 FMAs per cycle).
 AMX_TFLOPS = 2 * 2.5e9 * 2048 / 1e12

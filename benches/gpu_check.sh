@@ -76,7 +76,7 @@ if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels (onnxrun
         print(f"gpu_check: preload_dlls: {error}", file=sys.stderr)
 
 from ssd_resnet34.engines import create
-from ssd_resnet34.evaluation.compare import sqnr_db
+from ssd_resnet34.evaluation.accuracy.compare import sqnr_db
 from ssd_resnet34.model.quantize import quantize
 from ssd_resnet34.model.synthetic import synthetic_model_path
 

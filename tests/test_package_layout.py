@@ -81,9 +81,14 @@ def test_the_input_size_and_class_count_have_one_source():
 
 
 def test_the_tests_mirror_the_package():
-    """tests/<folder>/ holds the tests of ssd_resnet34/<folder>/ (as pydantic-core's tests mirror its src/)."""
-    folders = sorted(p for p in (REPO / "tests").iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    """tests/<folder>/ holds the tests of ssd_resnet34/<folder>/ (as pydantic-core's tests mirror its src/),
+    at every depth: tests/evaluation/accuracy/ holds those of ssd_resnet34/evaluation/accuracy/."""
+    tests = REPO / "tests"
+    folders = sorted(p for p in tests.rglob("*") if p.is_dir()
+                     and not any(part.startswith((".", "_")) for part in p.relative_to(tests).parts))
     assert folders, "the tests are not split by subpackage"
     for folder in folders:
-        assert (PACKAGE / folder.name / "__init__.py").is_file(), f"tests/{folder.name}/ mirrors no subpackage"
-        assert list(folder.glob("test_*.py")), f"tests/{folder.name}/ holds no test module"
+        relative = folder.relative_to(tests)
+        assert (PACKAGE / relative / "__init__.py").is_file(), f"tests/{relative}/ mirrors no subpackage"
+        assert list(folder.rglob("test_*.py")), f"tests/{relative}/ holds no test module"
+    assert (tests / "evaluation" / "accuracy").is_dir() and (tests / "evaluation" / "performance").is_dir()

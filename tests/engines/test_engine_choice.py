@@ -114,7 +114,7 @@ def test_cli_rejects_unknown_names(capsys):
 
 
 def test_sqnr_and_agreement_helpers():
-    from ssd_resnet34.evaluation.compare import detection_agreement, sqnr_db
+    from ssd_resnet34.evaluation.accuracy.compare import detection_agreement, sqnr_db
     from ssd_resnet34.types import LtrbBoundingBox, ObjectDetectionResult
 
     ref = [np.ones((1, 4), np.float32) * 10]

@@ -193,7 +193,7 @@ def test_fp16_copy_for_cuda(synthetic_heads_path, heads_reference, test_images, 
     outputs; checked here on the CPU provider."""
     import onnx
 
-    from ssd_resnet34.evaluation.compare import sqnr_db
+    from ssd_resnet34.evaluation.accuracy.compare import sqnr_db
     from ssd_resnet34.model.fp16 import fp16_model_path
 
     monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(tmp_path))

@@ -13,7 +13,7 @@ import pytest
 
 from ssd_resnet34.engines import create
 from ssd_resnet34.engines._choose import openvino_capabilities
-from ssd_resnet34.evaluation.compare import detection_agreement, sqnr_db
+from ssd_resnet34.evaluation.accuracy.compare import detection_agreement, sqnr_db
 from ssd_resnet34.engines.openvino import NotHeadsModelError, compiled_cache_dir
 from ssd_resnet34.layout import HEAD_SHAPES
 

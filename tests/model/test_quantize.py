@@ -17,7 +17,7 @@ import pytest
 
 from ssd_resnet34.cli import main
 from ssd_resnet34.engines import create
-from ssd_resnet34.evaluation.compare import sqnr_db
+from ssd_resnet34.evaluation.accuracy.compare import sqnr_db
 from ssd_resnet34.model.calibration import CalibrationImages, calibration_files
 from ssd_resnet34.model.quantize import MissingInt8ModelError, int8_model_path, quantize
 

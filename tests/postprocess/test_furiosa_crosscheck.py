@@ -28,9 +28,9 @@ import pytest
 
 from ssd_resnet34 import PythonPostProcessor, default_boxes
 from ssd_resnet34.postprocess import reference
-from ssd_resnet34.evaluation.oracle import (
+from ssd_resnet34.evaluation.accuracy.ground_truth import load_coco_ground_truth
+from ssd_resnet34.evaluation.accuracy.oracle import (
     encode_ground_truth,
-    load_coco_ground_truth,
     pack_head_outputs,
     random_ground_truth,
     random_head_outputs,

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from ssd_resnet34.evaluation.oracle import encode_ground_truth, random_ground_truth, random_head_outputs
+from ssd_resnet34.evaluation.accuracy.oracle import encode_ground_truth, random_ground_truth, random_head_outputs
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssd_resnet34.evaluation import oracle
+from ssd_resnet34.evaluation.accuracy import oracle
 
 COUNTS = ("max_candidates_per_class", "max_detections")
 U64_MAX = 2**64 - 1

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ssd_resnet34 import PythonPostProcessor
-from ssd_resnet34.evaluation.oracle import encode_ground_truth, random_ground_truth
+from ssd_resnet34.evaluation.accuracy.oracle import encode_ground_truth, random_ground_truth
 from ssd_resnet34.layout import HEAD_SHAPES
 
 

@@ -19,6 +19,8 @@ from _paths import BENCHES
 sys.path.insert(0, str(BENCHES))
 from _common import candidate_count, dense_head_outputs, oracle  # noqa: E402
 
+from ssd_resnet34.evaluation.accuracy.ground_truth import load_coco_ground_truth  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def NativePostProcessor(native):
@@ -41,7 +43,7 @@ def batch_of(images):
 @pytest.fixture(scope="module")
 def coco_dense(coco_annotations):
     """Dense outputs for 6 COCO images spread over the subset, with their candidate counts."""
-    images = oracle.load_coco_ground_truth(coco_annotations)[::40][:6]
+    images = load_coco_ground_truth(coco_annotations)[::40][:6]
     outputs = [dense_head_outputs(im.boxes, im.labels, seed=n) for n, im in enumerate(images)]
     return outputs, [candidate_count(o) for o in outputs]
 

@@ -9,10 +9,10 @@ import pytest
 
 from ssd_resnet34 import PythonPostProcessor
 from ssd_resnet34.layout import LEVELS
-from ssd_resnet34.evaluation.oracle import (
+from ssd_resnet34.evaluation.accuracy.ground_truth import load_coco_ground_truth
+from ssd_resnet34.evaluation.accuracy.oracle import (
     encode_ground_truth,
     encode_ground_truth_batch,
-    load_coco_ground_truth,
     pack_head_outputs,
     random_ground_truth,
     random_head_outputs,

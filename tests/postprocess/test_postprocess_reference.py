@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ssd_resnet34 import LtrbBoundingBox, ObjectDetectionResult, PythonPostProcessor, default_boxes
-from ssd_resnet34.evaluation.oracle import pack_head_outputs
+from ssd_resnet34.evaluation.accuracy.oracle import pack_head_outputs
 from ssd_resnet34.postprocess.reference import decode_boxes, iou_matrix, nms, softmax_scores
 
 A = 15130

@@ -8,7 +8,7 @@ import pytest
 
 from ssd_resnet34 import PythonPostProcessor
 from ssd_resnet34.layout import LEVELS
-from ssd_resnet34.evaluation.oracle import random_head_outputs
+from ssd_resnet34.evaluation.accuracy.oracle import random_head_outputs
 
 SHAPES = [level.class_shape for level in LEVELS] + [level.box_shape for level in LEVELS]
 

@@ -141,7 +141,7 @@ def load_model(args: argparse.Namespace, *, score_threshold: float = 0.05) -> An
     """The ``SSDResNet34`` the model options in ``args`` name.
 
     With ``--synthetic`` prints a warning line on stderr (random weights: the boxes are noise).
-    Raises :class:`CommandError` with the clear message from :mod:`ssd_resnet34.weights` when the
+    Raises :class:`CommandError` with the clear message from :mod:`ssd_resnet34.model.weights` when the
     official weights cannot be found, downloaded or verified.
     """
     from ..detector import SSDResNet34

@@ -1,16 +1,20 @@
 """``ssd-resnet34 bench``: MLPerf LoadGen runs in the four scenarios and both modes, or a
 per-stage breakdown.
 
-Default: a LoadGen test (:mod:`ssd_resnet34.evaluation.loadgen`) of the detector over the images
+Default: a LoadGen test (:mod:`ssd_resnet34.evaluation.performance.loadgen`) of the detector over the images
 of ``--images``: the QSL preprocesses them into memory, the SUT runs inference and the postprocess.
 Prints LoadGen's own summary (``mlperf_log_summary.txt``) and, when the result is INVALID, why;
 LoadGen's logs and the ``user.conf`` it was given stay in ``--out``. AccuracyOnly
 (``--annotations``) also scores ``mlperf_log_accuracy.json`` as MLCommons' ``accuracy-coco.py``
-and prints ``mAP=``.
+and prints ``mAP=``. ``--oracle`` (AccuracyOnly) replaces the model by head outputs encoded
+from the ground truth, as ``eval --oracle`` does, so the LoadGen accuracy path is checked with a
+meaningful mAP (the same as ``eval --oracle``'s on the same images).
 
 ``--stages``: time decode, preprocess, inference, native and Python postprocess, the in-graph
 decode + NMS of the untruncated graph, and the whole pipeline serial and pipelined beside the
-bare engine (:mod:`ssd_resnet34.evaluation.stages`); prints a markdown table.
+bare engine (:mod:`ssd_resnet34.evaluation.performance.stages`); prints a markdown table.
+
+Both show their progress on stderr (:class:`ssd_resnet34.cli._progress.Progress`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ import os
 import sys
 from typing import Any
 
-from ._common import CommandError, add_model_arguments, int_at_least, load_model, open_engine, positive_int
+from ..evaluation.performance.loadgen.settings import SCENARIOS, TEST_MODES
+from ._common import (
+    CommandError,
+    add_model_arguments,
+    int_at_least,
+    load_model,
+    open_engine,
+    positive_int,
+)
+from ._progress import Progress
 
 __all__ = ["register", "run"]
 
@@ -40,6 +53,10 @@ its logs and the user.conf it was given stay in --out.
 
 AccuracyOnly needs --annotations (COCO instances JSON): the QSL is then the annotated images found
 in --images (sorted by id), and the accuracy log is scored as MLCommons' accuracy-coco.py does.
+With --oracle the samples are head outputs encoded from that ground truth instead of a model's
+(as eval --oracle): the mAP then equals eval --oracle's on the same images.
+
+Extra: pip install 'ssd-resnet34[eval]' (LoadGen and pycocotools).
 
 --stages: time each stage (decode, preprocess, inference, postprocess, in-graph decode + NMS) and
 the whole pipeline, serial and pipelined, beside the bare engine; prints a markdown table."""
@@ -71,9 +88,15 @@ def register(subparsers: Any) -> None:
         help=f"use the first N images of the folder (default: all for LoadGen, {STAGES_DEFAULT_COUNT} for --stages)",
     )
     lg = parser.add_argument_group("LoadGen")
-    lg.add_argument("--scenario", choices=("SingleStream", "MultiStream", "Server", "Offline"), default="SingleStream")
-    lg.add_argument("--mode", choices=("PerformanceOnly", "AccuracyOnly"), default="PerformanceOnly")
+    lg.add_argument("--scenario", choices=SCENARIOS, default="SingleStream")
+    lg.add_argument("--mode", choices=TEST_MODES, default="PerformanceOnly")
     lg.add_argument("--annotations", metavar="JSON", help="AccuracyOnly: COCO instances file of the --images")
+    lg.add_argument(
+        "--oracle",
+        action="store_true",
+        help="AccuracyOnly, no model: the samples are head outputs encoded from the ground truth "
+        "(as eval --oracle; checks the LoadGen accuracy path with a meaningful mAP)",
+    )
     lg.add_argument("--user-conf", metavar="FILE", help="a LoadGen user.conf applied after the model's own entries")
     lg.add_argument("--target-qps", type=_number, metavar="F", help="Server: the query rate; Offline: the expected samples/s")
     lg.add_argument("--target-latency-ms", type=_number, metavar="MS",
@@ -123,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from ..evaluation.loadgen import LoadGenSettings
+    from ..evaluation.performance.loadgen import LoadGenSettings
 
     min_duration, min_queries = args.min_duration_ms, args.min_query_count
     if args.short:
@@ -150,16 +173,27 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _run_loadgen(args: argparse.Namespace) -> int:
-    from ..evaluation.loadgen import ImageSampleLibrary, run_loadgen, score_accuracy_log
+    from ..evaluation.performance.loadgen import (
+        ImageSampleLibrary,
+        OracleEngine,
+        OracleSampleLibrary,
+        run_loadgen,
+        score_accuracy_log,
+    )
     from ..image import preprocess
 
     accuracy = args.mode == "AccuracyOnly"
     if accuracy and not args.annotations:
         raise CommandError("--mode AccuracyOnly needs --annotations (the COCO instances file of the --images)")
+    if args.oracle and not accuracy:
+        raise CommandError("--oracle checks accuracy and runs no model: use it with --mode AccuracyOnly")
+    if args.oracle and (args.synthetic or args.model):
+        raise CommandError("--oracle replaces the model: do not combine it with --model or --synthetic")
     settings = _settings(args)
     coco_gt = images = None
     if args.annotations:
-        from ..evaluation.coco_eval import list_images, load_ground_truth
+        from ..evaluation.accuracy.coco_eval import load_ground_truth
+        from ..evaluation.accuracy.ground_truth import list_images
 
         coco_gt = load_ground_truth(args.annotations)
         images = list_images(coco_gt, args.images, args.count)
@@ -168,11 +202,22 @@ def _run_loadgen(args: argparse.Namespace) -> int:
         paths = [str(image.path) for image in images]
     else:
         paths = _image_paths(args, None)
-    model = load_model(args)
-    library = ImageSampleLibrary(paths, preprocess)
-    mode = "latency" if args.scenario == "SingleStream" else "throughput"
-    with open_engine(args, model, mode=mode) as engine:
-        result = run_loadgen(library, engine, model.postprocessor.decode, settings, args.out)
+    if args.oracle:
+        from .. import postprocess
+
+        library: Any = OracleSampleLibrary(images, seed=args.seed)
+        engine: Any = OracleEngine()
+        decode = postprocess.create(not args.python_postprocess).decode
+    else:
+        model = load_model(args)
+        library = ImageSampleLibrary(paths, preprocess)
+        mode = "latency" if args.scenario == "SingleStream" else "throughput"
+        engine = open_engine(args, model, mode=mode)
+        decode = model.postprocessor.decode
+    source = "oracle" if args.oracle else "synthetic" if args.synthetic else "model"
+    with engine, Progress(len(paths) if accuracy else None, f"bench {args.scenario} {args.mode} ({source})",
+                          "samples") as bar:
+        result = run_loadgen(library, engine, decode, settings, args.out, progress=bar.update)
     print(result.summary.rstrip())
     if not result.valid and result.invalid_reasons:
         print("INVALID because: " + "; ".join(f"{reason}: NO" for reason in result.invalid_reasons))
@@ -194,7 +239,7 @@ def _run_stages(args: argparse.Namespace) -> int:
     import warnings
 
     from ..detector import SSDResNet34
-    from ..evaluation.stages import format_table, measure_stages
+    from ..evaluation.performance.stages import STAGES, format_table, measure_stages
 
     paths = _image_paths(args, STAGES_DEFAULT_COUNT)
     if args.synthetic:
@@ -203,19 +248,28 @@ def _run_stages(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             model = SSDResNet34.synthetic(args.seed, use_native=False, full_graph=True, device=args.device)
-    else:
-        args.python_postprocess = True  # measure_stages makes both postprocessors itself
-        model = load_model(args)
-    rows = measure_stages(
-        paths,
-        model,
-        runs=args.runs,
-        device=args.device,
-        threads=args.threads,
-        seed=args.seed,
-        progress=lambda name: print(f"timing {name} ...", file=sys.stderr),
-        open_engine=lambda mode: open_engine(args, model, mode=mode),
-    )
+    else:  # measure_stages makes both postprocessors itself: the model needs no native one
+        model = load_model(argparse.Namespace(**{**vars(args), "python_postprocess": True}))
+    with Progress(len(STAGES), "bench --stages", "stages") as bar:
+        started: list = []
+
+        def stage(name: str) -> None:  # a stage starts: the one before it is done
+            if started:
+                bar.update(1)
+            started.append(name)
+            bar.describe(f"bench --stages: {name}")
+
+        rows = measure_stages(
+            paths,
+            model,
+            runs=args.runs,
+            device=args.device,
+            threads=args.threads,
+            seed=args.seed,
+            progress=stage,
+            open_engine=lambda mode: open_engine(args, model, mode=mode),
+        )
+        bar.update(1)
     kind = f"synthetic seed {args.seed}" if args.synthetic else str(model.source_path)
     title = f"Per-stage time per image: median over {args.runs} run(s) x {len(paths)} image(s), batch 1, model: {kind}"
     print(format_table(rows, title=title))

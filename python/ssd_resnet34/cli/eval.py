@@ -6,20 +6,27 @@ COCO category ids, writes ``OUT/coco_results.json`` and ``OUT/coco_eval.json``, 
 COCO summary (12 AP/AR lines) for exactly those images and ``mAP=...`` (AP@[.5:.95]), as
 MLCommons' ``tools/accuracy-coco.py`` (mlcommons/inference, ``vision/classification_and_detection``).
 
-``--oracle`` replaces the model by :func:`ssd_resnet34.oracle.encode_ground_truth`: head outputs
-encoded from each image's ground truth, decoded by the postprocessor. This checks the chain
+``--oracle`` replaces the model by :func:`ssd_resnet34.evaluation.accuracy.oracle.encode_ground_truth`:
+head outputs encoded from each image's ground truth, decoded by the postprocessor. This checks the chain
 (postprocess, label mapping, pixel boxes, evaluator) end to end without the weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..distributed.cli import add_ray_arguments, eval_records
-from ._common import CommandError, add_model_arguments, load_model, open_engine, positive_int
+from ..evaluation.accuracy.coco_eval import EVALUATORS
+from ._common import (
+    CommandError,
+    add_model_arguments,
+    load_model,
+    open_engine,
+    positive_int,
+)
+from ._progress import Progress
 
 __all__ = ["register", "run"]
 
@@ -49,19 +56,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--evaluator",
-        choices=("pycocotools", "faster-coco-eval"),
+        choices=EVALUATORS,
         default="pycocotools",
         help="COCO evaluator (default pycocotools; faster-coco-eval, if installed, gives the same numbers)",
     )
     add_model_arguments(parser)
     add_ray_arguments(parser)  # --ray [ADDRESS]: distributed/cli.py
     parser.set_defaults(func=run)
-
-
-def _progress(total: int, desc: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
 
 
 def _model_detections(args: argparse.Namespace, images: list) -> Iterator[tuple[Any, list]]:
@@ -75,36 +76,41 @@ def _model_detections(args: argparse.Namespace, images: list) -> Iterator[tuple[
             yield image, outcome.results
 
 
-def _oracle_detections(args: argparse.Namespace, images: list, dataset: dict) -> Iterator[tuple[Any, list]]:
-    """The same from :func:`ssd_resnet34.evaluation.oracle.encode_ground_truth` (seed = --seed +
-    image id); ``dataset``: the annotation file as already loaded for the evaluator."""
+def _oracle_detections(args: argparse.Namespace, images: list) -> Iterator[tuple[Any, list]]:
+    """The same from :func:`ssd_resnet34.evaluation.accuracy.oracle.encode_ground_truth` of each
+    image's ground truth (``CocoImage.boxes``/``labels``; seed = --seed + image id)."""
     import numpy as np
 
     from .. import postprocess
-    from ..evaluation.oracle import encode_ground_truth, load_coco_ground_truth
+    from ..evaluation.accuracy.oracle import encode_ground_truth
 
     postprocessor = postprocess.create(not args.python_postprocess)
-    truth = load_coco_ground_truth(dataset, [im.image_id for im in images])
     for start in range(0, len(images), args.batch_size):
         chunk = images[start : start + args.batch_size]
-        gts = truth[start : start + args.batch_size]
-        per_image = [encode_ground_truth(gt.boxes, gt.labels, seed=args.seed + gt.image_id) for gt in gts]
+        per_image = [encode_ground_truth(im.boxes, im.labels, seed=args.seed + im.image_id) for im in chunk]
         heads = [np.concatenate(parts, axis=0) for parts in zip(*per_image)]
-        contexts = [{"width": gt.width, "height": gt.height} for gt in gts]
+        contexts = [{"width": im.width, "height": im.height} for im in chunk]
         yield from zip(chunk, postprocessor(heads, contexts))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``eval``; returns the exit status (0 ok; failures raise :class:`CommandError` and
     the errors of the libraries underneath, which the command line reports)."""
-    from ..evaluation.coco_eval import available_evaluators, evaluate, list_images, load_ground_truth
+    from .._extras import install_hint
+    from ..evaluation.accuracy.coco_eval import (
+        available_evaluators,
+        evaluate,
+        load_ground_truth,
+    )
+    from ..evaluation.accuracy.ground_truth import list_images
     from ..output.coco_results import to_coco_results, write_coco_results
     from ..output.run_folder import RunFolder
 
     if args.oracle and (args.synthetic or args.model):
         raise CommandError("--oracle replaces the model: do not combine it with --model or --synthetic")
     if args.evaluator not in available_evaluators():
-        raise CommandError(f"evaluator {args.evaluator!r} is not installed (pip install {args.evaluator})")
+        fix = install_hint("eval") if args.evaluator == "pycocotools" else f"pip install {args.evaluator}"
+        raise CommandError(f"evaluator {args.evaluator!r} is not installed: {fix}")
     gt = load_ground_truth(args.annotations)
     images = list_images(gt, args.images, args.limit)
     if not images:
@@ -115,9 +121,9 @@ def run(args: argparse.Namespace) -> int:
     if args.ray is not None:  # --ray [ADDRESS]: the same detection on a Ray cluster
         records = eval_records(args, images)
     else:
-        detections = _oracle_detections(args, images, gt.dataset) if args.oracle else _model_detections(args, images)
+        detections = _oracle_detections(args, images) if args.oracle else _model_detections(args, images)
         records = []
-        with _progress(len(images), f"eval ({source})") as bar:
+        with Progress(len(images), f"eval ({source})") as bar:
             for image, found in detections:
                 records.extend(to_coco_results(found, image.image_id))
                 bar.update(1)

@@ -1,8 +1,6 @@
-"""Tooling around the detector, apart from the inference path: accuracy and speed.
+"""Tooling around the detector, apart from the inference path, in two subpackages:
 
-- ``coco_eval.py``: COCO bbox mAP with pycocotools (or faster-coco-eval);
-- ``loadgen.py``: the MLPerf LoadGen harness (SUT and QSL);
-- ``stages.py``: per-stage timings of the pipeline;
-- ``oracle.py``: head outputs encoded from ground truth (a near-perfect detector without weights);
-- ``compare.py``: accuracy proxies of an engine against onnxruntime fp32 (head SQNR, detection agreement).
+- ``accuracy/``: COCO mAP (``coco_eval.py``), the COCO ground truth (``ground_truth.py``), the
+  oracle (``oracle.py``), engine-against-reference proxies (``compare.py``), IoU (``iou.py``);
+- ``performance/``: the MLPerf LoadGen harness (``loadgen/``) and per-stage timings (``stages.py``).
 """

@@ -4,7 +4,7 @@ The model is the one MLCommons' inference benchmark lists for ``ssd-resnet34`` (
 from PyTorch, 1200x1200, COCO; ``vision/classification_and_detection/README.md`` in
 mlcommons/inference), published on Zenodo (record 3228411). Its input is ``image``
 (N, 3, 1200, 1200) float32; its outputs ``bboxes``, ``labels``, ``scores`` come from an
-in-graph decode + NMS, which :mod:`ssd_resnet34.truncate` cuts off.
+in-graph decode + NMS, which :mod:`ssd_resnet34.model.truncate` cuts off.
 
 Verified files are remembered so the 80 MB file is not rehashed on every load: a stamp
 ``cache_dir()/verified/<hash of the file's absolute path>.json`` holds the sha256, size and

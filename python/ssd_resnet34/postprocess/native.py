@@ -30,7 +30,7 @@ class NativePostProcessor(PostProcessorBase):
       (N, 24, 25, 25), (N, 24, 13, 13), (N, 24, 7, 7), (N, 16, 3, 3), (N, 16, 3, 3)). Returns a
       list of N ``(boxes (K, 4) float32 normalized ltrb, labels (K,) int64 in 1..80,
       scores (K,) float32)``, score-descending (ties: label, then anchor index ascending).
-    - ``pp(outputs, contexts)``: N lists of ``ObjectDetectionResult`` with boxes in pixels of the
+    - calling it, ``postprocessor(outputs, contexts)``: N lists of ``ObjectDetectionResult`` with boxes in pixels of the
       original image (``contexts``: per image a dict with ``width`` and ``height``; a single
       dict for N == 1).
 

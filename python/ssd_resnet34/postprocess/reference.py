@@ -154,7 +154,7 @@ class PythonPostProcessor(PostProcessorBase):
     ``PythonPostProcessor(score_threshold=0.05, iou_threshold=0.5, max_candidates_per_class=200,
     max_detections=200)``; ``decode(outputs)`` returns per image (boxes (K, 4) float32
     normalized ltrb, labels (K,) int64 in 1..80, scores (K,) float32), score-descending;
-    ``pp(outputs, contexts)`` returns ``ObjectDetectionResult`` lists in pixels. Same API,
+    calling it, ``postprocessor(outputs, contexts)``, returns ``ObjectDetectionResult`` lists in pixels. Same API,
     validation and results as :class:`ssd_resnet34.NativePostProcessor`, much slower (tens of
     milliseconds to a second per image). Raises ``TypeError``/``ValueError`` for bad parameters
     or input (``docs/postprocess.md``, "Bad input").

@@ -15,7 +15,9 @@ from typing import Any, List
 
 import numpy as np
 
-__all__ = ["box_iou", "detection_agreement", "sqnr_db"]
+from .iou import pairwise_iou
+
+__all__ = ["detection_agreement", "sqnr_db"]
 
 
 def sqnr_db(reference: Sequence[np.ndarray], heads: Sequence[np.ndarray]) -> List[float]:
@@ -37,17 +39,6 @@ def sqnr_db(reference: Sequence[np.ndarray], heads: Sequence[np.ndarray]) -> Lis
         signal = float(np.square(ref).sum())
         result.append(float("inf") if noise == 0 else 10.0 * np.log10(signal / noise))
     return result
-
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one ltrb box ``(4,)`` with each of ``boxes`` ``(M, 4)``; 0 for empty unions."""
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def _arrays(results: Sequence[Any]):
@@ -88,7 +79,7 @@ def detection_agreement(reference: Sequence[Sequence[Any]], detections: Sequence
             candidates = np.flatnonzero(free & (labels == ref_labels[i]))
             if candidates.size == 0:
                 continue
-            overlaps = box_iou(ref_boxes[i], boxes[candidates])
+            overlaps = pairwise_iou(ref_boxes[i : i + 1], boxes[candidates])[0]
             best = int(np.argmax(overlaps))
             if overlaps[best] >= iou:
                 free[candidates[best]] = False

@@ -7,10 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ssd_resnet34 import COCO_CLASSES, category_id_to_label, label_to_category_id
 from ssd_resnet34.cli import main
-from ssd_resnet34.evaluation.coco_eval import EVALUATORS, available_evaluators, evaluate, list_images, load_ground_truth
+from ssd_resnet34.evaluation.accuracy.coco_eval import (
+    EVALUATORS,
+    available_evaluators,
+    evaluate,
+    load_ground_truth,
+)
+from ssd_resnet34.evaluation.accuracy.ground_truth import (
+    list_images,
+    load_coco_ground_truth,
+)
 
 # The 80 category ids of COCO 2017 (1..90 without the 10 unused ids).
 OFFICIAL_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
@@ -209,8 +217,8 @@ def test_eval_oracle_writes_coco_results_in_pixels(coco_annotations, native, tmp
 
 def test_faster_coco_eval_gives_identical_numbers(coco_annotations, native):
     pytest.importorskip("faster_coco_eval")
+    from ssd_resnet34.evaluation.accuracy.oracle import encode_ground_truth
     from ssd_resnet34.output.coco_results import to_coco_results
-    from ssd_resnet34.evaluation.oracle import encode_ground_truth, load_coco_ground_truth
 
     gt = load_ground_truth(coco_annotations)
     ids = sorted(gt.imgs)[:40]

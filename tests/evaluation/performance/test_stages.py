@@ -9,9 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ssd_resnet34.cli import main
-from ssd_resnet34.evaluation.stages import StageTiming, extract_tail, format_table, time_calls
+from ssd_resnet34.evaluation.performance.stages import (
+    StageTiming,
+    extract_tail,
+    format_table,
+    time_calls,
+)
 
 STAGES = (  # regular expressions, in order
     r"decode \(cv2\.imdecode\)",
@@ -50,8 +54,7 @@ def test_time_calls_and_table_format():
 
 def test_extract_tail_runs_the_in_graph_postprocess(native):
     import onnxruntime as ort
-
-    from ssd_resnet34.evaluation.oracle import encode_ground_truth
+    from ssd_resnet34.evaluation.accuracy.oracle import encode_ground_truth
     from ssd_resnet34.model.synthetic import synthetic_model_path
 
     with warnings.catch_warnings():

@@ -5,9 +5,9 @@ that a near-perfect model would produce for it, the inverse of the decode of
 ``docs/postprocess.md`` (MLCommons' ``vision/classification_and_detection/python/models/ssd_r34.py``).
 They exercise the postprocessor as real model outputs do (a few hundred candidates per image,
 clusters of overlapping boxes for NMS, low-score noise), and decoding them recovers the
-ground truth, which the COCO-evaluation tests use as a known-good detector. Also here:
-:func:`load_coco_ground_truth` (COCO annotation JSON -> normalized boxes and model labels) and
-:func:`random_head_outputs` (Gaussian logits and offsets, the worst case for NMS).
+ground truth, which the COCO-evaluation tests use as a known-good detector (the ground truth of
+COCO images: :func:`ssd_resnet34.evaluation.accuracy.ground_truth.load_coco_ground_truth`).
+Also here: :func:`random_head_outputs` (Gaussian logits and offsets, the worst case for NMS).
 
 How the outputs are built, per anchor (default box, ``anchors.default_boxes``), as SSD's
 matching: the IoU of each default box (ltrb) with each ground-truth box; an anchor is *matched*
@@ -32,22 +32,18 @@ Deterministic for a seed (numpy ``default_rng(seed)``); vectorised (about 30 ms 
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
-from ..anchors import default_boxes, default_boxes_ltrb
-from ..coco import category_id_to_label
-from ..layout import LEVELS, NUM_ANCHORS, NUM_CLASSES
+from ...anchors import default_boxes, default_boxes_ltrb
+from ...layout import LEVELS, NUM_ANCHORS, NUM_CLASSES
+from .iou import pairwise_iou
 
 __all__ = [
-    "CocoImage",
     "Matching",
     "encode_ground_truth",
     "encode_ground_truth_batch",
-    "load_coco_ground_truth",
     "match_anchors",
     "pack_head_outputs",
     "random_ground_truth",
@@ -65,17 +61,6 @@ class Matching(NamedTuple):
     best_gt: np.ndarray  # (A,) int64: the ground truth of highest IoU (-1 if there is none)
     best_iou: np.ndarray  # (A,) float64: that IoU (0 if there is no ground truth)
     forced: np.ndarray  # (A,) bool: the anchor is the best anchor of its ground truth
-
-
-class CocoImage(NamedTuple):
-    """Ground truth of one COCO image, as :func:`load_coco_ground_truth` returns it."""
-
-    image_id: int
-    file_name: str
-    width: int  # pixels
-    height: int  # pixels
-    boxes: np.ndarray  # (G, 4) float32, normalized ltrb
-    labels: np.ndarray  # (G,) int64, model labels 1..80
 
 
 def _check_ground_truth(boxes_ltrb, labels) -> Tuple[np.ndarray, np.ndarray]:
@@ -97,16 +82,6 @@ def _check_ground_truth(boxes_ltrb, labels) -> Tuple[np.ndarray, np.ndarray]:
     return boxes, labels
 
 
-def _pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of ltrb boxes in float64 (overlap clamped at 0)."""
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
-
-
 def match_anchors(boxes_ltrb) -> Matching:
     """Match the 15,130 default boxes to ground-truth boxes as SSD does.
 
@@ -121,7 +96,7 @@ def match_anchors(boxes_ltrb) -> Matching:
     forced = np.zeros(NUM_ANCHORS, dtype=bool)
     if count == 0:
         return Matching(gt_index, gt_index.copy(), np.zeros(NUM_ANCHORS), forced)
-    iou = _pairwise_iou(default_boxes_ltrb().astype(np.float64), boxes)  # (A, G)
+    iou = pairwise_iou(default_boxes_ltrb().astype(np.float64), boxes)  # (A, G)
     best_gt = iou.argmax(axis=1)
     best_iou = iou[np.arange(NUM_ANCHORS), best_gt]
     gt_index[best_iou > MATCH_IOU] = best_gt[best_iou > MATCH_IOU]
@@ -214,7 +189,7 @@ def encode_ground_truth(boxes_ltrb, labels, *, seed: int = 0) -> List[np.ndarray
     # Matched anchors: the ground truth's class, its exact box.
     matched = np.flatnonzero(matching.gt_index >= 0)
     gt = matching.gt_index[matched]
-    iou = _pairwise_iou(default_boxes_ltrb().astype(np.float64)[matched], boxes)
+    iou = pairwise_iou(default_boxes_ltrb().astype(np.float64)[matched], boxes)
     iou = iou[np.arange(matched.size), gt]
     score = 0.6 + 0.3 * np.clip((iou - MATCH_IOU) / (1 - MATCH_IOU), 0, 1)
     score += rng.uniform(-0.02, 0.02, matched.size)
@@ -292,57 +267,3 @@ def random_ground_truth(
     corners = rng.uniform(0, 1, (count, 2)) * (1 - sizes)
     boxes = np.concatenate([corners, corners + sizes], axis=1).astype(np.float32)
     return boxes, rng.integers(1, NUM_CLASSES, count).astype(np.int64)
-
-
-def load_coco_ground_truth(
-    annotation_json: Union[str, "os.PathLike[str]", dict],
-    image_ids: Optional[Sequence[int]] = None,
-    *,
-    include_crowd: bool = False,
-) -> List[CocoImage]:
-    """Ground truth of COCO images, in the model's terms.
-
-    ``annotation_json``: the path of a COCO ``instances_*.json`` or its loaded dict;
-    ``image_ids``: the images to return, in that order (default: all, in file order).
-    Returns one :class:`CocoImage` per image: ``width``/``height`` in pixels, ``boxes``
-    (G, 4) float32 normalized ltrb (``[x, y, w, h]`` pixels -> ``(x/W, y/H, (x+w)/W, (y+h)/H)``),
-    ``labels`` (G,) int64 model labels 1..80 (``coco.category_id_to_label``).
-    Crowd annotations (``iscrowd=1``, regions that COCOeval ignores rather than boxes to detect)
-    are skipped unless ``include_crowd``; boxes of zero width or height are always skipped
-    (they cannot be encoded). Raises ``ValueError`` for an unknown image id or category id.
-    """
-    if isinstance(annotation_json, dict):
-        data = annotation_json
-    else:
-        with open(annotation_json, encoding="utf-8") as file:
-            data = json.load(file)
-    images = {image["id"]: image for image in data["images"]}
-    if image_ids is None:
-        image_ids = [image["id"] for image in data["images"]]
-    for image_id in image_ids:
-        if image_id not in images:
-            raise ValueError(f"image id {image_id} is not in the annotation file")
-    per_image = {image_id: [] for image_id in image_ids}
-    for annotation in data["annotations"]:
-        entries = per_image.get(annotation["image_id"])
-        if entries is None or (annotation.get("iscrowd", 0) and not include_crowd):
-            continue
-        x, y, w, h = annotation["bbox"]
-        if w > 0 and h > 0:
-            entries.append((x, y, x + w, y + h, annotation["category_id"]))
-    result = []
-    for image_id in image_ids:
-        image = images[image_id]
-        rows = np.array(per_image[image_id], dtype=np.float64).reshape(-1, 5)
-        scale = np.array([image["width"], image["height"]] * 2, dtype=np.float64)
-        result.append(
-            CocoImage(
-                image_id=image_id,
-                file_name=image["file_name"],
-                width=image["width"],
-                height=image["height"],
-                boxes=(rows[:, :4] / scale).astype(np.float32),
-                labels=np.asarray(category_id_to_label(rows[:, 4].astype(np.int64))).reshape(-1),
-            )
-        )
-    return result

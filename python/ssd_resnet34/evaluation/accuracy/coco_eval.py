@@ -4,7 +4,7 @@ The metric is COCO's: ``pycocotools.cocoeval.COCOeval`` with ``iouType="bbox"`` 
 ``params.imgIds`` set to exactly the evaluated images, as MLCommons' accuracy script does
 (``vision/classification_and_detection/tools/accuracy-coco.py`` in mlcommons/inference).
 ``faster-coco-eval`` (optional, not a dependency of this package) can be used instead; it
-gives the same twelve numbers (checked in ``tests/evaluation/test_evaluation.py``).
+gives the same twelve numbers (checked in ``tests/evaluation/accuracy/test_coco_eval.py``).
 
 Results records are COCO results dicts: ``image_id`` (int), ``category_id`` (one of the
 80 official COCO category ids), ``bbox`` ``[x, y, width, height]`` in pixels of the
@@ -16,19 +16,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..._extras import require
+from .ground_truth import read_annotations
+
 __all__ = [
     "EVALUATORS",
     "CocoEvaluation",
-    "CocoImage",
     "available_evaluators",
     "evaluate",
-    "list_images",
     "load_ground_truth",
 ]
 
@@ -42,16 +42,6 @@ STAT_NAMES = (
 )
 
 _RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
-
-
-@dataclass(frozen=True)
-class CocoImage:
-    """One ground-truth image found on disk: its COCO ``image_id``, file path and size in pixels."""
-
-    image_id: int
-    path: Path
-    width: int
-    height: int
 
 
 @dataclass(frozen=True)
@@ -91,55 +81,25 @@ def available_evaluators() -> list[str]:
     return names
 
 
+def _pycocotools(module: str) -> Any:
+    return require(module, "eval", "COCO evaluation", package="pycocotools")
+
+
 def load_ground_truth(annotation_json: str | Path) -> Any:
     """Load a COCO instances file (e.g. ``instances_val2017.json``) as a ``pycocotools`` COCO object.
 
-    Raises ``FileNotFoundError`` when it does not exist and ``ValueError`` when it is not a COCO
-    instances json (needs ``images``, ``annotations`` and ``categories``).
+    The file is read and checked by :func:`ssd_resnet34.evaluation.accuracy.ground_truth.read_annotations`
+    (raises ``FileNotFoundError`` when it does not exist, ``ValueError`` naming the first bad entry
+    or when it is not a COCO instances JSON). Raises ``ImportError`` naming the ``eval`` extra
+    without pycocotools.
     """
-    from pycocotools.coco import COCO
-
-    path = Path(annotation_json)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        dataset = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"annotation file {path} is not valid JSON: {e}") from None
-    if not isinstance(dataset, dict) or not all(
-        isinstance(dataset.get(k), list) for k in ("images", "annotations", "categories")
-    ):
-        raise ValueError(
-            f"annotation file {path} is not a COCO instances file: expected a JSON object with "
-            "lists 'images', 'annotations' and 'categories'"
-        )
+    COCO = _pycocotools("pycocotools.coco").COCO
+    dataset = read_annotations(annotation_json)
     gt = COCO()
     gt.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
     return gt
-
-
-def list_images(coco_gt: Any, images_dir: str | Path, limit: int | None = None) -> list[CocoImage]:
-    """The images of ``coco_gt`` whose ``file_name`` exists in ``images_dir``, sorted by image id.
-
-    ``limit``: keep only the first ``limit`` of them (>= 1). Raises ``NotADirectoryError`` when
-    ``images_dir`` is not a directory and ``ValueError`` for a bad ``limit``.
-    """
-    folder = Path(images_dir)
-    if not folder.is_dir():
-        raise NotADirectoryError(f"images directory not found: {folder}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
-    found = []
-    for image_id in sorted(coco_gt.imgs):
-        info = coco_gt.imgs[image_id]
-        path = folder / str(info["file_name"])
-        if path.is_file():
-            found.append(CocoImage(int(image_id), path, int(info["width"]), int(info["height"])))
-            if limit is not None and len(found) == limit:
-                break
-    return found
 
 
 def _check_records(records: Iterable[Mapping[str, Any]], image_ids: set[int], category_ids: set[int]) -> list[dict]:
@@ -189,8 +149,8 @@ def _summary_lines(text: Iterable[str]) -> str:
 
 
 def _run_pycocotools(gt: Any, records: list[dict], image_ids: list[int]) -> tuple[list[float], str]:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    COCO = _pycocotools("pycocotools.coco").COCO
+    COCOeval = _pycocotools("pycocotools.cocoeval").COCOeval
 
     log = io.StringIO()
     with contextlib.redirect_stdout(log):

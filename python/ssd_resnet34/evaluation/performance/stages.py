@@ -4,7 +4,7 @@ Stages, each timed as wall-clock milliseconds per call with ``time.perf_counter`
 as the median over all calls (batch size 1, so per call = per image):
 
 1. ``decode``: ``cv2.imdecode`` of the file's bytes (read beforehand) to BGR uint8.
-2. ``preprocess``: :func:`ssd_resnet34.preprocessing.preprocess` (fast path) of the decoded image
+2. ``preprocess``: :func:`ssd_resnet34.image.preprocess` (fast path) of the decoded image
    to the (1, 3, 1200, 1200) float32 NCHW input.
 3. ``inference``: the onnxruntime session of the 12-head model (after one untimed warm-up).
 4. ``postprocess``: the native (Rust) and the numpy reference postprocessors on the heads the
@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 __all__ = [
+    "STAGES",
     "StageTiming",
     "extract_tail",
     "format_table",
@@ -43,6 +44,11 @@ __all__ = [
     "measure_stages",
     "time_calls",
 ]
+
+
+#: The steps :func:`measure_stages` announces to its ``progress`` callback, in order.
+STAGES = ("decode", "preprocess", "inference", "postprocess native (Rust)", "postprocess Python reference",
+          "in-graph decode + NMS", "whole pipeline")
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ def extract_tail(full_model_path: str | Path) -> Any:
     import onnx
     import onnx.utils
 
-    from ..model.truncate import find_head_outputs, is_heads_model
+    from ...model.truncate import find_head_outputs, is_heads_model
 
     model = onnx.load(str(full_model_path))
     if is_heads_model(model):
@@ -135,10 +141,10 @@ def measure_stages(
     """
     import cv2
 
-    from .. import engines
-    from ..image import preprocess
-    from ..postprocess import NativePostProcessor, PythonPostProcessor
-    from .oracle import random_head_outputs
+    from ... import engines
+    from ...image import preprocess
+    from ...postprocess import NativePostProcessor, PythonPostProcessor
+    from ..accuracy.oracle import random_head_outputs
 
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"runs must be an int >= 1, got {runs!r}")
@@ -216,7 +222,7 @@ def _per_image(stage: str, seconds: Sequence[float], images: int, note: str) -> 
 def _pipeline_rows(model: Any, paths: Sequence[str | Path], inputs: list, runs: int,
                    opener: Callable[[str], Any]) -> list[StageTiming]:
     """The whole pipeline per image, serial and pipelined, beside the bare engine's throughput."""
-    from ..postprocess import NativePostProcessor
+    from ...postprocess import NativePostProcessor
 
     files = [str(p) for p in paths]
     postprocessor = NativePostProcessor()
@@ -267,7 +273,7 @@ def _tail_row(model: Any, heads_per_image: list, runs: int, device: str, threads
         tail = extract_tail(source)
     except ValueError as error:
         return StageTiming(_TAIL, float("nan"), 0, f"not measured: {error}")
-    from ..engines.onnxruntime import providers_for
+    from ...engines.onnxruntime import providers_for
 
     options = ort.SessionOptions()
     if threads:

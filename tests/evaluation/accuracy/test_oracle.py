@@ -7,17 +7,21 @@ import json
 
 import numpy as np
 import pytest
-
 from ssd_resnet34 import default_boxes
-from ssd_resnet34.layout import LEVELS, NUM_ANCHORS
-from ssd_resnet34.evaluation.oracle import (
+from ssd_resnet34.evaluation.accuracy.ground_truth import load_coco_ground_truth
+from ssd_resnet34.evaluation.accuracy.oracle import (
     encode_ground_truth,
     encode_ground_truth_batch,
-    load_coco_ground_truth,
     match_anchors,
     random_ground_truth,
 )
-from ssd_resnet34.postprocess.reference import gather_levels, decode_boxes, iou_matrix, softmax_scores
+from ssd_resnet34.layout import LEVELS, NUM_ANCHORS
+from ssd_resnet34.postprocess.reference import (
+    decode_boxes,
+    gather_levels,
+    iou_matrix,
+    softmax_scores,
+)
 
 SHAPES = [(1,) + level.class_shape for level in LEVELS] + [(1,) + level.box_shape for level in LEVELS]
 

@@ -20,8 +20,10 @@ lg = pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not inst
 from ssd_resnet34 import engines  # noqa: E402
 from ssd_resnet34.cli import main  # noqa: E402
 from ssd_resnet34.engines import Engine  # noqa: E402
-from ssd_resnet34.evaluation.coco_eval import list_images, load_ground_truth  # noqa: E402
-from ssd_resnet34.evaluation.loadgen import (  # noqa: E402
+from ssd_resnet34.evaluation.accuracy.coco_eval import load_ground_truth  # noqa: E402
+from ssd_resnet34.evaluation.accuracy.ground_truth import list_images  # noqa: E402
+from ssd_resnet34.evaluation.accuracy.oracle import encode_ground_truth  # noqa: E402
+from ssd_resnet34.evaluation.performance.loadgen import (  # noqa: E402
     MODEL_CONF,
     ImageSampleLibrary,
     LoadGenSettings,
@@ -30,7 +32,6 @@ from ssd_resnet34.evaluation.loadgen import (  # noqa: E402
     run_loadgen,
     score_accuracy_log,
 )
-from ssd_resnet34.evaluation.oracle import encode_ground_truth, load_coco_ground_truth  # noqa: E402
 from ssd_resnet34.image import preprocess  # noqa: E402
 from ssd_resnet34.postprocess import NativePostProcessor  # noqa: E402
 
@@ -200,9 +201,8 @@ def oracle_model(coco_annotations, tmp_path_factory):
     """The lookup model of the first 5 annotated images: it outputs their ground truth's heads."""
     gt = load_ground_truth(coco_annotations)
     images = list_images(gt, Path(coco_annotations).parent / "images", 5)
-    truth = load_coco_ground_truth(gt.dataset, [im.image_id for im in images])
     batch, _ = preprocess([str(im.path) for im in images])
-    heads = [encode_ground_truth(t.boxes, t.labels, seed=t.image_id) for t in truth]
+    heads = [encode_ground_truth(im.boxes, im.labels, seed=im.image_id) for im in images]
     return lookup_heads_model(tmp_path_factory.mktemp("oracle") / "oracle.onnx", batch, heads)
 
 

@@ -1,0 +1,84 @@
+"""Progress on stderr for the commands' long loops (``eval``, ``bench``).
+
+On a terminal it is a tqdm bar. Anywhere else (a pipe, a log file, CI) bar frames would pile up,
+so it writes one plain line at most every ``interval`` seconds, and a last one at the end:
+``eval (oracle): 120/250 images (48%), 31.2 s``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Optional, TextIO
+
+__all__ = ["PLAIN_INTERVAL_S", "Progress"]
+
+#: Seconds between two plain progress lines on a stderr that is not a terminal.
+PLAIN_INTERVAL_S = 10.0
+
+
+class Progress:
+    """A counter of ``total`` items (None: unknown) named ``desc``, shown on ``stream`` (stderr).
+
+    ``update(n)`` counts n more; ``describe(text)`` changes the name (e.g. the stage at hand);
+    ``close()`` (or leaving the ``with`` block) ends it. ``interval``: seconds between plain
+    lines when ``stream`` is not a terminal (0: a line per update).
+    """
+
+    def __init__(self, total: Optional[int], desc: str, unit: str = "images", *,
+                 stream: Optional[TextIO] = None, interval: float = PLAIN_INTERVAL_S) -> None:
+        self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
+        self.stream = stream if stream is not None else sys.stderr
+        self.count = 0
+        self._start = self._last = time.monotonic()
+        self._closed = False
+        self._written = -1
+        self._bar: Any = None
+        isatty = getattr(self.stream, "isatty", None)
+        if isatty is not None and isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit.rstrip("s") or unit, file=self.stream,
+                             dynamic_ncols=True)
+
+    def _line(self) -> str:
+        done = f"{self.count}/{self.total} {self.unit}" if self.total else f"{self.count} {self.unit}"
+        share = f" ({100 * self.count / self.total:.0f}%)" if self.total else ""
+        return f"{self.desc}: {done}{share}, {time.monotonic() - self._start:.1f} s"
+
+    def _write(self) -> None:
+        self._written = self.count
+        try:
+            print(self._line(), file=self.stream, flush=True)
+        except (BrokenPipeError, ValueError):  # a closed stderr never costs the results
+            self.interval = float("inf")
+
+    def update(self, n: int = 1) -> None:
+        self.count += n
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._write()
+
+    def describe(self, desc: str) -> None:
+        self.desc = desc
+        if self._bar is not None:
+            self._bar.set_description(desc)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._bar is not None:
+            self._bar.close()
+        elif self.interval != float("inf") and self._written != self.count:
+            self._write()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

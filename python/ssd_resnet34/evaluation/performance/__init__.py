@@ -1,0 +1,8 @@
+"""Speed: the MLPerf LoadGen harness and the per-stage timings of the pipeline.
+
+- ``loadgen/``: the LoadGen SUT and QSL in MLPerf's four scenarios and both test modes
+  (:func:`~ssd_resnet34.evaluation.performance.loadgen.run_loadgen`);
+- ``stages.py``: where the time per image goes (:func:`~ssd_resnet34.evaluation.performance.stages.measure_stages`).
+
+Speed is only reported here, never asserted.
+"""
