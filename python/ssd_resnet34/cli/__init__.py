@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from typing import Optional, Sequence
 
@@ -51,7 +52,30 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that command is not part of this installation
             raise
         module.register(subparsers)
+    for command in subparsers.choices.values():
+        _plain_help(command)
     return parser
+
+
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`x`, :mod:`~a.b`
+_LITERAL = re.compile(r"``([^`]+)``|`([^`]+)`")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText markup (roles, double and single backticks), for --help."""
+    text = _ROLE.sub(lambda m: m.group(1), text)
+    return _LITERAL.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """--help is plain text: the commands' descriptions often come from their (RST) docstrings."""
+    if parser.description:
+        parser.description = plain_text(parser.description)
+    if parser.epilog:
+        parser.epilog = plain_text(parser.epilog)
+    for action in parser._actions:
+        if isinstance(action.help, str):
+            action.help = plain_text(action.help)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
