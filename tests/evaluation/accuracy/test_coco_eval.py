@@ -16,7 +16,6 @@ from ssd_resnet34.evaluation.accuracy.coco_eval import (
     load_ground_truth,
 )
 from ssd_resnet34.evaluation.accuracy.ground_truth import (
-    list_images,
     load_coco_ground_truth,
 )
 
@@ -157,20 +156,6 @@ def test_load_ground_truth_errors(tmp_path):
     bad.write_text('{"images": []}')
     with pytest.raises(ValueError, match="not a COCO instances file"):
         load_ground_truth(bad)
-
-
-def test_list_images_keeps_files_on_disk_sorted_and_limited(tiny_gt):
-    gt = load_ground_truth(tiny_gt)
-    images = list_images(gt, tiny_gt.parent)
-    assert [(im.image_id, im.path.name, im.width, im.height) for im in images] == [
-        (1, "a.jpg", 640, 480),
-        (2, "b.jpg", 300, 200),
-    ]
-    assert [im.image_id for im in list_images(gt, tiny_gt.parent, limit=1)] == [1]
-    with pytest.raises(ValueError):
-        list_images(gt, tiny_gt.parent, limit=0)
-    with pytest.raises(NotADirectoryError):
-        list_images(gt, tiny_gt.parent / "nowhere")
 
 
 # --- the command on the shared COCO subset ------------------------------------------------

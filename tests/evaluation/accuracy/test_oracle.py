@@ -3,8 +3,6 @@ outputs with the reference postprocessor recovers the ground truth."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from ssd_resnet34 import default_boxes
@@ -156,42 +154,3 @@ def test_matching_gives_every_ground_truth_its_best_anchor():
 def test_bad_ground_truth(boxes, labels, error):
     with pytest.raises(error):
         encode_ground_truth(boxes, np.asarray(labels))
-
-
-def test_load_coco_ground_truth_from_a_small_file(tmp_path):
-    data = {
-        "images": [{"id": 5, "file_name": "a.jpg", "width": 200, "height": 100},
-                   {"id": 9, "file_name": "b.jpg", "width": 50, "height": 50}],
-        "annotations": [
-            {"image_id": 5, "category_id": 18, "bbox": [20, 10, 100, 50], "iscrowd": 0},
-            {"image_id": 5, "category_id": 1, "bbox": [0, 0, 10, 10], "iscrowd": 1},
-            {"image_id": 5, "category_id": 90, "bbox": [0, 0, 0, 10], "iscrowd": 0},
-            {"image_id": 7, "category_id": 1, "bbox": [0, 0, 10, 10], "iscrowd": 0},
-        ],
-        "categories": [],
-    }
-    path = tmp_path / "instances.json"
-    path.write_text(json.dumps(data))
-    first, second = load_coco_ground_truth(path)
-    assert (first.image_id, first.file_name, first.width, first.height) == (5, "a.jpg", 200, 100)
-    np.testing.assert_allclose(first.boxes, [[0.1, 0.1, 0.6, 0.6]])
-    assert first.boxes.dtype == np.float32 and first.labels.tolist() == [17]  # dog
-    assert second.boxes.shape == (0, 4) and second.labels.shape == (0,)
-    crowd = load_coco_ground_truth(data, [5], include_crowd=True)[0]
-    assert crowd.labels.tolist() == [17, 1]
-    assert [im.image_id for im in load_coco_ground_truth(data, [9, 5])] == [9, 5]
-    with pytest.raises(ValueError, match="image id 7"):
-        load_coco_ground_truth(data, [7])
-
-
-def test_load_coco_ground_truth_from_the_shared_subset(coco_annotations):
-    data = json.loads(coco_annotations.read_text())
-    images = load_coco_ground_truth(coco_annotations)
-    assert len(images) == len(data["images"])
-    usable = [a for a in data["annotations"] if not a["iscrowd"] and min(a["bbox"][2:]) > 0]
-    assert sum(len(im.labels) for im in images) == len(usable)
-    crowd = load_coco_ground_truth(coco_annotations, include_crowd=True)
-    assert sum(len(im.labels) for im in crowd) - len(usable) == sum(a["iscrowd"] for a in data["annotations"])
-    for image in images:
-        assert image.boxes.min(initial=0) >= 0 and image.boxes.max(initial=1) <= 1 + 1e-6
-        assert ((image.labels >= 1) & (image.labels <= 80)).all()
