@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _coco import write_tiny_ground_truth
 from ssd_resnet34 import COCO_CLASSES, category_id_to_label, label_to_category_id
 from ssd_resnet34.cli import main
 from ssd_resnet34.evaluation.accuracy.coco_eval import (
@@ -49,24 +50,7 @@ def test_label_mapping_matches_the_annotation_file(coco_annotations):
 
 @pytest.fixture()
 def tiny_gt(tmp_path):
-    data = {
-        "images": [
-            {"id": 1, "file_name": "a.jpg", "width": 640, "height": 480},
-            {"id": 2, "file_name": "b.jpg", "width": 300, "height": 200},
-            {"id": 3, "file_name": "c.jpg", "width": 100, "height": 100},
-        ],
-        "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}],
-        "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 20, 100, 200], "area": 20000, "iscrowd": 0},
-            {"id": 2, "image_id": 1, "category_id": 18, "bbox": [300, 100, 150, 120], "area": 18000, "iscrowd": 0},
-            {"id": 3, "image_id": 2, "category_id": 18, "bbox": [0, 0, 100, 100], "area": 10000, "iscrowd": 0},
-        ],
-    }
-    path = tmp_path / "instances.json"
-    path.write_text(json.dumps(data))
-    for name in ("a.jpg", "b.jpg"):  # c.jpg absent on disk
-        (tmp_path / name).write_bytes(b"not read by list_images")
-    return path
+    return write_tiny_ground_truth(tmp_path)
 
 
 def _det(image_id, category_id, bbox, score):

@@ -4,7 +4,6 @@ reference's own copy and hand-computed values."""
 from __future__ import annotations
 
 import numpy as np
-
 from ssd_resnet34.evaluation.accuracy.iou import pairwise_iou
 from ssd_resnet34.evaluation.accuracy.oracle import random_ground_truth
 from ssd_resnet34.postprocess.reference import iou_matrix
