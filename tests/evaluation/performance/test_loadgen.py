@@ -8,6 +8,7 @@ they are smoke runs, not MLPerf-compliant results (the CLI says so)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -274,6 +275,9 @@ def test_bench_single_stream_synthetic(coco_images, native, tmp_path, capsys):
     if "Result is : INVALID" in printed:
         assert "INVALID because: " in printed  # the reason, from LoadGen's summary
     assert "not an MLPerf-compliant result" in captured.err
+    # progress: the samples answered, as plain lines on a stderr that is not a terminal
+    assert re.search(r"^bench SingleStream PerformanceOnly \(synthetic\): 2 samples, [0-9.]+ s$", captured.err, re.M)
+    assert "\r" not in captured.err
     for name in LOG_FILES:
         assert (out / name).is_file()
 

@@ -78,7 +78,11 @@ def test_bench_stages_prints_the_table(coco_annotations, native, capsys):
     images = Path(coco_annotations).parent / "images"
     code = main(["bench", "--stages", "--synthetic", "--images", str(images), "--count", "1", "--runs", "1"])
     assert code == 0
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    # progress on a stderr that is not a terminal: plain lines, no bar frames
+    assert "\r" not in captured.err
+    assert re.search(r"^bench --stages: whole pipeline: 7/7 stages \(100%\), [0-9.]+ s$", captured.err, re.M), captured.err
+    lines = captured.out.splitlines()
     assert lines[0].startswith("Per-stage time per image: median over 1 run(s) x 1 image(s)")
     assert lines[1].startswith("Machine: nproc=")
     rows = [line.split(" | ") for line in lines if line.startswith("| ") and not line.startswith("| stage")]
