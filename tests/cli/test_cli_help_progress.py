@@ -13,7 +13,6 @@ import time
 
 import pytest
 from _paths import REPO_ROOT
-
 from ssd_resnet34._extras import EXTRAS, MissingExtraError, install_hint, require
 from ssd_resnet34.cli import COMMANDS, build_parser, main, plain_text
 from ssd_resnet34.cli._progress import Progress
