@@ -74,9 +74,13 @@ def test_a_line_loadgen_cannot_read_is_named(tiny_path, one_image, tmp_path):
 
 def test_check_user_conf_accepts_loadgens_own_syntax():
     check_user_conf("# comment\n\n*.Server.target_qps = 2.5  # inline\nssd-resnet34.*.min_duration = 60000\n"
-                    "*.Offline.target_qps = 1e3\n", "user.conf")
+                    "*.Offline.target_qps = 1e3\n*.SingleStream.target_latency = 0.5\n"
+                    "*.Server.target_latency_percentile = 99.5\n", "user.conf")
+    with pytest.raises(ValueError, match="LoadGen would read it as 1"):  # silently, with no error of its own
+        check_user_conf("*.Offline.min_query_count = 1e3", "user.conf")
     for bad in ("*.Offline.target_qps = -1", "*.Offline.target_qps = nan", "*.Offline.target_qps = abc",
-                "target_qps = 5", "*.Offline.target_qps 5"):
+                "target_qps = 5", "*.Offline.target_qps 5", "*.Offline.min_query_count = 1e3",
+                "*.Offline.min_duration = 1.5"):
         with pytest.raises(ValueError, match="user.conf, line 1"):
             check_user_conf(bad, "user.conf")
 

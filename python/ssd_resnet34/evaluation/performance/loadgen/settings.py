@@ -17,6 +17,7 @@ __all__ = [
     "MAX_SAMPLES",
     "MODEL",
     "MODEL_CONF",
+    "FRACTIONAL_KEYS",
     "SCENARIOS",
     "TEST_MODES",
     "LoadGenSettings",
@@ -47,12 +48,17 @@ MAX_SAMPLES = 10_000_000
 _SCHEDULE_SLACK = 1.1
 _LINE = re.compile(r"^([^.\s=]+)\.([^.\s=]+)\.([^.\s=]+)\s*=\s*(\S+)$")
 _NUMBER = re.compile(r"^[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?$")
+_INTEGER = re.compile(r"^[0-9]+$")
+#: The keys LoadGen reads as floating-point numbers; it reads every other one as an unsigned
+#: integer, stopping at the first other character ("1e3" is 1, "1.5" is 1).
+FRACTIONAL_KEYS = ("target_qps", "target_latency", "target_latency_percentile")
 
 
 def check_user_conf(text: str, source: str) -> None:
     """Check a LoadGen ``user.conf`` before LoadGen reads it: every line that is not blank or a
     ``#`` comment is ``model.scenario.key = value`` with a non-negative decimal number as value
-    (LoadGen reads ``-5`` as 2^64 - 5 and then aborts the process). ``source``: the file's name,
+    (LoadGen reads ``-5`` as 2^64 - 5 and then aborts the process), an integer unless the key
+    is one of :data:`FRACTIONAL_KEYS` (LoadGen reads ``1e3`` as 1). ``source``: the file's name,
     for the message. Raises ``ValueError`` naming the line.
     """
     for number, raw in enumerate(text.splitlines(), 1):
@@ -69,6 +75,11 @@ def check_user_conf(text: str, source: str) -> None:
         if not _NUMBER.match(value) or not math.isfinite(float(value)):
             raise ValueError(
                 f"{source}, line {number}: {match.group(3)} = {value}: expected a non-negative decimal number"
+            )
+        if match.group(3) not in FRACTIONAL_KEYS and not _INTEGER.match(value):
+            raise ValueError(
+                f"{source}, line {number}: {match.group(3)} = {value}: expected a non-negative integer "
+                f"(LoadGen would read it as {re.match(r'[0-9]*', value).group(0) or 0})"
             )
 
 
@@ -114,6 +125,9 @@ def check_test_settings(test: Any, scenario: str, source: str) -> None:
         value = float(getattr(test, name))
         if not 0 < value <= 1:
             raise ValueError(f"LoadGen setting {name} is {value:g} in {source}: expected a fraction in (0, 1]")
+    if scenario == "Server" and test.server_target_latency_ns < 1:
+        raise ValueError(f"LoadGen setting target_latency is 0 ms in {source} (--target-latency-ms; LoadGen "
+                         "reads the Server's in whole milliseconds): expected >= 1")
     if scenario == "MultiStream" and test.multi_stream_samples_per_query < 1:
         raise ValueError(f"LoadGen setting samples_per_query is 0 in {source} (--samples-per-query): expected >= 1")
     qps, rate = _expected_qps(test, scenario)
