@@ -7,7 +7,7 @@ They run in real onnxruntime sessions through the package's engines:
   its detections are noise, as the synthetic model's;
 - :func:`lookup_heads_model`: an "oracle" network for a fixed set of images: it recognizes each
   image by its mean value and outputs the head tensors encoded from that image's ground truth
-  (``evaluation.oracle.encode_ground_truth``), so its COCO mAP on those images is close to 1.
+  (``evaluation.accuracy.oracle.encode_ground_truth``), so its COCO mAP on those images is close to 1.
 """
 
 from __future__ import annotations
