@@ -77,17 +77,17 @@ def _model_detections(args: argparse.Namespace, images: list) -> Iterator[tuple[
 
 
 def _oracle_detections(args: argparse.Namespace, images: list) -> Iterator[tuple[Any, list]]:
-    """The same from :func:`ssd_resnet34.evaluation.accuracy.oracle.encode_ground_truth` of each
+    """The same from :func:`ssd_resnet34.evaluation.accuracy.oracle.encode_coco_image` of each
     image's ground truth (``CocoImage.boxes``/``labels``; seed = --seed + image id)."""
     import numpy as np
 
     from .. import postprocess
-    from ..evaluation.accuracy.oracle import encode_ground_truth
+    from ..evaluation.accuracy.oracle import encode_coco_image
 
     postprocessor = postprocess.create(not args.python_postprocess)
     for start in range(0, len(images), args.batch_size):
         chunk = images[start : start + args.batch_size]
-        per_image = [encode_ground_truth(im.boxes, im.labels, seed=args.seed + im.image_id) for im in chunk]
+        per_image = [encode_coco_image(im, seed=args.seed) for im in chunk]
         heads = [np.concatenate(parts, axis=0) for parts in zip(*per_image)]
         contexts = [{"width": im.width, "height": im.height} for im in chunk]
         yield from zip(chunk, postprocessor(heads, contexts))

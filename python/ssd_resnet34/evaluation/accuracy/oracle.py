@@ -42,6 +42,7 @@ from .iou import pairwise_iou
 
 __all__ = [
     "Matching",
+    "encode_coco_image",
     "encode_ground_truth",
     "encode_ground_truth_batch",
     "match_anchors",
@@ -210,6 +211,16 @@ def encode_ground_truth(boxes_ltrb, labels, *, seed: int = 0) -> List[np.ndarray
     exact = _encode_offsets(boxes[gt], anchors[partial])
     offsets[:, partial] = (fraction[:, None] * exact + rng.normal(0, 0.1, exact.shape)).T
     return pack_head_outputs(logits, offsets)
+
+
+def encode_coco_image(image: Any, *, seed: int = 0) -> List[np.ndarray]:
+    """:func:`encode_ground_truth` of one COCO image's ground truth, with seed ``seed + image_id``:
+    what ``eval --oracle`` and ``bench --oracle`` decode for it (so both give the same mAP).
+
+    ``image``: a ``ground_truth.CocoImage`` (``boxes`` normalized ltrb, ``labels`` 1..80,
+    ``image_id``). Returns the 12 float32 NCHW tensors with batch axis 1.
+    """
+    return encode_ground_truth(image.boxes, image.labels, seed=seed + image.image_id)
 
 
 def encode_ground_truth_batch(

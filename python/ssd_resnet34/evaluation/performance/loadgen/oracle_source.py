@@ -2,7 +2,7 @@
 
 The accuracy path of the harness (QSL, SUT, response encoding, ``accuracy-coco.py`` scoring)
 checked with a meaningful mAP: the samples are the oracle's heads of each image
-(:func:`ssd_resnet34.evaluation.accuracy.oracle.encode_ground_truth`, seed = ``seed`` + image id,
+(:func:`ssd_resnet34.evaluation.accuracy.oracle.encode_coco_image`, seed = ``seed`` + image id,
 as ``eval --oracle``), encoded while LoadGen loads them (untimed, as the images' preprocessing),
 and the "engine" passes them to the postprocessor unchanged. ``bench --mode AccuracyOnly
 --oracle`` therefore gives exactly the mAP of ``eval --oracle`` on the same images.
@@ -16,7 +16,7 @@ from typing import Any, Callable, List, Optional, Sequence
 import numpy as np
 
 from ...accuracy.ground_truth import CocoImage
-from ...accuracy.oracle import encode_ground_truth
+from ...accuracy.oracle import encode_coco_image
 from .qsl import ImageSampleLibrary
 
 __all__ = ["OracleEngine", "OracleSampleLibrary"]
@@ -37,8 +37,7 @@ class OracleSampleLibrary(ImageSampleLibrary):
 
     def _make(self, i: int) -> tuple[Any, dict]:
         image = self.images[i]
-        heads = encode_ground_truth(image.boxes, image.labels, seed=self.seed + image.image_id)
-        return heads, {"width": image.width, "height": image.height}
+        return encode_coco_image(image, seed=self.seed), {"width": image.width, "height": image.height}
 
     def _stack(self, inputs: list) -> Any:
         return inputs[0] if len(inputs) == 1 else [np.concatenate(parts, axis=0) for parts in zip(*inputs)]
