@@ -92,3 +92,19 @@ def test_bench_stages_prints_the_table(coco_annotations, native, capsys):
     for stage, median, calls, note in rows:
         assert math.isfinite(float(median)) and float(median) > 0, (stage, note)
         assert int(calls) >= 1
+
+
+def test_bench_stages_leaves_its_arguments_as_parsed(coco_annotations, native, capsys):
+    """With --model (not --synthetic), bench --stages once set args.python_postprocess = True."""
+    import copy
+
+    from ssd_resnet34.cli import build_parser
+    from ssd_resnet34.model.synthetic import synthetic_model_path
+
+    images = Path(coco_annotations).parent / "images"
+    args = build_parser().parse_args(["bench", "--stages", "--model", str(synthetic_model_path(0, full_graph=True)),
+                                      "--no-verify", "--images", str(images), "--count", "1", "--runs", "1"])
+    parsed = copy.deepcopy(vars(args))
+    assert args.func(args) == 0
+    assert vars(args) == parsed
+    assert "| postprocess, native (Rust) |" in capsys.readouterr().out
