@@ -20,6 +20,7 @@ import os
 import sys
 from typing import Any
 
+from ..engines import LATENCY, THROUGHPUT
 from ._common import CommandError, add_model_arguments, int_at_least, load_model, open_engine, positive_int
 
 __all__ = ["register", "run"]
@@ -170,7 +171,7 @@ def _run_loadgen(args: argparse.Namespace) -> int:
         paths = _image_paths(args, None)
     model = load_model(args)
     library = ImageSampleLibrary(paths, preprocess)
-    mode = "latency" if args.scenario == "SingleStream" else "throughput"
+    mode = LATENCY if args.scenario == "SingleStream" else THROUGHPUT
     with open_engine(args, model, mode=mode) as engine:
         result = run_loadgen(library, engine, model.postprocessor.decode, settings, args.out)
     print(result.summary.rstrip())

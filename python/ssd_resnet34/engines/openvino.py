@@ -16,31 +16,114 @@ the device's default precision. Compiled models are cached in ``cache_dir()/open
 start skips the compilation. The precision reported is the one the compiled model's convolutions
 really run in (its runtime model); when a cached model does not run the precision asked for
 (OpenVINO 2026.4 loads a CPU f16 model from its cache as f32), it is compiled afresh.
+
+:data:`BACKEND` is this module's entry in the engine registry (``_registry.py``).
 """
 from __future__ import annotations
 
 import atexit
+import functools
+import importlib.util
 import threading
 import time
 import weakref
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable, List, Optional, TypeVar
+from typing import Any, Callable, List, Optional, Sequence, TypeVar
 
 import numpy as np
 
 from .._files import cache_dir
 from ..layout import HEAD_SHAPES, INPUT_SHAPE
-from ._base import Engine, check_images, copy_heads
-from ._choose import openvino_core
+from ._base import (
+    LATENCY,
+    THROUGHPUT,
+    Backend,
+    Choice,
+    Engine,
+    Probe,
+    check_images,
+    copy_heads,
+)
 
-__all__ = ["NotHeadsModelError", "OpenVinoEngine", "compiled_cache_dir"]
+__all__ = ["BACKEND", "NotHeadsModelError", "OpenVinoEngine", "compiled_cache_dir", "openvino_capabilities",
+           "openvino_core", "openvino_devices", "probe"]
 
 T = TypeVar("T")
+
+#: The devices this backend runs (OpenVINO's CPU, GPU and NPU plugins).
+DEVICES = ("cpu", "gpu", "npu")
+_ALL = ("fp32", "bf16", "fp16", "int8")
+#: ``precision="auto"`` prefers these, in order, among what the device's capabilities list.
+_PREFERENCE = {"cpu": ("bf16", "fp32", "fp16", "int8"), "gpu": ("fp16", "fp32", "bf16", "int8"),
+               "npu": ("fp16", "fp32", "bf16", "int8")}
+_CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "fp16": "FP16", "int8": "INT8"}
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _CLOSE_TIMEOUT_S = 300  # close() waits this long at most for callbacks still running
 _PRECISION_OF_TYPE = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8"}
+
+
+@functools.lru_cache(maxsize=1)
+def openvino_core() -> Optional[Any]:
+    """One shared ``openvino.Core`` for the process, or None when ``openvino`` is not installed."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino.Core()
+
+
+def openvino_devices() -> Optional[list]:
+    """OpenVINO's ``available_devices`` (e.g. ``['CPU', 'GPU.0']``), or None without openvino."""
+    core = openvino_core()
+    return None if core is None else list(core.available_devices)
+
+
+def openvino_capabilities(device: str) -> list:
+    """The ``OPTIMIZATION_CAPABILITIES`` of an OpenVINO device (``CPU``, ``GPU``, ``NPU``), e.g.
+    ``['BF16', 'FP32', 'FP16', 'INT8', ...]``; [] when it cannot be read."""
+    core = openvino_core()
+    try:
+        return list(core.get_property(device.upper(), "OPTIMIZATION_CAPABILITIES")) if core else []
+    except RuntimeError:
+        return []
+
+
+def probe(devices: Optional[Sequence[str]] = None, capabilities: Optional[Callable[[str], list]] = None) -> Probe:
+    """What OpenVINO sees: for each of its devices present (``devices``, default
+    :func:`openvino_devices`, e.g. ``['CPU', 'GPU.0']``), the precisions its
+    ``OPTIMIZATION_CAPABILITIES`` (``capabilities(name)``, default :func:`openvino_capabilities`)
+    list, ``precision="auto"``'s pick first: bf16 on a CPU that lists BF16 (AMX or AVX512_BF16),
+    fp16 on a GPU or NPU that lists FP16, else fp32. A device whose capabilities cannot be read
+    is assumed to run every precision, fp32 first."""
+    devices = list(openvino_devices() or []) if devices is None else list(devices)
+    capabilities = capabilities or openvino_capabilities
+    runnable, notes = {}, {}
+    for name in devices:
+        kind = name.split(".")[0].lower()
+        if kind not in DEVICES or kind in runnable:
+            continue
+        caps = list(capabilities(kind.upper()))
+        runnable[kind] = tuple(p for p in _PREFERENCE[kind] if _CAPABILITY[p] in caps) if caps else _ALL
+        notes[kind] = f"OpenVINO's {kind.upper()} capabilities are {caps}"
+    return Probe(runnable, f"OpenVINO devices {devices}", notes)
+
+
+def _artefact(model_path: Path, precision: str, device: str) -> Path:
+    """The model file OpenVINO compiles: the heads model, or for int8 the calibrated IR (one for all
+    OpenVINO devices)."""
+    if precision == "int8":
+        from ..model.quantize import int8_model_path
+
+        return int8_model_path(model_path, "openvino")
+    return model_path
+
+
+def _open(model_path: Path, choice: Choice, threads: Optional[int], mode: str, *, max_batch: Optional[int] = None,
+          **options: Any) -> "OpenVinoEngine":
+    """``max_batch`` is onnxruntime's: OpenVINO runs one image per request whatever the batch."""
+    return OpenVinoEngine(model_path, choice, threads, mode, **options)
 
 
 class NotHeadsModelError(ValueError):
@@ -96,19 +179,20 @@ class OpenVinoEngine(Engine):
 
     name = "openvino"
 
-    def __init__(self, model_path: Path, device: str = "cpu", precision: str = "fp32", threads: Optional[int] = None,
-                 mode: str = "latency", *, cache: bool = True, config: Optional[dict] = None,
-                 requests: Optional[int] = None) -> None:
-        """Compile ``model_path`` (``.onnx`` or OpenVINO ``.xml``) for ``device`` (``cpu``, ``gpu``,
-        ``npu``, or OpenVINO's own names such as ``GPU.1``) at ``precision`` (``fp32``, ``bf16``,
-        ``fp16``, or ``int8`` for an already quantized IR). ``config``: more OpenVINO properties
-        (e.g. ``{"NUM_STREAMS": 4}``), applied last; ``cache=False`` compiles without the cache;
-        ``requests``: infer requests in the queue (default OpenVINO's optimal number).
+    def __init__(self, model_path: Path, choice: Choice, threads: Optional[int] = None, mode: str = LATENCY, *,
+                 cache: bool = True, config: Optional[dict] = None, requests: Optional[int] = None) -> None:
+        """Compile ``model_path`` (``.onnx`` or OpenVINO ``.xml``: the file ``BACKEND.artefact``
+        gives, e.g. an int8 IR) for the resolved ``choice`` (:func:`ssd_resnet34.engines.resolve`;
+        not checked again): its ``device`` (``cpu``, ``gpu``, ``npu``) at its ``precision``.
+        ``config``: more OpenVINO properties (e.g. ``{"NUM_STREAMS": 4}``), applied last;
+        ``cache=False`` compiles without the cache; ``requests``: infer requests in the queue
+        (default OpenVINO's optimal number).
 
         Raises:
             NotHeadsModelError: the model's outputs are not the 12 heads.
-            ValueError: not one 4-D image input.
-            RuntimeError: OpenVINO could not read or compile the model.
+            ValueError: not one 4-D image input; OpenVINO cannot read the model (an operator its
+                ONNX front end does not know: the message names it).
+            RuntimeError: OpenVINO could not compile the model.
         """
         super().__init__()
         core = openvino_core()
@@ -117,12 +201,16 @@ class OpenVinoEngine(Engine):
         self.model_path = Path(model_path)
         self.mode = mode
         start = time.perf_counter()
-        model = core.read_model(str(self.model_path))
+        try:
+            model = core.read_model(str(self.model_path))
+        except RuntimeError as error:  # e.g. an operator OpenVINO's ONNX front end does not know
+            raise ValueError(f"{self.model_path}: OpenVINO cannot read this model: {_reason(error)}") from None
         self.read_seconds = time.perf_counter() - start
         _check_heads(model, self.model_path)
         model.reshape({model.inputs[0]: list(INPUT_SHAPE)})
+        device, precision = choice.device, choice.precision
         extra = config
-        config = {"PERFORMANCE_HINT": "THROUGHPUT" if mode == "throughput" else "LATENCY"}
+        config = {"PERFORMANCE_HINT": "THROUGHPUT" if mode == THROUGHPUT else "LATENCY"}
         if precision in _HINTS:
             config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
         if threads is not None:
@@ -197,7 +285,7 @@ class OpenVinoEngine(Engine):
                 last = job.remaining == 0
             if last:
                 job.future.set_result(job.finish(job.outputs))
-        except BaseException as error:  # noqa: BLE001 - handed to the caller through the future
+        except BaseException as error:
             if not job.future.done():
                 job.future.set_exception(error)
         finally:
@@ -223,6 +311,16 @@ class OpenVinoEngine(Engine):
         state = "closed" if self.closed else f"requests={self.requests}, streams={self.streams}"
         return (f"OpenVinoEngine({str(self.model_path)!r}, device={self.ov_device!r}, precision={self.precision!r}, "
                 f"mode={self.mode!r}, {state})")
+
+
+def _reason(error: Exception) -> str:
+    """The useful part of an OpenVINO exception: its summary lines (``-- No conversion rule found
+    for operations: NoSuchOp-17``), else its last line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if "Summary:" in lines:
+        lines = lines[lines.index("Summary:") + 1:]
+        return "; ".join(line.lstrip("- ").strip() for line in lines) or str(error)
+    return lines[-1] if lines else type(error).__name__
 
 
 def _conv_precision(compiled) -> Optional[str]:
@@ -256,3 +354,18 @@ def _check_heads(model, path: Path) -> None:
             f"{path}: the openvino engine runs heads models (12 outputs of per-image shapes {list(HEAD_SHAPES)}), "
             f"this model's outputs have shapes {shapes}; truncate it (ssd_resnet34.model.truncate."
             "truncated_model_path) or use engine='onnxruntime'")
+
+
+#: This backend's entry in the engine registry.
+BACKEND = Backend(
+    name="openvino",
+    devices=DEVICES,
+    precisions={device: _ALL for device in DEVICES},
+    auto_devices=("gpu", "cpu"),
+    needs={"gpu": "an Intel GPU with its OpenVINO driver", "npu": "an Intel NPU with its OpenVINO driver"},
+    available=lambda: importlib.util.find_spec("openvino") is not None,
+    probe=probe,
+    artefact=_artefact,
+    int8_targets={"openvino": DEVICES},
+    open=_open,
+)
