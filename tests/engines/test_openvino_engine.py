@@ -141,3 +141,83 @@ def test_a_process_may_exit_without_closing_its_engines(synthetic_heads_path):
     for _ in range(2):  # the abort was intermittent
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0 and done.stdout == "ran\n", done.stderr[-2000:]
+
+
+_WRITER = r"""
+import fcntl, os, sys, time
+lock, blob, source, hold = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+data = open(source, "rb").read()
+with open(lock, "a+b") as handle:
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    with open(blob, "wb") as out:  # as OpenVINO writes a blob: in place
+        out.write(data[: len(data) // 3])
+        out.flush()
+        inode = os.fstat(out.fileno()).st_ino
+        print("partial", flush=True)
+        time.sleep(hold)
+        out.write(data[len(data) // 3:])
+    os.chmod(blob, 0o440)  # where OpenVINO failed: "cannot set permissions ... <hash>.blob"
+    print("same file" if os.stat(blob).st_ino == inode else "replaced", flush=True)
+"""
+
+
+def test_a_half_written_cache_blob_is_never_read(synthetic_heads_path, tmp_path, monkeypatch):
+    """Parallel first runs on a fresh cache failed about 1 in 4 (``filesystem error: cannot set
+    permissions ... openvino/<hash>.blob``, or SIGBUS): OpenVINO writes a blob in place and another
+    process read it half-written, removed it as invalid and compiled again. Here a real second
+    process writes the blob as OpenVINO does, holding the cache lock, and stops a third of the way;
+    the engine opened meanwhile must wait for it and load the complete blob, leaving the writer's
+    file in place."""
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(tmp_path / "first"))
+    with create(synthetic_heads_path, device="cpu", engine="openvino", precision=FAST) as engine:
+        want = engine.run(np.zeros((1, 3, 1200, 1200), np.float32))
+    (blob,) = list(compiled_cache_dir().glob("*.blob"))
+    monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(tmp_path / "second"))
+    folder = compiled_cache_dir()
+    folder.mkdir(parents=True)
+    hold = 4.0
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(folder / ".lock"), str(folder / blob.name), str(blob),
+                               str(hold)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "partial\n"
+        start = time.perf_counter()
+        with create(synthetic_heads_path, device="cpu", engine="openvino", precision=FAST) as engine:
+            waited = time.perf_counter() - start
+            got = engine.run(np.zeros((1, 3, 1200, 1200), np.float32))
+        rest, _ = writer.communicate(timeout=120)
+    finally:
+        writer.kill()
+    assert writer.returncode == 0 and rest == "same file\n", rest
+    assert waited >= hold * 0.5  # it waited for the writer
+    assert [p.name for p in folder.glob("*.blob")] == [blob.name]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+_FIRST_RUN = """
+import sys, warnings
+warnings.simplefilter("ignore")
+from ssd_resnet34 import SSDResNet34, session
+with session.create(SSDResNet34.synthetic(), device="cpu", engine="openvino", mode="throughput") as engine:
+    print(engine.name, engine.precision)
+"""
+
+
+def test_parallel_first_runs_share_a_fresh_cache(tmp_path):
+    """Three processes open the synthetic model at once on a fresh cache (as Ray actors and
+    server workers on one node do): all of them start, one compiled blob is left."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SSD_RESNET34_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.Popen([sys.executable, "-c", _FIRST_RUN], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outcomes = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, outcomes):
+        assert run.returncode == 0 and out.startswith("openvino "), err[-2000:]
+    assert len(list((tmp_path / "cache" / "openvino").glob("*.blob"))) == 1

@@ -13,7 +13,8 @@ streams and requests as OpenVINO finds best: 2 on a 2-core CPU). ``INFERENCE_PRE
 is ``f32``, ``bf16`` or ``f16``; an int8 IR computes its quantized layers in int8 and the rest at
 the device's default precision. Compiled models are cached in ``cache_dir()/openvino``
 (OpenVINO's ``CACHE_DIR``; the key is a hash of the model and the compile options), so a second
-start skips the compilation. The precision reported is the one the compiled model's convolutions
+start skips the compilation; processes compiling at once take turns (:func:`cache_lock`), so one
+never reads another's half-written blob. The precision reported is the one the compiled model's convolutions
 really run in (its runtime model); when a cached model does not run the precision asked for
 (OpenVINO 2026.4 loads a CPU f16 model from its cache as f32), it is compiled afresh.
 
@@ -22,6 +23,7 @@ really run in (its runtime model); when a cached model does not run the precisio
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import importlib.util
 import threading
@@ -29,7 +31,7 @@ import time
 import weakref
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, Iterator, List, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -46,7 +48,7 @@ from ._base import (
     copy_heads,
 )
 
-__all__ = ["BACKEND", "NotHeadsModelError", "OpenVinoEngine", "compiled_cache_dir", "openvino_capabilities",
+__all__ = ["BACKEND", "NotHeadsModelError", "OpenVinoEngine", "cache_lock", "compiled_cache_dir", "openvino_capabilities",
            "openvino_core", "openvino_devices", "probe"]
 
 T = TypeVar("T")
@@ -135,6 +137,33 @@ def compiled_cache_dir() -> Path:
     return cache_dir() / "openvino"
 
 
+@contextlib.contextmanager
+def cache_lock() -> Iterator[None]:
+    """Hold the compiled-model cache for one ``compile_model`` with ``CACHE_DIR``, across threads
+    and processes (an exclusive ``flock`` on ``compiled_cache_dir()/.lock``; the kernel drops it
+    when a holder dies).
+
+    OpenVINO writes a cache blob in place: a second process that starts meanwhile (Ray actors,
+    server workers, parallel ``detect`` runs on a fresh cache) read the half-written blob, removed it
+    as invalid, and the writer then failed ("filesystem error: cannot set permissions ...
+    <hash>.blob"), or the reader died of SIGBUS on the truncated mapping. Under the lock the first
+    process compiles and writes, and the others wait and load the complete blob. Where ``fcntl``
+    is missing (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    folder = compiled_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 # Engines not closed by their users are closed at exit, before the interpreter tears down the
 # objects OpenVINO's request threads refer to (else the process may abort: "terminate called
 # without an active exception").
@@ -217,8 +246,11 @@ class OpenVinoEngine(Engine):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         config.update(extra or {})
         start = time.perf_counter()
-        compiled = core.compile_model(model, device.upper(), {**config, "CACHE_DIR": str(compiled_cache_dir())}
-                                      if cache else config)
+        if cache:
+            with cache_lock():
+                compiled = core.compile_model(model, device.upper(), {**config, "CACHE_DIR": str(compiled_cache_dir())})
+        else:
+            compiled = core.compile_model(model, device.upper(), config)
         self.precision = _conv_precision(compiled) or precision
         if cache and precision in _HINTS and self.precision != precision:
             # OpenVINO 2026.4's CPU plugin loads an f16 model from its cache as f32: compile afresh.
