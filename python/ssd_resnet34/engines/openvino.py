@@ -190,6 +190,60 @@ class _Job:
         self.lock = threading.Lock()
 
 
+class _Flight:
+    """The requests started whose completion callback has not returned yet (the callback's only
+    state besides the job: it holds no reference to the engine)."""
+
+    __slots__ = ("_count", "_idle")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def started(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def done(self) -> None:
+        with self._idle:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._count == 0, timeout=timeout)
+
+
+#: ``active`` is True on a thread while it runs a completion callback.
+_IN_CALLBACK = threading.local()
+
+
+def _completed(flight: _Flight, request, userdata) -> None:
+    """OpenVINO's completion callback: the heads of one request into its job (``then`` runs here,
+    on the request's own output tensors for a one-image job)."""
+    job, row = userdata
+    _IN_CALLBACK.active = True
+    try:
+        if job.outputs is None:
+            heads = [request.get_output_tensor(k).data for k in range(len(HEAD_SHAPES))]
+            job.future.set_result(job.finish(heads))
+            return
+        for k, out in enumerate(job.outputs):
+            out[row] = request.get_output_tensor(k).data[0]
+        with job.lock:
+            job.remaining -= 1
+            last = job.remaining == 0
+        if last:
+            job.future.set_result(job.finish(job.outputs))
+    except BaseException as error:  # handed to the caller through the future
+        if not job.future.done():
+            job.future.set_exception(error)
+    finally:
+        _IN_CALLBACK.active = False
+        flight.done()
+
+
 class OpenVinoEngine(Engine):
     """An OpenVINO compiled heads model on one device; prefer :func:`ssd_resnet34.engines.create`.
 
@@ -267,10 +321,12 @@ class OpenVinoEngine(Engine):
         import openvino
 
         self._queue = openvino.AsyncInferQueue(compiled, self.requests)
-        self._queue.set_callback(self._completed)
+        # The callback must not hold the engine: engine -> queue -> callback -> engine is a cycle
+        # through a C++ object the garbage collector cannot see, so an engine dropped without
+        # close() kept its compiled model (~140 MB here) for ever.
+        self._flight = _Flight()
+        self._queue.set_callback(functools.partial(_completed, self._flight))
         self._start_lock = threading.Lock()
-        self._idle = threading.Condition()
-        self._in_flight = 0  # requests started whose callback has not returned yet
         _OPEN.add(self)
 
     # -- the interface -------------------------------------------------------------------
@@ -293,48 +349,31 @@ class OpenVinoEngine(Engine):
         job = _Job(Future(), finish, batch)
         with self._start_lock:
             for row in range(batch.shape[0]):
-                with self._idle:
-                    self._in_flight += 1
+                self._flight.started()
                 try:
                     # share_inputs: OpenVINO reads the batch's memory in place; the job keeps it alive.
                     self._queue.start_async({0: batch[row:row + 1]}, (job, row), share_inputs=True)
                 except BaseException:
-                    self._done_one()
+                    self._flight.done()
                     raise
         return job.future
 
-    def _completed(self, request, userdata) -> None:
-        job, row = userdata
+    def __del__(self) -> None:
+        # An engine dropped without close() (no cycle holds it: see _Flight) is closed here: the
+        # queue dropped while a request is still finishing its callback kept the compiled model
+        # (~170 MB here) alive. Not from a completion callback, which close() would wait for.
+        if getattr(self, "_closed", True) or getattr(_IN_CALLBACK, "active", False) or not hasattr(self, "_flight"):
+            return
         try:
-            if job.outputs is None:
-                heads = [request.get_output_tensor(k).data for k in range(len(HEAD_SHAPES))]
-                job.future.set_result(job.finish(heads))
-                return
-            for k, out in enumerate(job.outputs):
-                out[row] = request.get_output_tensor(k).data[0]
-            with job.lock:
-                job.remaining -= 1
-                last = job.remaining == 0
-            if last:
-                job.future.set_result(job.finish(job.outputs))
-        except BaseException as error:
-            if not job.future.done():
-                job.future.set_exception(error)
-        finally:
-            self._done_one()
-
-    def _done_one(self) -> None:
-        with self._idle:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.notify_all()
+            self.close()
+        except Exception:  # nothing to report to in a finalizer
+            pass
 
     def _release(self) -> None:
         # Wait until every callback has run to its end (not only the inferences, which is what
         # wait_all waits for): a callback thread that still needs the GIL while the interpreter
         # shuts down aborts the process.
-        with self._idle:
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=_CLOSE_TIMEOUT_S)
+        self._flight.wait_idle(_CLOSE_TIMEOUT_S)
         self._queue.wait_all()
         self._queue = None
         self._compiled = None
