@@ -220,3 +220,36 @@ def test_sqnr_and_agreement_helpers():
     assert detection_agreement([[]], [[]]) == 1.0
     with pytest.raises(ValueError, match="2 images"):
         detection_agreement(reference, [[]])
+
+
+def test_the_cli_precision_reaches_the_engine_through_one_resolver(tmp_path, monkeypatch, capsys, native,
+                                                                  photo_paths):
+    """``--precision`` goes from argparse (its choices are the registry's) to the engine through one
+    ``resolve`` and one name check; the engine constructor takes the resolved ``Choice`` as it is.
+    The real functions run; the wrappers only count the calls."""
+    from ssd_resnet34 import engines
+    from ssd_resnet34.engines import _registry
+    from ssd_resnet34.engines.onnxruntime import OnnxRuntimeEngine
+
+    calls = {"resolve": 0, "precision": 0, "engines": []}
+    real_resolve, real_choice, real_init = _registry.resolve, _registry.choice, OnnxRuntimeEngine.__init__
+
+    def counting_resolve(*args, **kwargs):
+        calls["resolve"] += 1
+        return real_resolve(*args, **kwargs)
+
+    def counting_choice(kind, value, allowed):
+        calls["precision"] += kind == "precision"
+        return real_choice(kind, value, allowed)
+
+    def recording_init(self, model_path, choice, *args, **kwargs):
+        calls["engines"].append(choice)
+        real_init(self, model_path, choice, *args, **kwargs)
+
+    monkeypatch.setattr(engines, "resolve", counting_resolve)
+    monkeypatch.setattr(_registry, "choice", counting_choice)
+    monkeypatch.setattr(OnnxRuntimeEngine, "__init__", recording_init)
+    code = main(["detect", str(photo_paths[0]), "--synthetic", "--out", str(tmp_path / "out"), "--no-draw",
+                 "--engine", "onnxruntime", "--device", "cpu", "--precision", "FP32"])
+    assert code == 0, capsys.readouterr().err
+    assert calls == {"resolve": 1, "precision": 1, "engines": [Choice("onnxruntime", "cpu", "fp32")]}
