@@ -253,3 +253,16 @@ def test_the_cli_precision_reaches_the_engine_through_one_resolver(tmp_path, mon
                  "--engine", "onnxruntime", "--device", "cpu", "--precision", "FP32"])
     assert code == 0, capsys.readouterr().err
     assert calls == {"resolve": 1, "precision": 1, "engines": [Choice("onnxruntime", "cpu", "fp32")]}
+
+
+def test_cli_threads_are_capped_at_the_cores_with_a_warning(tmp_path, capsys, native, photo_paths):
+    """``--threads 10000`` once stalled the machine (5,000 intra-op threads per onnxruntime request);
+    the command runs on the cores it has and says so, in the command's own warning format."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    code = main(["detect", str(photo_paths[0]), "--synthetic", "--out", str(tmp_path / "out"), "--no-draw",
+                 "--engine", "onnxruntime", "--threads", "10000"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"warning: threads=10000 is more than the {cores} core(s) this process may use: using {cores}\n" in err
