@@ -266,3 +266,24 @@ def test_cli_threads_are_capped_at_the_cores_with_a_warning(tmp_path, capsys, na
     err = capsys.readouterr().err
     assert code == 0, err
     assert f"warning: threads=10000 is more than the {cores} core(s) this process may use: using {cores}\n" in err
+
+
+def test_one_set_of_defaults():
+    """Every layer defaults to the registry's AUTO device and states latency versus throughput with
+    the engine's constants: ``create`` serves one ``run`` call (latency), streams use throughput."""
+    import inspect
+
+    from ssd_resnet34 import SSDResNet34
+    from ssd_resnet34.distributed.dataset import build_dataset, detect_dataset
+    from ssd_resnet34.distributed.worker import ImageDetector, ModelSpec
+    from ssd_resnet34.evaluation.stages import measure_stages
+
+    def default(function, name):
+        return inspect.signature(function).parameters[name].default
+
+    assert default(create, "device") is None  # the model's device, else AUTO
+    assert default(create, "engine") == default(create, "precision") == AUTO
+    assert default(create, "mode") == LATENCY
+    for function in (SSDResNet34.__init__, SSDResNet34.load, SSDResNet34.synthetic, detect_dataset, build_dataset,
+                     ImageDetector.__init__, ModelSpec.build, measure_stages):
+        assert default(function, "device") == AUTO, function.__qualname__

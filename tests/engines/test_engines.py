@@ -116,6 +116,18 @@ def test_create_arguments(synthetic_heads_path, tmp_path):
         create(synthetic_heads_path, max_batch=0)
 
 
+def test_device_none_is_the_models_device(synthetic_heads_path):
+    """``create(model)`` opens on ``model.device`` (``SSDResNet34(device=...)``), as detector.py says."""
+    on_cpu = types.SimpleNamespace(model_path=synthetic_heads_path, device="cpu")
+    with create(on_cpu, engine="onnxruntime") as engine:
+        assert engine.device == "cpu"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(ValueError, match=r"device 'cuda' is not available"):
+            create(types.SimpleNamespace(model_path=synthetic_heads_path, device="cuda"))
+    with pytest.raises(TypeError, match="device must be a str"):  # a path has no device: "auto"; a bad one is named
+        create(types.SimpleNamespace(model_path=synthetic_heads_path, device=3))
+
+
 def test_model_object_threads_and_close(synthetic_heads_path):
     model = types.SimpleNamespace(model_path=synthetic_heads_path)  # what SSDResNet34 provides
     with create(model, device="auto", engine="onnxruntime", threads=1) as session:

@@ -126,8 +126,12 @@ def test_errors_reach_the_future_and_close(synthetic_heads_path, photo_batch):
 def test_a_full_graph_is_refused_by_openvino_and_left_to_onnxruntime_by_auto(synthetic_full_path):
     with pytest.raises(NotHeadsModelError, match="heads models .*engine='onnxruntime'"):
         create(synthetic_full_path, engine="openvino")
-    with create(synthetic_full_path) as engine:  # engine="auto"
-        assert engine.name == "onnxruntime" and not engine.is_heads
+    with create(synthetic_full_path) as engine:  # engine="auto", precision="auto": resolved for onnxruntime
+        assert (engine.name, engine.device, engine.precision) == ("onnxruntime", "cpu", "fp32") and not engine.is_heads
+    # a precision onnxruntime cannot run is refused, never silently reset to fp32
+    with pytest.raises(ValueError, match=r"is a full graph \(not the 12 heads\), which only onnxruntime runs: "
+                                         r"onnxruntime on 'cpu' runs \('fp32', 'int8'\) here, not 'bf16'"):
+        create(synthetic_full_path, device="cpu", precision="bf16")
 
 
 def test_a_process_may_exit_without_closing_its_engines(synthetic_heads_path):
