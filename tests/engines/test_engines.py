@@ -211,6 +211,7 @@ def test_openvino_runs_each_image_as_a_request(tmp_path, mode, batch):
         heads = engine.run(images)
         assert isinstance(heads, Outputs)
         copies = engine.submit(images[:2]).result()
+        assert isinstance(copies, Outputs)  # submit without then: a copy, the same type as run
         sums = [engine.submit(images[i:i + 1], then=lambda h: [float(t.sum()) for t in h]) for i in range(3)]
         sums = [future.result() for future in sums]
     for got, expected, shape in zip(heads, want, HEAD_SHAPES):

@@ -134,9 +134,10 @@ def check_images(images: Any, chw=_CHW) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
-def copy_heads(heads: List[np.ndarray]) -> List[np.ndarray]:
-    """Copies of the head tensors (engines may reuse their output memory after a callback)."""
-    return [np.array(h, copy=True) for h in heads]
+def copy_heads(heads: List[np.ndarray]) -> "Outputs":
+    """Copies of the head tensors, as :class:`Outputs` (engines may reuse their output memory after
+    a callback)."""
+    return Outputs(np.array(h, copy=True) for h in heads)
 
 
 class Engine:
