@@ -188,5 +188,10 @@ def test_quantize_command_uses_the_cache(calibrated, int8_cache, synthetic_heads
     assert code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"openvino: int8 model {made[0].path} (already calibrated (cached) on 1 image(s); nncf ")
+    code = main(["quantize", "--images", str(photo_paths[0].parent), "--count", "1", "--engine", "onnxruntime",
+                 "--device", "tensorrt", "--model", str(synthetic_heads_path), "--no-verify"])
+    assert code == 0  # tensorrt is a device: onnxruntime's symmetric model, made without a TensorRT here
+    out = capsys.readouterr().out
+    assert out.startswith(f"onnxruntime-tensorrt: int8 model {made[2].path} (already calibrated (cached) on 1 image(s); ")
     assert main(["quantize", "--images", str(photo_paths[0].parent / "missing"), "--synthetic"]) == 1
     assert "calibration folder not found" in capsys.readouterr().err

@@ -22,9 +22,10 @@ __all__ = ["register", "run"]
 _DESCRIPTION = """\
 Calibrate int8 versions of the model on real photos (post-training quantization): NNCF for
 OpenVINO, onnxruntime's static QDQ quantization (per channel) for onnxruntime and (symmetric) for
-TensorRT. Each photo is inferred once in fp32, so 300 photos take several minutes. The result is cached under a
-key of the model's hash, the calibration files and the tool versions; --precision int8 (detect,
-eval, bench) and session.create(model, precision="int8") use the latest one."""
+onnxruntime on --device tensorrt. Each photo is inferred once in fp32, so 300 photos take several
+minutes. The result is cached under a key of the model's hash, the backend and device, the
+calibration files and the tool versions; --precision int8 (detect, eval, bench) and
+session.create(model, precision="int8") use the latest one."""
 
 
 def register(subparsers: Any) -> None:
