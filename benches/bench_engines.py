@@ -216,9 +216,10 @@ def bench_end_to_end(model, paths, batch, repeats):
 _START = """
 import sys, time
 t0 = time.perf_counter()
+from ssd_resnet34.engines import Choice
 from ssd_resnet34.engines.openvino import OpenVinoEngine
 t1 = time.perf_counter()
-engine = OpenVinoEngine(sys.argv[1], "cpu", sys.argv[2], mode=sys.argv[3])
+engine = OpenVinoEngine(sys.argv[1], Choice("openvino", "cpu", sys.argv[2]), mode=sys.argv[3])
 t2 = time.perf_counter()
 print(f"{t1 - t0:.3f} {engine.read_seconds:.3f} {engine.compile_seconds:.3f} {t2 - t1:.3f}")
 """
@@ -248,6 +249,7 @@ def bench_truncation(rounds):
     import onnx
     import onnxruntime as ort
 
+    from ssd_resnet34.engines import Choice
     from ssd_resnet34.engines.openvino import OpenVinoEngine
     from ssd_resnet34.model.optimize import constant_weights, dynamic_batch
     from ssd_resnet34.model.synthetic import build_synthetic_model
@@ -274,7 +276,7 @@ def bench_truncation(rounds):
         opened = time.perf_counter() - start
         ov = None
         if len(proto.graph.input) == 1:
-            ov = OpenVinoEngine(path, "cpu", "bf16", cache=False)
+            ov = OpenVinoEngine(path, Choice("openvino", "cpu", "bf16"), cache=False)
         variants[name] = dict(sess=sess, opened=opened, ov=ov, ort=[], ovt=[], nodes=len(proto.graph.node),
                               inputs=len(proto.graph.input))
         sess.run(None, {"image": x})
@@ -336,7 +338,7 @@ def main() -> int:
     start = time.perf_counter()
     made = quantize(model, calibration, count=len(calibration), engine="all")
     print("int8 calibration: " + "; ".join(
-        f"{m.engine} {'cached' if m.reused else f'{m.seconds:.0f} s'}" for m in made) + "\n", flush=True)
+        f"{m.target} {'cached' if m.reused else f'{m.seconds:.0f} s'}" for m in made) + "\n", flush=True)
     batch, contexts = model.preprocess([str(p) for p in paths])
     if "engines" in sections:
         print("## Engines (bare engine calls, interleaved rounds)\n")

@@ -36,7 +36,7 @@ _EXPORTS = {
     "ImageError": "image",
     "session": "engines",  # the engines package under its model-card name: session.create(model)
     # int8 post-training quantization (``ssd-resnet34 quantize``)
-    "quantize": "model.quantize",
+    "quantize": "engines",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve l
     from .coco import COCO_CATEGORY_IDS, COCO_CLASSES, category_id_to_label, label_to_category_id
     from .detector import SSDResNet34
     from .image import ImageError, preprocess
-    from .model.quantize import quantize
+    from .engines import quantize
     from .pipeline import ImageResult
     from .postprocess import NativePostProcessor, PythonPostProcessor
     from .types import LtrbBoundingBox, ObjectDetectionResult

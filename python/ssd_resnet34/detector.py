@@ -225,7 +225,7 @@ class SSDResNet34:
         if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):
             images = [images]
         if session is None:
-            with engines.create(self, device=self.device, mode="throughput") as own:
+            with engines.create(self, device=self.device, mode=engines.THROUGHPUT) as own:
                 yield from run_pipeline(images, own, self.postprocessor, batch_size=batch_size,
                                         depth=depth, keep_images=keep_images)
             return

@@ -8,9 +8,9 @@ import types
 import numpy as np
 import onnxruntime as ort
 import pytest
-
-from ssd_resnet34.engines import create
-from ssd_resnet34.engines.onnxruntime import DEVICES, OnnxRuntimeEngine as Session, providers_for
+from ssd_resnet34.engines import Choice, Outputs, create, resolve
+from ssd_resnet34.engines.onnxruntime import DEVICES, probe, providers_for
+from ssd_resnet34.engines.onnxruntime import OnnxRuntimeEngine as Session
 from ssd_resnet34.layout import HEAD_SHAPES
 
 pytest_plugins = ["_fixtures"]  # shared session-scoped synthetic models, sessions, images
@@ -24,6 +24,16 @@ def test_heads_session_attributes(heads_session, synthetic_heads_path):
     assert heads_session.providers == ["CPUExecutionProvider"]
     assert heads_session.model_path == synthetic_heads_path
     assert "CPUExecutionProvider" in repr(heads_session)
+
+
+def test_run_returns_outputs_with_numpy(heads_reference):
+    """``run`` returns the 12 arrays as a list that also has the model card's ``.numpy()``."""
+    assert isinstance(heads_reference, Outputs) and isinstance(heads_reference, list)
+    arrays = heads_reference.numpy()
+    assert type(arrays) is list and len(arrays) == 12
+    assert all(a is b for a, b in zip(arrays, heads_reference))  # the same arrays, not copies
+    first, *_ = heads_reference  # unpacks and indexes as a list
+    assert first is heads_reference[0] and heads_reference[-1].shape == (1, *HEAD_SHAPES[-1])
 
 
 def test_run_batch_1_and_2(heads_session, heads_reference, test_images):
@@ -60,26 +70,36 @@ def test_full_graph_takes_one_image_per_call(full_session, test_images):
 
 
 def test_device_choice():
+    """The providers of each resolved device; the registry (not the engine) refuses a device
+    whose provider this onnxruntime lacks, or an unknown one."""
     cpu = "CPUExecutionProvider"
-    assert DEVICES == ("cpu", "cuda", "tensorrt", "auto")
+    assert DEVICES == ("cpu", "cuda", "tensorrt")
     assert providers_for("cpu", [cpu]) == [cpu]
     assert providers_for("auto", [cpu]) == [cpu]
-    assert providers_for("AUTO", ["CUDAExecutionProvider", cpu]) == ["CUDAExecutionProvider", cpu]
+    assert providers_for("auto", ["CUDAExecutionProvider", cpu]) == ["CUDAExecutionProvider", cpu]
     assert providers_for("tensorrt", ["TensorrtExecutionProvider", "CUDAExecutionProvider", cpu]) == [
         "TensorrtExecutionProvider", "CUDAExecutionProvider", cpu]
-    with pytest.raises(ValueError, match=r"CUDAExecutionProvider.*lacks; it has \['CPUExecutionProvider'\]"):
-        providers_for("cuda", [cpu])
+
+    def refused(device, providers):
+        return resolve(device, "onnxruntime", machine={"openvino": None, "onnxruntime": probe(providers)})
+
+    assert refused("AUTO", ["CUDAExecutionProvider", cpu]) == ("onnxruntime", "cuda", "fp16")
+    with pytest.raises(ValueError, match=r"needs onnxruntime's CUDAExecutionProvider.*onnxruntime providers "
+                                         r"\['CPUExecutionProvider'\]"):
+        refused("cuda", [cpu])
     with pytest.raises(ValueError, match="TensorrtExecutionProvider"):
-        providers_for("tensorrt", ["CUDAExecutionProvider", cpu])
-    with pytest.raises(ValueError, match=r"unknown device 'tpu': expected one of \('cpu', 'cuda', 'tensorrt', 'auto'\)"):
-        providers_for("tpu")
+        refused("tensorrt", ["CUDAExecutionProvider", cpu])
+    with pytest.raises(ValueError, match=r"unknown device 'tpu': expected one of \('auto', 'cpu', 'gpu', 'npu', "
+                                         r"'cuda', 'tensorrt'\)"):
+        refused("tpu", [cpu])
     with pytest.raises(TypeError, match="device must be a str"):
-        providers_for(0)
+        refused(0, [cpu])
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="this onnxruntime has CUDA")
 def test_asking_for_a_missing_provider_lists_the_available_ones(synthetic_heads_path):
-    with pytest.raises(ValueError, match=r"lacks .*onnxruntime providers \[.*'CPUExecutionProvider'"):
+    with pytest.raises(ValueError, match=r"needs onnxruntime's CUDAExecutionProvider .*onnxruntime providers "
+                                         r"\[.*'CPUExecutionProvider'"):
         create(synthetic_heads_path, device="cuda")
 
 
@@ -94,6 +114,18 @@ def test_create_arguments(synthetic_heads_path, tmp_path):
         create(synthetic_heads_path, threads="2")
     with pytest.raises(ValueError, match="max_batch must be >= 1"):
         create(synthetic_heads_path, max_batch=0)
+
+
+def test_device_none_is_the_models_device(synthetic_heads_path):
+    """``create(model)`` opens on ``model.device`` (``SSDResNet34(device=...)``), as detector.py says."""
+    on_cpu = types.SimpleNamespace(model_path=synthetic_heads_path, device="cpu")
+    with create(on_cpu, engine="onnxruntime") as engine:
+        assert engine.device == "cpu"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(ValueError, match=r"device 'cuda' is not available"):
+            create(types.SimpleNamespace(model_path=synthetic_heads_path, device="cuda"))
+    with pytest.raises(TypeError, match="device must be a str"):  # a path has no device: "auto"; a bad one is named
+        create(types.SimpleNamespace(model_path=synthetic_heads_path, device=3))
 
 
 def test_model_object_threads_and_close(synthetic_heads_path):
@@ -177,7 +209,9 @@ def test_openvino_runs_each_image_as_a_request(tmp_path, mode, batch):
         assert (engine.name, engine.device, engine.precision, engine.mode) == ("openvino", "cpu", "fp32", mode)
         assert engine.requests >= 1 and (mode == "throughput" or engine.requests == 1)
         heads = engine.run(images)
+        assert isinstance(heads, Outputs)
         copies = engine.submit(images[:2]).result()
+        assert isinstance(copies, Outputs)  # submit without then: a copy, the same type as run
         sums = [engine.submit(images[i:i + 1], then=lambda h: [float(t.sum()) for t in h]) for i in range(3)]
         sums = [future.result() for future in sums]
     for got, expected, shape in zip(heads, want, HEAD_SHAPES):
@@ -203,7 +237,7 @@ def test_fp16_copy_for_cuda(synthetic_heads_path, heads_reference, test_images, 
     onnx.checker.check_model(half)
     assert {t.data_type for t in half.graph.initializer if t.dims} == {onnx.TensorProto.FLOAT16}
     assert [v.type.tensor_type.elem_type for v in [*half.graph.input, *half.graph.output]] == [1] * 13
-    with Session(path, "cpu", precision="fp16") as engine:
+    with Session(path, Choice("onnxruntime", "cpu", "fp16")) as engine:
         assert engine.precision == "fp16" and engine.is_heads
         assert min(sqnr_db(heads_reference, engine.run(test_images[:1]))) >= 30
 
@@ -212,12 +246,72 @@ def test_fp16_copy_for_cuda(synthetic_heads_path, heads_reference, test_images, 
 def test_onnxruntime_throughput_mode_shares_the_threads_among_its_requests(synthetic_heads_path, threads):
     """``threads`` is the total in throughput mode, as for OpenVINO: one request per core, at most
     one per thread, and requests x threads per request never more than asked (a Ray actor given
-    2 CPUs once ran 2 requests of 2 threads each)."""
+    2 CPUs once ran 2 requests of 2 threads each), nor more than the cores."""
+    import os
+    import warnings
+
+    cores = len(os.sched_getaffinity(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # threads > cores: test_threads_are_capped_at_the_cores
+        engine = create(synthetic_heads_path, engine="onnxruntime", precision="fp32", mode="throughput",
+                        threads=threads)
+    with engine:
+        total = min(threads or cores, cores)
+        assert engine.requests == min(total, cores)
+        assert engine.threads >= 1 and engine.requests * engine.threads <= total
+
+
+@pytest.mark.parametrize("mode", ["latency", "throughput"])
+def test_threads_are_capped_at_the_cores(synthetic_heads_path, mode):
+    """``threads=10000`` once gave each of onnxruntime's requests 5,000 intra-op threads and stalled
+    the machine: more threads than cores are capped at the cores, with a warning saying so."""
     import os
 
     cores = len(os.sched_getaffinity(0))
-    with create(synthetic_heads_path, engine="onnxruntime", precision="fp32", mode="throughput",
-                threads=threads) as engine:
-        total = threads or cores
-        assert engine.requests == min(total, cores)
-        assert engine.threads >= 1 and engine.requests * engine.threads <= total
+    with pytest.warns(RuntimeWarning, match=rf"threads=10000 is more than the {cores} core\(s\) this process may "
+                                            rf"use: using {cores}"):
+        engine = create(synthetic_heads_path, engine="onnxruntime", precision="fp32", mode=mode, threads=10000)
+    with engine:
+        assert engine.requests * engine.threads <= cores
+        assert engine.threads == (cores if mode == "latency" else 1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at or below the cores
+        create(synthetic_heads_path, engine="onnxruntime", precision="fp32", threads=cores).close()
+
+
+def _unknown_op_model(path, domain):
+    from onnx import TensorProto, helper
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 1200, 1200])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 1200, 1200])
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["image"], ["out"], domain=domain)], "g", [image], [out])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    path.write_bytes(helper.make_model(graph, opset_imports=opsets, ir_version=8).SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("domain", ["", "com.example"])
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino", "auto"])
+def test_an_unknown_operator_is_a_clear_error(tmp_path, engine, domain):
+    """onnxruntime's ``Fail`` / ``InvalidGraph`` (not ``RuntimeError`` subclasses: the command line
+    reported them as "internal error") and OpenVINO's conversion failure become ``ValueError``
+    naming the file and the operator."""
+    if engine != "onnxruntime":
+        pytest.importorskip("openvino")
+    path = _unknown_op_model(tmp_path / "unknown.onnx", domain)
+    with pytest.raises(ValueError, match=rf"{path}: (onnxruntime cannot run|OpenVINO cannot read) this model.*NoSuchOp"):
+        create(path, engine=engine)
+
+
+def test_an_unknown_operator_is_reported_by_the_command_line(tmp_path, capsys):
+    """Through the CLI's engine opener: one ``error:`` line saying what is wrong, not "internal error"."""
+    import argparse
+
+    from ssd_resnet34.cli._common import CommandError, open_engine
+
+    path = _unknown_op_model(tmp_path / "unknown.onnx", "com.example")
+    args = argparse.Namespace(device="cpu", engine="onnxruntime", precision="auto", threads=None)
+    with pytest.raises(CommandError, match=r"onnxruntime cannot run this model \(Fail\): .*NoSuchOp"):
+        open_engine(args, path)

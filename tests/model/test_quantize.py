@@ -1,6 +1,7 @@
-"""int8 post-training quantization: the calibration photos, the cache, the quantizers (NNCF for
-OpenVINO, onnxruntime's QDQ for onnxruntime and, symmetric, for TensorRT) and ``precision="int8"``;
-the ``quantize`` command.
+"""int8 post-training quantization: the calibration photos, the cache (keyed by target: backend and
+device), the quantizers (NNCF for OpenVINO, onnxruntime's QDQ for onnxruntime and, symmetric, for
+onnxruntime on TensorRT) and ``precision="int8"``; ``ssd_resnet34.quantize`` (engine and device
+resolved by the registry) and the ``quantize`` command.
 
 Calibrated on ONE real COCO photo (the first of the folder) into a temporary cache, so this stays
 cheap and never touches the user's cache; the int8 SQNR is reported, with a loose sanity floor
@@ -14,12 +15,13 @@ import shutil
 
 import numpy as np
 import pytest
-
+from ssd_resnet34 import quantize
 from ssd_resnet34.cli import main
 from ssd_resnet34.engines import create
 from ssd_resnet34.evaluation.accuracy.compare import sqnr_db
+from ssd_resnet34.model import quantize as int8_cache_module
 from ssd_resnet34.model.calibration import CalibrationImages, calibration_files
-from ssd_resnet34.model.quantize import MissingInt8ModelError, int8_model_path, quantize
+from ssd_resnet34.model.quantize import MissingInt8ModelError, int8_model_path
 
 pytest_plugins = ["_fixtures"]
 
@@ -83,18 +85,48 @@ def test_missing_int8_model_names_the_command(engine, tmp_path, monkeypatch, syn
     assert issubclass(MissingInt8ModelError, FileNotFoundError)
 
 
+def test_missing_tensorrt_int8_model_names_engine_and_device(tmp_path, monkeypatch, synthetic_heads_path):
+    """tensorrt is a device: its int8 model is onnxruntime's, made with ``--device tensorrt``."""
+    monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(tmp_path))
+    with pytest.raises(MissingInt8ModelError, match=r"for onnxruntime-tensorrt .*--engine onnxruntime --device "
+                                                    r"tensorrt .*engine='onnxruntime', device='tensorrt'"):
+        int8_model_path(synthetic_heads_path, "onnxruntime-tensorrt")
+
+
 def test_bad_quantize_arguments(synthetic_heads_path, photo_paths):
-    with pytest.raises(ValueError, match=r"unknown engine 'cuda': expected one of \('auto', 'all', 'openvino'"):
+    with pytest.raises(ValueError, match=r"unknown engine 'cuda': expected one of \('auto', 'openvino', "
+                                         r"'onnxruntime', 'all'\)"):
         quantize(synthetic_heads_path, photo_paths, engine="cuda")
+    with pytest.raises(ValueError, match=r"unknown engine 'tensorrt'"):  # a device, not an engine
+        quantize(synthetic_heads_path, photo_paths, engine="tensorrt")
+    with pytest.raises(ValueError, match=r"the openvino engine runs int8 on \('cpu', 'gpu', 'npu'\), not 'tensorrt'"):
+        quantize(synthetic_heads_path, photo_paths, engine="openvino", device="tensorrt")
     with pytest.raises(TypeError, match=r"\.model_path attribute \(SSDResNet34\)"):
         quantize(42, photo_paths)
-    with pytest.raises(ValueError, match="unknown engine"):
+    with pytest.raises(ValueError, match=r"unknown int8 target 'cuda': expected one of \('openvino', 'onnxruntime', "
+                                         r"'onnxruntime-tensorrt'\)"):
         int8_model_path(synthetic_heads_path, "cuda")
+    with pytest.raises(ValueError, match="unknown int8 target 'tensorrt'"):  # the old key: now a device's
+        int8_cache_module.quantize(synthetic_heads_path, photo_paths, targets=["tensorrt"])
+    with pytest.raises(TypeError, match="targets must be a sequence"):
+        int8_cache_module.quantize(synthetic_heads_path, photo_paths, targets="openvino")
+
+
+def test_the_int8_cache_does_not_import_the_engines():
+    """The engines/model cycle is gone: model/quantize.py takes targets, the registry names them."""
+    import ast
+    import inspect
+
+    for module in (int8_cache_module, __import__("ssd_resnet34.model.int8_tools", fromlist=["x"]),
+                   __import__("ssd_resnet34.model.fp16", fromlist=["x"])):
+        tree = ast.parse(inspect.getsource(module))
+        imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        assert not [name for name in imported if "engines" in name], (module.__name__, imported)
 
 
 def test_int8_engines(calibrated, photo_batch, photo_reference):
     made, engines = calibrated
-    assert [m.engine for m in made] == ["openvino", "onnxruntime", "tensorrt"]
+    assert [m.target for m in made] == ["openvino", "onnxruntime", "onnxruntime-tensorrt"]
     assert all(m.images[0].endswith(CALIBRATION) and not m.reused and m.seconds > 0 for m in made)
     assert [m.path.name for m in made] == ["model.xml", "model.onnx", "model.onnx"]
     for name, engine in engines.items():
@@ -117,8 +149,8 @@ def _activation_zero_points(path):
 
 
 def test_qdq_formats(calibrated):
-    """onnxruntime: uint8 activations with their own zero points (its fast CPU format); TensorRT:
-    symmetric int8 activations (zero points 0), the only kind it takes."""
+    """onnxruntime: uint8 activations with their own zero points (its fast CPU format); onnxruntime on
+    TensorRT: symmetric int8 activations (zero points 0), the only kind TensorRT takes."""
     made, _ = calibrated
     cpu, trt = _activation_zero_points(made[1].path), _activation_zero_points(made[2].path)
     assert {z.dtype for z in cpu} == {np.dtype(np.uint8)} and any(int(z) != 128 for z in cpu)
@@ -156,5 +188,10 @@ def test_quantize_command_uses_the_cache(calibrated, int8_cache, synthetic_heads
     assert code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"openvino: int8 model {made[0].path} (already calibrated (cached) on 1 image(s); nncf ")
+    code = main(["quantize", "--images", str(photo_paths[0].parent), "--count", "1", "--engine", "onnxruntime",
+                 "--device", "tensorrt", "--model", str(synthetic_heads_path), "--no-verify"])
+    assert code == 0  # tensorrt is a device: onnxruntime's symmetric model, made without a TensorRT here
+    out = capsys.readouterr().out
+    assert out.startswith(f"onnxruntime-tensorrt: int8 model {made[2].path} (already calibrated (cached) on 1 image(s); ")
     assert main(["quantize", "--images", str(photo_paths[0].parent / "missing"), "--synthetic"]) == 1
     assert "calibration folder not found" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from ..engines import DEVICES, ENGINES, PRECISIONS
+from ..engines import AUTO, DEVICES, ENGINES, PRECISIONS, THROUGHPUT
 
 __all__ = [
     "CommandError",
@@ -179,13 +179,18 @@ def open_engine(args: argparse.Namespace, model: Any, **options: Any) -> Any:
     to start."""
     from .. import engines
 
-    mode = options.pop("mode", "throughput")
+    mode = options.pop("mode", THROUGHPUT)
     try:
-        return engines.create(model, device=args.device, engine=getattr(args, "engine", "auto"),
-                              precision=getattr(args, "precision", "auto"), threads=args.threads, mode=mode,
-                              **options)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", RuntimeWarning)  # e.g. --threads capped at the cores
+            engine = engines.create(model, device=args.device, engine=getattr(args, "engine", AUTO),
+                                    precision=getattr(args, "precision", AUTO), threads=args.threads, mode=mode,
+                                    **options)
     except (OSError, ValueError, RuntimeError) as error:
         raise CommandError(str(error)) from None
+    for warning in said:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    return engine
 
 
 class Interrupt:

@@ -24,6 +24,7 @@ import os
 import sys
 from typing import Any
 
+from ..engines import LATENCY, THROUGHPUT
 from ..evaluation.performance.loadgen.settings import SCENARIOS, TEST_MODES
 from ._common import (
     CommandError,
@@ -211,7 +212,7 @@ def _run_loadgen(args: argparse.Namespace) -> int:
     else:
         model = load_model(args)
         library = ImageSampleLibrary(paths, preprocess)
-        mode = "latency" if args.scenario == "SingleStream" else "throughput"
+        mode = LATENCY if args.scenario == "SingleStream" else THROUGHPUT
         engine = open_engine(args, model, mode=mode)
         decode = model.postprocessor.decode
     source = "oracle" if args.oracle else "synthetic" if args.synthetic else "model"

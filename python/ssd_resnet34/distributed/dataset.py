@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from ..engines import AUTO, CUDA_DEVICES, THROUGHPUT
 from .cluster import cluster_resources, ray_session, require_ray, resolve_address
 from .inputs import Inputs, list_inputs, read_key
 from .worker import ImageDetector, ModelSpec
@@ -32,7 +33,6 @@ READ_TASKS_PER_WORKER = 2
 #: Tasks queued per actor: one running, one whose input is being fetched (more would starve
 #: actors that start later on a small set).
 TASKS_IN_FLIGHT_PER_ACTOR = 2
-_GPU_DEVICES = ("cuda", "tensorrt")
 
 
 @dataclass
@@ -119,10 +119,7 @@ def _non_negative(name: str, value: Any, allow_none: bool = True) -> Optional[fl
 def _check_engine_options(device: Any, options: Dict[str, Any]) -> None:
     from .. import engines
 
-    if not isinstance(device, str):
-        raise TypeError(f"device must be a str, one of {engines.DEVICES}, got {type(device).__name__}")
-    if device.lower() not in engines.DEVICES:
-        raise ValueError(f"unknown device {device!r}: expected one of {engines.DEVICES}")
+    engines.choice("device", device, engines.DEVICES)
     accepted = set(inspect.signature(engines.create).parameters) - {"model", "device"}
     for key in options:
         if key not in accepted:
@@ -155,7 +152,7 @@ def build_dataset(
     *,
     workers: int = 1,
     batch_size: int = 1,
-    device: str = "cpu",
+    device: str = AUTO,
     cpus_per_worker: float = 1.0,
     gpus_per_worker: float = 0.0,
     images_per_task: Optional[int] = None,
@@ -259,7 +256,7 @@ def detect_dataset(
     address: Optional[str] = None,
     workers: Optional[int] = None,
     batch_size: int = 1,
-    device: str = "cpu",
+    device: str = AUTO,
     model: Any = None,
     model_path: Union[str, "os.PathLike[str]", None] = None,
     synthetic: bool = False,
@@ -355,7 +352,7 @@ def detect_dataset(
     options = dict(engine_options)
     if device.lower() in ("cpu", "auto") and "threads" not in options:
         options["threads"] = max(1, int(cpus))  # one inference thread per CPU Ray gives the actor
-    options.setdefault("mode", "throughput")  # each actor streams its share of the images
+    options.setdefault("mode", THROUGHPUT)  # each actor streams its share of the images
     run = _run(inputs, spec, address=address, workers=workers, batch_size=batch_size, device=device.lower(),
                cpus=cpus, gpus=gpus, images_per_task=images_per_task or 4 * batch_size,
                max_restarts=max_restarts, progress=progress, runtime_env=runtime_env, engine_options=options)
@@ -386,7 +383,7 @@ def _run(inputs: Inputs, spec: ModelSpec, *, address: Optional[str], workers: Op
             spec.build("cpu")  # build or check the model files once, in the cache the actors share
         resources = cluster_resources()
         if gpus is None:
-            gpus = 1.0 if device in _GPU_DEVICES or (device == "auto" and resources.get("GPU")) else 0.0
+            gpus = 1.0 if device in CUDA_DEVICES or (device == "auto" and resources.get("GPU")) else 0.0
         if workers is None:
             fits = resources.get("GPU", 0.0) // gpus if gpus else resources.get("CPU", 1.0) // max(cpus, 1e-9)
             workers = max(1, int(fits))

@@ -17,6 +17,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
+from ..engines import AUTO
+
 __all__ = ["ImageDetector", "ModelSpec", "result_schema"]
 
 _KINDS = ("official", "synthetic", "heads")
@@ -58,7 +60,7 @@ class ModelSpec:
         return cls("heads", os.fspath(model.model_path), use_native=isinstance(model.postprocessor, NativePostProcessor),
                    score_threshold=model.postprocessor.score_threshold)
 
-    def build(self, device: str = "cpu") -> Any:
+    def build(self, device: str = AUTO) -> Any:
         """The ``SSDResNet34`` (its files found or built in this node's cache). Raises what
         ``SSDResNet34.load`` / ``synthetic`` raise."""
         from ..detector import SSDResNet34
@@ -114,7 +116,7 @@ class ImageDetector:
     returns a ``pyarrow.Table`` of :func:`result_schema`, one row per input row, in order.
     """
 
-    def __init__(self, spec: ModelSpec, device: str = "cpu", batch_size: int = 1,
+    def __init__(self, spec: ModelSpec, device: str = AUTO, batch_size: int = 1,
                  engine_options: Optional[Mapping[str, Any]] = None) -> None:
         from .. import engines
 

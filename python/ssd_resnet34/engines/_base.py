@@ -2,8 +2,15 @@
 
 An engine runs one SSD-ResNet34 ONNX model on batches of preprocessed images: ``run(images)``
 takes ``(N, 3, 1200, 1200)`` float32 NCHW (RGB, normalized as MLCommons' ``dataset.py``
-``pre_process_coco_resnet34``) and returns the model card's 12 head tensors. ``submit`` does
-the same asynchronously, so a pipeline can keep several requests in flight.
+``pre_process_coco_resnet34``) and returns the model card's 12 head tensors (an
+:class:`Outputs`). ``submit`` does the same asynchronously, so a pipeline can keep several
+requests in flight.
+
+Also the types the registry (``_registry.py``) and the backends share: :class:`Choice` (a resolved
+engine, device and precision), :class:`Probe` (what a backend sees on this machine) and
+:class:`Backend` (one entry per backend module), and the defaults every layer uses:
+:data:`AUTO` for the device, engine and precision, and the two engine modes, :data:`LATENCY`
+and :data:`THROUGHPUT`.
 """
 
 from __future__ import annotations
@@ -11,15 +18,100 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, List, Optional, TypeVar
+from typing import Any, Callable, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
 import numpy as np
 
 from ..layout import INPUT_SHAPE
 
-__all__ = ["Engine", "check_images", "copy_heads"]
+__all__ = ["AUTO", "ENGINE_MODES", "LATENCY", "THROUGHPUT", "Backend", "Choice", "Engine", "Outputs", "Probe",
+           "check_images", "copy_heads"]
 
 T = TypeVar("T")
+
+#: The default device, engine and precision everywhere: resolved for this machine by
+#: :func:`ssd_resnet34.engines.resolve`.
+AUTO = "auto"
+#: Engine mode for one ``run`` call at a time: one request, all cores on it (the default of
+#: :func:`ssd_resnet34.engines.create`).
+LATENCY = "latency"
+#: Engine mode for a stream of images (pipelines, LoadGen MultiStream/Server/Offline): several
+#: requests in flight (OpenVINO's THROUGHPUT hint and streams; onnxruntime one request per core).
+THROUGHPUT = "throughput"
+#: The engine modes :func:`ssd_resnet34.engines.create` accepts (not LoadGen's test modes).
+ENGINE_MODES = (LATENCY, THROUGHPUT)
+
+
+class Choice(NamedTuple):
+    """A resolved choice, with no ``"auto"`` left (made by :func:`ssd_resnet34.engines.resolve`,
+    immutable): ``engine`` (``"openvino"``, ``"onnxruntime"``), ``device`` (lower case: ``"cpu"``,
+    ``"gpu"``, ``"npu"``, ``"cuda"``, ``"tensorrt"``) and ``precision`` (``"fp32"``, ``"bf16"``,
+    ``"fp16"``, ``"int8"``). Engine constructors take it as it is and do not check it again."""
+
+    engine: str
+    device: str
+    precision: str
+
+
+class Probe(NamedTuple):
+    """What one backend sees on this machine (``Backend.probe()``; tests build their own).
+
+    Attributes:
+        runnable: for each device of the backend present here, the precisions it can run, the
+            one ``precision="auto"`` picks first (``{"cpu": ("bf16", "fp32", "fp16", "int8")}``).
+        seen: what the backend reports, for error messages (``"OpenVINO devices ['CPU']"``).
+        notes: per device, why a precision may be missing (``"OpenVINO's CPU capabilities are [...]"``).
+    """
+
+    runnable: Mapping[str, Tuple[str, ...]]
+    seen: str
+    notes: Mapping[str, str] = {}
+
+
+class Backend(NamedTuple):
+    """One inference backend, as its module declares it (``BACKEND``) and the registry lists it.
+
+    Attributes:
+        name: the engine name (``create(engine=name)``).
+        devices: the devices it runs, in the order ``device="auto"`` prefers them.
+        precisions: per device, the precisions it can run at all (this machine may run fewer:
+            :attr:`probe`).
+        auto_devices: the devices ``device="auto"`` may pick (never one that takes minutes to
+            start, as TensorRT, or the NPU).
+        needs: per device, what the machine needs for it (for the message when it is missing).
+        available: whether its Python package is installed (cheap: no import).
+        probe: what it sees on this machine (:class:`Probe`); called only when available.
+        artefact: ``artefact(model_path, precision, device) -> Path``: the model file a precision
+            needs (the heads model itself, a float16 copy, a calibrated int8 model).
+        int8_targets: the int8 artefacts it runs, ``{target: devices}``; each target is one
+            quantizer of :mod:`ssd_resnet34.model.int8_tools` and one entry of the int8 cache.
+        open: ``open(model_path, choice, threads, mode, **options) -> Engine`` (the model file from
+            :attr:`artefact`).
+    """
+
+    name: str
+    devices: Tuple[str, ...]
+    precisions: Mapping[str, Tuple[str, ...]]
+    auto_devices: Tuple[str, ...]
+    needs: Mapping[str, str]
+    available: Callable[[], bool]
+    probe: Callable[[], Probe]
+    artefact: Callable[..., Path]
+    int8_targets: Mapping[str, Tuple[str, ...]]
+    open: Callable[..., "Engine"]
+
+
+class Outputs(list):
+    """The 12 head tensors of one ``run`` call, in the model card's order: a ``list`` of float32
+    numpy arrays (``(N, 324, 50, 50)`` ... ``(N, 16, 3, 3)``), so it indexes, unpacks and feeds
+    the postprocessors as a list does. :meth:`numpy` returns the arrays, as the model card's
+    ``sess.run(image).numpy()`` expects."""
+
+    __slots__ = ()
+
+    def numpy(self) -> List[np.ndarray]:
+        """The arrays, as a plain list (no copy)."""
+        return list(self)
 
 _CHW = INPUT_SHAPE[1:]
 
@@ -42,9 +134,10 @@ def check_images(images: Any, chw=_CHW) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
-def copy_heads(heads: List[np.ndarray]) -> List[np.ndarray]:
-    """Copies of the head tensors (engines may reuse their output memory after a callback)."""
-    return [np.array(h, copy=True) for h in heads]
+def copy_heads(heads: List[np.ndarray]) -> "Outputs":
+    """Copies of the head tensors, as :class:`Outputs` (engines may reuse their output memory after
+    a callback)."""
+    return Outputs(np.array(h, copy=True) for h in heads)
 
 
 class Engine:
@@ -70,7 +163,7 @@ class Engine:
     model_path: Path
     device: str
     precision: str = "fp32"
-    mode: str = "latency"
+    mode: str = LATENCY
     requests: int = 1
     is_heads: bool = True
 
@@ -80,7 +173,7 @@ class Engine:
         self._executor: Optional[ThreadPoolExecutor] = None
 
     # -- the interface -------------------------------------------------------------------
-    def run(self, images: np.ndarray) -> List[np.ndarray]:
+    def run(self, images: np.ndarray) -> Outputs:
         """Run the model on a batch.
 
         Args:
@@ -88,7 +181,8 @@ class Engine:
                 Non-contiguous arrays are copied.
 
         Returns:
-            The 12 head tensors in the model card's order, float32, each with N rows
+            An :class:`Outputs` (a list; ``.numpy()`` gives the arrays): the 12 head tensors in
+            the model card's order, float32, each with N rows
             (class logits ``(N, 324, 50, 50)`` ... then box offsets ... ``(N, 16, 3, 3)``);
             for a model that is not a heads model, its raw outputs.
 
@@ -98,7 +192,7 @@ class Engine:
             RuntimeError: the engine is closed.
         """
         self._check_open()
-        return self._run(check_images(images, self._input_chw()))
+        return Outputs(self._run(check_images(images, self._input_chw())))
 
     def submit(self, images: np.ndarray, then: Optional[Callable[[List[np.ndarray]], T]] = None) -> "Future[T]":
         """Run a batch asynchronously; returns a ``concurrent.futures.Future``.

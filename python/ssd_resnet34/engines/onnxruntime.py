@@ -14,61 +14,102 @@ are the model card's 12 head tensors, ready for the postprocess of ``docs/postpr
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from .._files import cache_dir
 from ..layout import HEAD_SHAPES, INPUT_SHAPE
-from ._base import Engine
+from ._base import AUTO, LATENCY, THROUGHPUT, Backend, Choice, Engine, Probe
 
-__all__ = ["DEVICES", "OnnxRuntimeEngine", "providers_for"]
+__all__ = ["BACKEND", "CUDA_DEVICES", "DEVICES", "OnnxRuntimeEngine", "probe", "providers_for"]
 
-#: The devices this engine accepts.
-DEVICES = ("cpu", "cuda", "tensorrt", "auto")
+#: The devices this backend runs, each through one execution provider.
+DEVICES = ("cpu", "cuda", "tensorrt")
+#: Its devices that need an NVIDIA GPU.
+CUDA_DEVICES = ("cuda", "tensorrt")
 
 _CPU, _CUDA, _TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
-_DEVICE_OF_PROVIDER = {_CPU: "cpu", _CUDA: "cuda", _TRT: "tensorrt"}
+_PROVIDER = {"cpu": _CPU, "cuda": _CUDA, "tensorrt": _TRT}
+_DEVICE_OF_PROVIDER = {provider: device for device, provider in _PROVIDER.items()}
+#: What each device runs, ``precision="auto"``'s pick first (bf16 is OpenVINO's).
+_RUNNABLE = {"cpu": ("fp32", "int8"), "cuda": ("fp16", "fp32", "int8"), "tensorrt": ("fp16", "fp32", "int8")}
+_GPU_HINT = "pip install onnxruntime-gpu, with the CUDA libraries"
+
+
+def _available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
 
 
 def providers_for(device: str, available: Sequence[str] | None = None) -> list[str]:
-    """The onnxruntime execution providers to use for ``device``, in priority order.
+    """The onnxruntime execution providers for a resolved ``device``, in priority order.
 
     ``"cpu"``: CPU. ``"cuda"``: CUDA, then CPU. ``"tensorrt"``: TensorRT, then CUDA when
-    available, then CPU. ``"auto"``: CUDA when this onnxruntime build has it, else CPU
-    (TensorRT is never picked automatically: building its engine takes minutes).
+    available, then CPU. ``"auto"``: CUDA when this onnxruntime build has it, else CPU.
+    The device is not checked here: :func:`ssd_resnet34.engines.resolve` checks it (that the
+    provider is present, too).
 
     Args:
-        device: one of :data:`DEVICES`.
-        available: the providers to choose from (default
-            ``onnxruntime.get_available_providers()``).
-
-    Raises:
-        TypeError: ``device`` is not a str.
-        ValueError: ``device`` is not one of :data:`DEVICES`, or this onnxruntime build
-            lacks its provider (the message lists the providers it has).
+        device: ``"auto"`` or one of :data:`DEVICES`.
+        available: the providers to choose from (default ``onnxruntime.get_available_providers()``).
     """
-    if not isinstance(device, str):
-        raise TypeError(f"device must be a str, one of {DEVICES}, got {type(device).__name__}")
-    available = list(ort.get_available_providers() if available is None else available)
-    dev = device.lower()
-    if dev not in DEVICES:
-        raise ValueError(f"unknown device {device!r}: expected one of {DEVICES}")
-    if dev == "auto":
-        return [_CUDA, _CPU] if _CUDA in available else [_CPU]
-    want = {"cpu": _CPU, "cuda": _CUDA, "tensorrt": _TRT}[dev]
-    if want not in available:
-        raise ValueError(
-            f"device {device!r} needs onnxruntime's {want}, which this onnxruntime build "
-            f"({ort.__version__}) lacks; it has {available}"
-            + ("" if dev == "cpu" else " (install onnxruntime-gpu for CUDA/TensorRT)"))
-    if dev == "cpu":
+    available = list(_available_providers() if available is None else available)
+    if device == AUTO:
+        device = "cuda" if _CUDA in available else "cpu"
+    if device == "cpu":
         return [_CPU]
-    if dev == "cuda":
+    if device == "cuda":
         return [_CUDA, _CPU]
     return [_TRT, *([_CUDA] if _CUDA in available else []), _CPU]
+
+
+def probe(providers: Sequence[str] | None = None) -> Probe:
+    """What onnxruntime sees: its devices whose execution provider this build has (``providers``,
+    default ``onnxruntime.get_available_providers()``) and what each runs."""
+    providers = list(_available_providers() if providers is None else providers)
+    return Probe({device: _RUNNABLE[device] for device in DEVICES if _PROVIDER[device] in providers},
+                 f"onnxruntime providers {providers}")
+
+
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _artefact(model_path: Path, precision: str, device: str) -> Path:
+    """The model file onnxruntime runs: the heads model; for fp16 on CUDA its float16 copy
+    (TensorRT makes fp16 itself); for int8 the QDQ model calibrated for the device (symmetric for
+    TensorRT)."""
+    if precision == "int8":
+        from ..model.quantize import int8_model_path
+
+        return int8_model_path(model_path, "onnxruntime-tensorrt" if device == "tensorrt" else "onnxruntime")
+    if precision == "fp16" and device == "cuda":
+        from ..model.fp16 import fp16_model_path
+
+        return fp16_model_path(model_path)
+    return model_path
+
+
+def _open(model_path: Path, choice: Choice, threads: int | None, mode: str, *,
+          max_batch: int | None = None) -> "OnnxRuntimeEngine":
+    """Latency: one request with all ``threads``. Throughput on the CPU: ``threads`` is the total,
+    as for OpenVINO: one request per core (at most one per thread), the threads shared among them,
+    so requests x threads never oversubscribes. Throughput on a GPU: two requests."""
+    requests = 1
+    if mode == THROUGHPUT and choice.device == "cpu":
+        total = threads or _cores()
+        requests = min(total, _cores())
+        threads = max(1, total // requests)
+    elif mode == THROUGHPUT:
+        requests = 2
+    return OnnxRuntimeEngine(model_path, choice, threads, max_batch=max_batch, requests=requests, mode=mode)
 
 
 def _input_name_and_chw(path: Path) -> tuple[str, tuple[int, int, int]]:
@@ -107,21 +148,24 @@ class OnnxRuntimeEngine(Engine):
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: Path, device: str = "cpu", threads: int | None = None,
-                 *, max_batch: int | None = None, requests: int = 1, precision: str = "fp32",
-                 mode: str = "latency") -> None:
-        """Open a session over ``model_path``: the model to run as is (for ``fp16`` on CUDA the
-        float16 copy, for ``int8`` the QDQ model); ``precision`` says which it is, and for
-        TensorRT sets its fp16/int8 flags. With TensorRT and ``max_batch``, one engine is built for
+    def __init__(self, model_path: Path, choice: Choice, threads: int | None = None,
+                 *, max_batch: int | None = None, requests: int = 1, mode: str = LATENCY) -> None:
+        """Open a session over ``model_path``: the model to run as is (``BACKEND.artefact``: for
+        ``fp16`` on CUDA the float16 copy, for ``int8`` the QDQ model), for the resolved
+        ``choice`` (:func:`ssd_resnet34.engines.resolve`; not checked again): its device's
+        providers, its precision (which sets TensorRT's fp16/int8 flags). With TensorRT and ``max_batch``, one engine is built for
         batches 1..``max_batch`` (optimization profile tuned for ``max_batch``); without, TensorRT
         builds one per new batch size.
 
         Raises:
-            ValueError: the device's provider is missing (see :func:`providers_for`); not one 4-D
-                input.
+            ValueError: not one 4-D input; the model is not one onnxruntime can run (an unknown
+                operator, an invalid graph: the message says what is wrong).
             RuntimeError: onnxruntime could not start the requested GPU provider.
         """
+        import onnxruntime as ort
+
         super().__init__()
+        device, precision = choice.device, choice.precision
         self.model_path = Path(model_path)
         self.max_batch = max_batch
         self.requests = requests
@@ -145,10 +189,9 @@ class OnnxRuntimeEngine(Engine):
                 trt_options.update({f"trt_profile_{kind}_shapes": f"{name}:{n}x{c}x{h}x{w}"
                                     for kind, n in (("min", 1), ("opt", max_batch), ("max", max_batch))})
             provider_args[0] = (_TRT, trt_options)
-        self._session: ort.InferenceSession | None = ort.InferenceSession(
-            str(self.model_path), options, providers=provider_args)
+        self._session: Any = _session(self.model_path, options, provider_args)
         got = self._session.get_providers()
-        if providers[0] not in got and device.lower() != "auto":
+        if providers[0] not in got:
             raise RuntimeError(
                 f"onnxruntime could not start {providers[0]} for device {device!r} (missing CUDA/TensorRT "
                 f"libraries?); the session only has {got}")
@@ -203,3 +246,38 @@ class OnnxRuntimeEngine(Engine):
         state = "closed" if self.closed else f"providers={self.providers}"
         return (f"OnnxRuntimeEngine({str(self.model_path)!r}, device={self.device!r}, precision={self.precision!r}, "
                 f"mode={self.mode!r}, {state})")
+
+
+def _session(path: Path, options: Any, providers: list) -> Any:
+    """An ``onnxruntime.InferenceSession``; a model onnxruntime cannot run (its ``Fail``,
+    ``InvalidGraph``, ``NotImplemented``, ``InvalidArgument``, ``InvalidProtobuf``: an unknown
+    operator or domain, a broken graph) raises ``ValueError`` naming the file and what is wrong."""
+    import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    refused = tuple(getattr(state, name) for name in ("Fail", "InvalidGraph", "NotImplemented", "InvalidArgument",
+                                                     "InvalidProtobuf", "NoSuchFile") if hasattr(state, name))
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except refused as error:
+        # "[ONNXRuntimeError] : 1 : FAIL : Load model from PATH failed:Fatal error: ..." -> "Fatal error: ..."
+        detail = re.sub(r"^(\[ONNXRuntimeError\] : )?\d+ : [A-Z_]+ : ", "", str(error).strip())
+        detail = re.sub(r"^Load model from .* failed:", "", detail).strip()
+        raise ValueError(f"{path}: onnxruntime cannot run this model ({type(error).__name__}): {detail}") from None
+
+
+#: This backend's entry in the engine registry.
+BACKEND = Backend(
+    name="onnxruntime",
+    devices=DEVICES,
+    precisions={"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "int8"), "tensorrt": ("fp32", "fp16", "int8")},
+    auto_devices=("cuda", "cpu"),
+    needs={"cpu": "onnxruntime's CPUExecutionProvider",
+           "cuda": f"onnxruntime's CUDAExecutionProvider ({_GPU_HINT})",
+           "tensorrt": f"onnxruntime's TensorrtExecutionProvider ({_GPU_HINT} and TensorRT)"},
+    available=lambda: importlib.util.find_spec("onnxruntime") is not None,
+    probe=probe,
+    artefact=_artefact,
+    int8_targets={"onnxruntime": ("cpu", "cuda"), "onnxruntime-tensorrt": ("tensorrt",)},
+    open=_open,
+)

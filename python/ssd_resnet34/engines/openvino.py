@@ -13,34 +13,119 @@ streams and requests as OpenVINO finds best: 2 on a 2-core CPU). ``INFERENCE_PRE
 is ``f32``, ``bf16`` or ``f16``; an int8 IR computes its quantized layers in int8 and the rest at
 the device's default precision. Compiled models are cached in ``cache_dir()/openvino``
 (OpenVINO's ``CACHE_DIR``; the key is a hash of the model and the compile options), so a second
-start skips the compilation. The precision reported is the one the compiled model's convolutions
+start skips the compilation; processes compiling at once take turns (:func:`cache_lock`), so one
+never reads another's half-written blob. The precision reported is the one the compiled model's convolutions
 really run in (its runtime model); when a cached model does not run the precision asked for
 (OpenVINO 2026.4 loads a CPU f16 model from its cache as f32), it is compiled afresh.
+
+:data:`BACKEND` is this module's entry in the engine registry (``_registry.py``).
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
+import functools
+import importlib.util
 import threading
 import time
 import weakref
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable, List, Optional, TypeVar
+from typing import Any, Callable, Iterator, List, Optional, Sequence, TypeVar
 
 import numpy as np
 
 from .._files import cache_dir
 from ..layout import HEAD_SHAPES, INPUT_SHAPE
-from ._base import Engine, check_images, copy_heads
-from ._choose import openvino_core
+from ._base import (
+    LATENCY,
+    THROUGHPUT,
+    Backend,
+    Choice,
+    Engine,
+    Probe,
+    check_images,
+    copy_heads,
+)
 
-__all__ = ["NotHeadsModelError", "OpenVinoEngine", "compiled_cache_dir"]
+__all__ = ["BACKEND", "NotHeadsModelError", "OpenVinoEngine", "cache_lock", "compiled_cache_dir", "openvino_capabilities",
+           "openvino_core", "openvino_devices", "probe"]
 
 T = TypeVar("T")
+
+#: The devices this backend runs (OpenVINO's CPU, GPU and NPU plugins).
+DEVICES = ("cpu", "gpu", "npu")
+_ALL = ("fp32", "bf16", "fp16", "int8")
+#: ``precision="auto"`` prefers these, in order, among what the device's capabilities list.
+_PREFERENCE = {"cpu": ("bf16", "fp32", "fp16", "int8"), "gpu": ("fp16", "fp32", "bf16", "int8"),
+               "npu": ("fp16", "fp32", "bf16", "int8")}
+_CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "fp16": "FP16", "int8": "INT8"}
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _CLOSE_TIMEOUT_S = 300  # close() waits this long at most for callbacks still running
 _PRECISION_OF_TYPE = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8"}
+
+
+@functools.lru_cache(maxsize=1)
+def openvino_core() -> Optional[Any]:
+    """One shared ``openvino.Core`` for the process, or None when ``openvino`` is not installed."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino.Core()
+
+
+def openvino_devices() -> Optional[list]:
+    """OpenVINO's ``available_devices`` (e.g. ``['CPU', 'GPU.0']``), or None without openvino."""
+    core = openvino_core()
+    return None if core is None else list(core.available_devices)
+
+
+def openvino_capabilities(device: str) -> list:
+    """The ``OPTIMIZATION_CAPABILITIES`` of an OpenVINO device (``CPU``, ``GPU``, ``NPU``), e.g.
+    ``['BF16', 'FP32', 'FP16', 'INT8', ...]``; [] when it cannot be read."""
+    core = openvino_core()
+    try:
+        return list(core.get_property(device.upper(), "OPTIMIZATION_CAPABILITIES")) if core else []
+    except RuntimeError:
+        return []
+
+
+def probe(devices: Optional[Sequence[str]] = None, capabilities: Optional[Callable[[str], list]] = None) -> Probe:
+    """What OpenVINO sees: for each of its devices present (``devices``, default
+    :func:`openvino_devices`, e.g. ``['CPU', 'GPU.0']``), the precisions its
+    ``OPTIMIZATION_CAPABILITIES`` (``capabilities(name)``, default :func:`openvino_capabilities`)
+    list, ``precision="auto"``'s pick first: bf16 on a CPU that lists BF16 (AMX or AVX512_BF16),
+    fp16 on a GPU or NPU that lists FP16, else fp32. A device whose capabilities cannot be read
+    is assumed to run every precision, fp32 first."""
+    devices = list(openvino_devices() or []) if devices is None else list(devices)
+    capabilities = capabilities or openvino_capabilities
+    runnable, notes = {}, {}
+    for name in devices:
+        kind = name.split(".")[0].lower()
+        if kind not in DEVICES or kind in runnable:
+            continue
+        caps = list(capabilities(kind.upper()))
+        runnable[kind] = tuple(p for p in _PREFERENCE[kind] if _CAPABILITY[p] in caps) if caps else _ALL
+        notes[kind] = f"OpenVINO's {kind.upper()} capabilities are {caps}"
+    return Probe(runnable, f"OpenVINO devices {devices}", notes)
+
+
+def _artefact(model_path: Path, precision: str, device: str) -> Path:
+    """The model file OpenVINO compiles: the heads model, or for int8 the calibrated IR (one for all
+    OpenVINO devices)."""
+    if precision == "int8":
+        from ..model.quantize import int8_model_path
+
+        return int8_model_path(model_path, "openvino")
+    return model_path
+
+
+def _open(model_path: Path, choice: Choice, threads: Optional[int], mode: str, *, max_batch: Optional[int] = None,
+          **options: Any) -> "OpenVinoEngine":
+    """``max_batch`` is onnxruntime's: OpenVINO runs one image per request whatever the batch."""
+    return OpenVinoEngine(model_path, choice, threads, mode, **options)
 
 
 class NotHeadsModelError(ValueError):
@@ -50,6 +135,33 @@ class NotHeadsModelError(ValueError):
 def compiled_cache_dir() -> Path:
     """Where OpenVINO caches compiled models: ``cache_dir()/openvino``."""
     return cache_dir() / "openvino"
+
+
+@contextlib.contextmanager
+def cache_lock() -> Iterator[None]:
+    """Hold the compiled-model cache for one ``compile_model`` with ``CACHE_DIR``, across threads
+    and processes (an exclusive ``flock`` on ``compiled_cache_dir()/.lock``; the kernel drops it
+    when a holder dies).
+
+    OpenVINO writes a cache blob in place: a second process that starts meanwhile (Ray actors,
+    server workers, parallel ``detect`` runs on a fresh cache) read the half-written blob, removed it
+    as invalid, and the writer then failed ("filesystem error: cannot set permissions ...
+    <hash>.blob"), or the reader died of SIGBUS on the truncated mapping. Under the lock the first
+    process compiles and writes, and the others wait and load the complete blob. Where ``fcntl``
+    is missing (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    folder = compiled_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 # Engines not closed by their users are closed at exit, before the interpreter tears down the
@@ -78,6 +190,60 @@ class _Job:
         self.lock = threading.Lock()
 
 
+class _Flight:
+    """The requests started whose completion callback has not returned yet (the callback's only
+    state besides the job: it holds no reference to the engine)."""
+
+    __slots__ = ("_count", "_idle")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def started(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def done(self) -> None:
+        with self._idle:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._count == 0, timeout=timeout)
+
+
+#: ``active`` is True on a thread while it runs a completion callback.
+_IN_CALLBACK = threading.local()
+
+
+def _completed(flight: _Flight, request, userdata) -> None:
+    """OpenVINO's completion callback: the heads of one request into its job (``then`` runs here,
+    on the request's own output tensors for a one-image job)."""
+    job, row = userdata
+    _IN_CALLBACK.active = True
+    try:
+        if job.outputs is None:
+            heads = [request.get_output_tensor(k).data for k in range(len(HEAD_SHAPES))]
+            job.future.set_result(job.finish(heads))
+            return
+        for k, out in enumerate(job.outputs):
+            out[row] = request.get_output_tensor(k).data[0]
+        with job.lock:
+            job.remaining -= 1
+            last = job.remaining == 0
+        if last:
+            job.future.set_result(job.finish(job.outputs))
+    except BaseException as error:  # handed to the caller through the future
+        if not job.future.done():
+            job.future.set_exception(error)
+    finally:
+        _IN_CALLBACK.active = False
+        flight.done()
+
+
 class OpenVinoEngine(Engine):
     """An OpenVINO compiled heads model on one device; prefer :func:`ssd_resnet34.engines.create`.
 
@@ -96,19 +262,20 @@ class OpenVinoEngine(Engine):
 
     name = "openvino"
 
-    def __init__(self, model_path: Path, device: str = "cpu", precision: str = "fp32", threads: Optional[int] = None,
-                 mode: str = "latency", *, cache: bool = True, config: Optional[dict] = None,
-                 requests: Optional[int] = None) -> None:
-        """Compile ``model_path`` (``.onnx`` or OpenVINO ``.xml``) for ``device`` (``cpu``, ``gpu``,
-        ``npu``, or OpenVINO's own names such as ``GPU.1``) at ``precision`` (``fp32``, ``bf16``,
-        ``fp16``, or ``int8`` for an already quantized IR). ``config``: more OpenVINO properties
-        (e.g. ``{"NUM_STREAMS": 4}``), applied last; ``cache=False`` compiles without the cache;
-        ``requests``: infer requests in the queue (default OpenVINO's optimal number).
+    def __init__(self, model_path: Path, choice: Choice, threads: Optional[int] = None, mode: str = LATENCY, *,
+                 cache: bool = True, config: Optional[dict] = None, requests: Optional[int] = None) -> None:
+        """Compile ``model_path`` (``.onnx`` or OpenVINO ``.xml``: the file ``BACKEND.artefact``
+        gives, e.g. an int8 IR) for the resolved ``choice`` (:func:`ssd_resnet34.engines.resolve`;
+        not checked again): its ``device`` (``cpu``, ``gpu``, ``npu``) at its ``precision``.
+        ``config``: more OpenVINO properties (e.g. ``{"NUM_STREAMS": 4}``), applied last;
+        ``cache=False`` compiles without the cache; ``requests``: infer requests in the queue
+        (default OpenVINO's optimal number).
 
         Raises:
             NotHeadsModelError: the model's outputs are not the 12 heads.
-            ValueError: not one 4-D image input.
-            RuntimeError: OpenVINO could not read or compile the model.
+            ValueError: not one 4-D image input; OpenVINO cannot read the model (an operator its
+                ONNX front end does not know: the message names it).
+            RuntimeError: OpenVINO could not compile the model.
         """
         super().__init__()
         core = openvino_core()
@@ -117,20 +284,27 @@ class OpenVinoEngine(Engine):
         self.model_path = Path(model_path)
         self.mode = mode
         start = time.perf_counter()
-        model = core.read_model(str(self.model_path))
+        try:
+            model = core.read_model(str(self.model_path))
+        except RuntimeError as error:  # e.g. an operator OpenVINO's ONNX front end does not know
+            raise ValueError(f"{self.model_path}: OpenVINO cannot read this model: {_reason(error)}") from None
         self.read_seconds = time.perf_counter() - start
         _check_heads(model, self.model_path)
         model.reshape({model.inputs[0]: list(INPUT_SHAPE)})
+        device, precision = choice.device, choice.precision
         extra = config
-        config = {"PERFORMANCE_HINT": "THROUGHPUT" if mode == "throughput" else "LATENCY"}
+        config = {"PERFORMANCE_HINT": "THROUGHPUT" if mode == THROUGHPUT else "LATENCY"}
         if precision in _HINTS:
             config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         config.update(extra or {})
         start = time.perf_counter()
-        compiled = core.compile_model(model, device.upper(), {**config, "CACHE_DIR": str(compiled_cache_dir())}
-                                      if cache else config)
+        if cache:
+            with cache_lock():
+                compiled = core.compile_model(model, device.upper(), {**config, "CACHE_DIR": str(compiled_cache_dir())})
+        else:
+            compiled = core.compile_model(model, device.upper(), config)
         self.precision = _conv_precision(compiled) or precision
         if cache and precision in _HINTS and self.precision != precision:
             # OpenVINO 2026.4's CPU plugin loads an f16 model from its cache as f32: compile afresh.
@@ -147,10 +321,12 @@ class OpenVinoEngine(Engine):
         import openvino
 
         self._queue = openvino.AsyncInferQueue(compiled, self.requests)
-        self._queue.set_callback(self._completed)
+        # The callback must not hold the engine: engine -> queue -> callback -> engine is a cycle
+        # through a C++ object the garbage collector cannot see, so an engine dropped without
+        # close() kept its compiled model (~140 MB here) for ever.
+        self._flight = _Flight()
+        self._queue.set_callback(functools.partial(_completed, self._flight))
         self._start_lock = threading.Lock()
-        self._idle = threading.Condition()
-        self._in_flight = 0  # requests started whose callback has not returned yet
         _OPEN.add(self)
 
     # -- the interface -------------------------------------------------------------------
@@ -173,48 +349,31 @@ class OpenVinoEngine(Engine):
         job = _Job(Future(), finish, batch)
         with self._start_lock:
             for row in range(batch.shape[0]):
-                with self._idle:
-                    self._in_flight += 1
+                self._flight.started()
                 try:
                     # share_inputs: OpenVINO reads the batch's memory in place; the job keeps it alive.
                     self._queue.start_async({0: batch[row:row + 1]}, (job, row), share_inputs=True)
                 except BaseException:
-                    self._done_one()
+                    self._flight.done()
                     raise
         return job.future
 
-    def _completed(self, request, userdata) -> None:
-        job, row = userdata
+    def __del__(self) -> None:
+        # An engine dropped without close() (no cycle holds it: see _Flight) is closed here: the
+        # queue dropped while a request is still finishing its callback kept the compiled model
+        # (~170 MB here) alive. Not from a completion callback, which close() would wait for.
+        if getattr(self, "_closed", True) or getattr(_IN_CALLBACK, "active", False) or not hasattr(self, "_flight"):
+            return
         try:
-            if job.outputs is None:
-                heads = [request.get_output_tensor(k).data for k in range(len(HEAD_SHAPES))]
-                job.future.set_result(job.finish(heads))
-                return
-            for k, out in enumerate(job.outputs):
-                out[row] = request.get_output_tensor(k).data[0]
-            with job.lock:
-                job.remaining -= 1
-                last = job.remaining == 0
-            if last:
-                job.future.set_result(job.finish(job.outputs))
-        except BaseException as error:  # noqa: BLE001 - handed to the caller through the future
-            if not job.future.done():
-                job.future.set_exception(error)
-        finally:
-            self._done_one()
-
-    def _done_one(self) -> None:
-        with self._idle:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.notify_all()
+            self.close()
+        except Exception:  # nothing to report to in a finalizer
+            pass
 
     def _release(self) -> None:
         # Wait until every callback has run to its end (not only the inferences, which is what
         # wait_all waits for): a callback thread that still needs the GIL while the interpreter
         # shuts down aborts the process.
-        with self._idle:
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=_CLOSE_TIMEOUT_S)
+        self._flight.wait_idle(_CLOSE_TIMEOUT_S)
         self._queue.wait_all()
         self._queue = None
         self._compiled = None
@@ -223,6 +382,16 @@ class OpenVinoEngine(Engine):
         state = "closed" if self.closed else f"requests={self.requests}, streams={self.streams}"
         return (f"OpenVinoEngine({str(self.model_path)!r}, device={self.ov_device!r}, precision={self.precision!r}, "
                 f"mode={self.mode!r}, {state})")
+
+
+def _reason(error: Exception) -> str:
+    """The useful part of an OpenVINO exception: its summary lines (``-- No conversion rule found
+    for operations: NoSuchOp-17``), else its last line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if "Summary:" in lines:
+        lines = lines[lines.index("Summary:") + 1:]
+        return "; ".join(line.lstrip("- ").strip() for line in lines) or str(error)
+    return lines[-1] if lines else type(error).__name__
 
 
 def _conv_precision(compiled) -> Optional[str]:
@@ -256,3 +425,18 @@ def _check_heads(model, path: Path) -> None:
             f"{path}: the openvino engine runs heads models (12 outputs of per-image shapes {list(HEAD_SHAPES)}), "
             f"this model's outputs have shapes {shapes}; truncate it (ssd_resnet34.model.truncate."
             "truncated_model_path) or use engine='onnxruntime'")
+
+
+#: This backend's entry in the engine registry.
+BACKEND = Backend(
+    name="openvino",
+    devices=DEVICES,
+    precisions={device: _ALL for device in DEVICES},
+    auto_devices=("gpu", "cpu"),
+    needs={"gpu": "an Intel GPU with its OpenVINO driver", "npu": "an Intel NPU with its OpenVINO driver"},
+    available=lambda: importlib.util.find_spec("openvino") is not None,
+    probe=probe,
+    artefact=_artefact,
+    int8_targets={"openvino": DEVICES},
+    open=_open,
+)

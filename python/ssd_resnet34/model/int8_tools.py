@@ -1,13 +1,18 @@
 """The int8 post-training quantizers, one per target, each writing its artefact into a folder.
 
-- OpenVINO: NNCF's ``nncf.quantize`` (min-max ranges on the calibration photos, fast bias
+A target is one int8 artefact, named by its backend and, where the artefact is the device's own,
+its device: ``openvino`` (every OpenVINO device), ``onnxruntime`` (onnxruntime's CPU and CUDA
+providers), ``onnxruntime-tensorrt`` (onnxruntime's TensorRT provider). The engine registry
+(``ssd_resnet34.engines``) says which target each backend and device runs.
+
+- ``openvino``: NNCF's ``nncf.quantize`` (min-max ranges on the calibration photos, fast bias
   correction, the default ``PERFORMANCE`` preset: symmetric int8 weights and activations) on the
   heads model with its batch fixed to 1; saved as an OpenVINO IR ``model.xml`` + ``model.bin``.
-- onnxruntime: ``onnxruntime.quantization.quantize_static`` in QDQ format, per-channel symmetric
+- ``onnxruntime``: ``onnxruntime.quantization.quantize_static`` in QDQ format, per-channel symmetric
   int8 weights and asymmetric uint8 activations (min-max; U8S8, onnxruntime's fast CPU format:
   measured 2.9x faster than fp32 here, where symmetric S8S8 was slower than fp32), on the heads
   model converted to opset 13 (per-channel DequantizeLinear needs its ``axis``); ``model.onnx``.
-- tensorrt: the same with symmetric int8 activations (S8S8, zero points 0: all TensorRT takes);
+- ``onnxruntime-tensorrt``: the same with symmetric int8 activations (S8S8, zero points 0: all TensorRT takes);
   TensorRT builds explicit int8 engines from its Q/DQ pairs.
 
 Both read the calibration photos lazily (:class:`~ssd_resnet34.model.calibration.CalibrationImages`).
@@ -22,24 +27,27 @@ from typing import Callable, Dict, Optional
 from ..layout import INPUT_SHAPE
 from .calibration import CalibrationImages
 
-__all__ = ["ARTEFACTS", "QUANTIZERS", "SETTINGS", "tool_version"]
+__all__ = ["ARTEFACTS", "QUANTIZERS", "SETTINGS", "TARGETS", "tool_version"]
+
+#: The int8 targets, one per artefact kind (see the module's docstring).
+TARGETS = ("openvino", "onnxruntime", "onnxruntime-tensorrt")
 
 #: What each quantizer does, in words; part of the cache key, so a change makes new artefacts.
 SETTINGS = {
     "openvino": "nncf.quantize, PERFORMANCE preset, fast bias correction, batch 1, every photo",
     "onnxruntime": "quantize_static QDQ, opset 13, per-channel symmetric int8 weights, asymmetric uint8 "
                    "activations, min-max",
-    "tensorrt": "quantize_static QDQ, opset 13, per-channel symmetric int8 weights, symmetric int8 "
-                "activations, min-max",
+    "onnxruntime-tensorrt": "quantize_static QDQ, opset 13, per-channel symmetric int8 weights, symmetric int8 "
+                            "activations, min-max",
 }
 #: The model file each quantizer writes in its folder.
-ARTEFACTS = {"openvino": "model.xml", "onnxruntime": "model.onnx", "tensorrt": "model.onnx"}
+ARTEFACTS = {"openvino": "model.xml", "onnxruntime": "model.onnx", "onnxruntime-tensorrt": "model.onnx"}
 _QDQ_OPSET = 13
 
 
-def tool_version(engine: str) -> str:
-    """The versions an artefact depends on, e.g. ``"nncf 3.4.0, openvino 2026.4.1-..."``."""
-    if engine == "openvino":
+def tool_version(target: str) -> str:
+    """The versions a target's artefact depends on, e.g. ``"nncf 3.4.0, openvino 2026.4.1-..."``."""
+    if target == "openvino":
         import openvino
 
         try:
@@ -127,9 +135,9 @@ def _quantize_qdq(model_path: Path, images: CalibrationImages, folder: Path, *, 
         source.unlink(missing_ok=True)
 
 
-#: ``engine -> quantize(model_path, calibration images, output folder, *, ranges=None)``.
+#: ``target -> quantize(model_path, calibration images, output folder, *, ranges=None)``.
 QUANTIZERS: Dict[str, Callable[..., None]] = {
     "openvino": _quantize_openvino,
     "onnxruntime": functools.partial(_quantize_qdq, symmetric=False),
-    "tensorrt": functools.partial(_quantize_qdq, symmetric=True),
+    "onnxruntime-tensorrt": functools.partial(_quantize_qdq, symmetric=True),
 }

@@ -1,19 +1,23 @@
 """int8 post-training quantization of the heads model, calibrated on real photos, and its cache.
 
-:func:`quantize` (``ssd_resnet34.quantize``; command line ``ssd-resnet34 quantize``) calibrates
-int8 models for OpenVINO (NNCF), onnxruntime (static QDQ, per channel, uint8 activations) and/or
-TensorRT (the same, symmetric int8 activations), see :mod:`ssd_resnet34.model.int8_tools`.
-``session.create(model, precision="int8")`` then finds the latest one for that model and engine
-(``tensorrt`` for ``device="tensorrt"``) with :func:`int8_model_path`, or raises
-:class:`MissingInt8ModelError` naming the command to run.
+:func:`quantize` calibrates int8 models for its targets (:data:`~ssd_resnet34.model.int8_tools.TARGETS`):
+``openvino`` (NNCF), ``onnxruntime`` (static QDQ, per channel, uint8 activations; its CPU and
+CUDA providers) and ``onnxruntime-tensorrt`` (the same, symmetric int8 activations), see
+:mod:`ssd_resnet34.model.int8_tools`. Which target an engine and device run is the engine
+registry's choice: ``ssd_resnet34.quantize`` (:func:`ssd_resnet34.engines.quantize`, command line
+``ssd-resnet34 quantize``) resolves ``engine`` and ``device`` to targets and calls this; this
+module does not import the engines. ``session.create(model, precision="int8")`` then finds the
+latest artefact of its target with :func:`int8_model_path` (the registry's ``artefact`` hook), or
+raises :class:`MissingInt8ModelError` naming the command to run.
 
-Cache layout, under ``cache_dir()/int8/<first 16 hex of the heads model's sha256>/``:
+Cache layout, under ``cache_dir()/int8/<first 16 hex of the heads model's sha256>/``, keyed by
+target (backend and device):
 
-- ``<engine>-<key>/``: one artefact (``model.xml`` + ``model.bin``, or ``model.onnx``) and
+- ``<target>-<key>/``: one artefact (``model.xml`` + ``model.bin``, or ``model.onnx``) and
   ``int8.json`` (what it was made from), written to a temporary folder and renamed into place;
-- ``<engine>.json``: which artefact ``precision="int8"`` uses (the latest calibrated).
+- ``<target>.json``: which artefact ``precision="int8"`` uses (the latest calibrated).
 
-The key is a sha256 of: the heads model's sha256, the engine, the quantizer's settings
+The key is a sha256 of: the heads model's sha256, the target, the quantizer's settings
 (:data:`~ssd_resnet34.model.int8_tools.SETTINGS`), the tool versions
 (:func:`~ssd_resnet34.model.int8_tools.tool_version`), this module's format version, and each
 calibration file's name and sha256, in order. Calibrating again on the same photos with the same
@@ -30,16 +34,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 from .._files import cache_dir, file_sha256, replacing
 from .calibration import CalibrationImages, calibration_files
 from .graph import model_file
-from .int8_tools import ARTEFACTS, QUANTIZERS, SETTINGS, tool_version
+from .int8_tools import ARTEFACTS, QUANTIZERS, SETTINGS, TARGETS, tool_version
 
 __all__ = [
     "DEFAULT_COUNT",
-    "QUANTIZE_ENGINES",
     "Int8Model",
     "MissingInt8ModelError",
     "int8_model_path",
@@ -49,8 +52,6 @@ __all__ = [
 
 #: Calibration photos by default (MLPerf's calibration list for SSD-ResNet34 has 500).
 DEFAULT_COUNT = 300
-#: Targets with a quantizer: OpenVINO, onnxruntime (CPU, CUDA), TensorRT (through onnxruntime).
-QUANTIZE_ENGINES = ("openvino", "onnxruntime", "tensorrt")
 _FORMAT_VERSION = "1"
 _META = "int8.json"
 
@@ -58,7 +59,7 @@ _digests: Dict[Tuple[str, int, int], str] = {}
 
 
 class MissingInt8ModelError(FileNotFoundError):
-    """No int8 model has been calibrated for this model and engine (or it was made by other
+    """No int8 model has been calibrated for this model and target (or it was made by other
     tool versions); the message names the command that makes one."""
 
 
@@ -67,7 +68,7 @@ class Int8Model:
     """One calibrated int8 artefact.
 
     Attributes:
-        engine: ``"openvino"`` or ``"onnxruntime"``.
+        target: ``"openvino"``, ``"onnxruntime"`` or ``"onnxruntime-tensorrt"``.
         path: the model file (``model.xml`` or ``model.onnx``).
         source: the heads model it was quantized from.
         images: the calibration files, in order.
@@ -76,7 +77,7 @@ class Int8Model:
         reused: True when the cache already held it.
     """
 
-    engine: str
+    target: str
     path: Path
     source: Path
     images: Tuple[str, ...]
@@ -99,28 +100,19 @@ def _folder(model_sha: str) -> Path:
     return cache_dir() / "int8" / model_sha[:16]
 
 
-def _engines(engine: Any) -> List[str]:
-    if not isinstance(engine, str):
-        raise TypeError(f"engine must be a str, one of ('auto', 'all', {', '.join(map(repr, QUANTIZE_ENGINES))}), "
-                        f"got {type(engine).__name__}")
-    engine = engine.lower()
-    if engine == "all":
-        return list(QUANTIZE_ENGINES)
-    if engine == "auto":
-        from ..engines._choose import resolve
-
-        try:
-            return [resolve("auto", "auto", "fp32").engine]
-        except ValueError:
-            return ["onnxruntime"]
-    if engine not in QUANTIZE_ENGINES:
-        raise ValueError(f"unknown engine {engine!r}: expected one of ('auto', 'all', "
-                         f"{', '.join(map(repr, QUANTIZE_ENGINES))})")
-    return [engine]
+def _targets(targets: Any) -> List[str]:
+    if isinstance(targets, str) or not isinstance(targets, Sequence):
+        raise TypeError(f"targets must be a sequence of target names from {TARGETS}, got {type(targets).__name__}")
+    if not targets:
+        raise ValueError(f"targets is empty: name one or more of {TARGETS}")
+    for target in targets:
+        if target not in TARGETS:
+            raise ValueError(f"unknown int8 target {target!r}: expected one of {TARGETS}")
+    return list(dict.fromkeys(targets))
 
 
-def _key(model_sha: str, engine: str, tool: str, files: List[Path]) -> str:
-    h = hashlib.sha256(f"{model_sha}|{engine}|{SETTINGS[engine]}|{tool}|v{_FORMAT_VERSION}".encode())
+def _key(model_sha: str, target: str, tool: str, files: List[Path]) -> str:
+    h = hashlib.sha256(f"{model_sha}|{target}|{SETTINGS[target]}|{tool}|v{_FORMAT_VERSION}".encode())
     for path in files:
         h.update(f"|{path.name}:{file_sha256(path)}".encode())
     return h.hexdigest()
@@ -139,14 +131,14 @@ def _read_json(path: Path) -> Dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _calibrate(engine: str, source: Path, files: List[Path], target: Path, meta: Dict[str, Any],
+def _calibrate(target_name: str, source: Path, files: List[Path], target: Path, meta: Dict[str, Any],
                ranges: Path) -> float:
     """Run the quantizer into a temporary folder beside ``target``, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         start = time.perf_counter()
-        QUANTIZERS[engine](source, CalibrationImages(files), work, ranges=ranges)
+        QUANTIZERS[target_name](source, CalibrationImages(files), work, ranges=ranges)
         seconds = time.perf_counter() - start
         meta["seconds"] = round(seconds, 1)
         _write_json(work / _META, meta)
@@ -159,9 +151,11 @@ def _calibrate(engine: str, source: Path, files: List[Path], target: Path, meta:
 
 
 def quantize(model: Any, images: Union[str, "os.PathLike[str]", Iterable[Any]], count: int = DEFAULT_COUNT, *,
-             engine: str = "auto") -> List[Int8Model]:
-    """Calibrate int8 models of ``model`` on real photos; ``session.create(model, precision="int8")``
-    then uses them.
+             targets: Sequence[str]) -> List[Int8Model]:
+    """Calibrate int8 models of ``model`` on real photos for ``targets``;
+    ``session.create(model, precision="int8")`` then uses them. Most callers want
+    ``ssd_resnet34.quantize`` (:func:`ssd_resnet34.engines.quantize`), which names them by engine
+    and device.
 
     Args:
         model: an ``SSDResNet34`` (its heads model, ``model_path``) or the path of a heads .onnx.
@@ -169,40 +163,40 @@ def quantize(model: Any, images: Union[str, "os.PathLike[str]", Iterable[Any]], 
             paths (the first ``count``). Real photos of the deployment's kind (e.g. COCO
             val2017); a few hundred suffice, tests use 1-2.
         count: how many photos to calibrate on (default 300).
-        engine: ``"openvino"`` (NNCF), ``"onnxruntime"`` (QDQ, for its CPU and CUDA providers),
-            ``"tensorrt"`` (symmetric QDQ, for onnxruntime's TensorRT provider), ``"all"``, or
-            ``"auto"``: the engine ``session.create(model)`` picks on this machine.
+        targets: names from :data:`~ssd_resnet34.model.int8_tools.TARGETS`: ``"openvino"``
+            (NNCF), ``"onnxruntime"`` (QDQ, for its CPU and CUDA providers),
+            ``"onnxruntime-tensorrt"`` (symmetric QDQ, for onnxruntime's TensorRT provider).
 
     Returns:
-        One :class:`Int8Model` per engine. Calibration takes minutes for 300 photos (each is
+        One :class:`Int8Model` per target. Calibration takes minutes for 300 photos (each is
         inferred in fp32); an artefact already calibrated from the same model, photos and tool
         versions is reused at once.
 
     Raises:
         TypeError / ValueError: a bad argument (see
-            :func:`~ssd_resnet34.model.calibration.calibration_files`), an unknown engine.
+            :func:`~ssd_resnet34.model.calibration.calibration_files`), an unknown target.
         FileNotFoundError: the model, the folder or a listed image is missing.
-        ImportError: the engine's tool (``nncf``, ``openvino``, ``onnxruntime``) is missing.
+        ImportError: the target's tool (``nncf``, ``openvino``, ``onnxruntime``) is missing.
         ssd_resnet34.image.ImageError: a calibration file is not a readable image.
     """
     source = model_file(model)
-    engines = _engines(engine)
+    names = _targets(targets)
     files = calibration_files(images, count)
     model_sha = model_digest(source)
     results = []
     with tempfile.TemporaryDirectory(prefix="ssd-resnet34-ranges.") as shared:
-        for name in engines:
+        for name in names:
             results.append(_quantize_one(name, source, files, model_sha, Path(shared) / "ranges.json"))
     return results
 
 
 def _quantize_one(name: str, source: Path, files: List[Path], model_sha: str, ranges: Path) -> Int8Model:
-    """One engine's artefact: reused from the cache when made from the same key, else calibrated;
-    the engine's pointer is set to it."""
+    """One target's artefact: reused from the cache when made from the same key, else calibrated;
+    the target's pointer is set to it."""
     tool = tool_version(name)
     key = _key(model_sha, name, tool, files)
     target = _folder(model_sha) / f"{name}-{key[:16]}"
-    meta = {"engine": name, "key": key, "tool": tool, "source": str(source), "source_sha256": model_sha,
+    meta = {"target": name, "key": key, "tool": tool, "source": str(source), "source_sha256": model_sha,
             "images": [str(p) for p in files], "format": _FORMAT_VERSION}
     existing = _read_json(target / _META)
     reused = existing.get("key") == key and (target / ARTEFACTS[name]).is_file()
@@ -211,30 +205,41 @@ def _quantize_one(name: str, source: Path, files: List[Path], model_sha: str, ra
     return Int8Model(name, target / ARTEFACTS[name], source, tuple(meta["images"]), tool, seconds, reused)
 
 
-def int8_model_path(model: Any, engine: str) -> Path:
+def _command(target: str) -> str:
+    """How to make ``target``'s artefact: the command and the Python call."""
+    engine, _, device = target.partition("-")
+    flags = f"--engine {engine}" + (f" --device {device}" if device else "")
+    call = f"engine={engine!r}" + (f", device={device!r}" if device else "")
+    return (f"calibrate one first: `ssd-resnet34 quantize --images DIR {flags} --model PATH` "
+            f"(`--synthetic` for the synthetic model), or ssd_resnet34.quantize(model, images, {call})")
+
+
+def int8_model_path(model: Any, target: str) -> Path:
     """The int8 model :func:`quantize` made last for ``model`` (an ``SSDResNet34`` or a heads
-    .onnx path) and ``engine`` (``"openvino"``, ``"onnxruntime"`` or ``"tensorrt"``).
+    .onnx path) and ``target`` (``"openvino"``, ``"onnxruntime"`` or ``"onnxruntime-tensorrt"``:
+    the engine registry's ``artefact`` hook names it).
 
     Raises:
         MissingInt8ModelError: none yet, or it was made by other tool versions than the installed
             ones; the message names the command to run.
         FileNotFoundError: the model file is missing.
+        ValueError: an unknown target.
     """
     source = model_file(model)
-    if engine not in QUANTIZE_ENGINES:
-        raise ValueError(f"unknown engine {engine!r}: expected one of {QUANTIZE_ENGINES}")
+    if target not in TARGETS:
+        raise ValueError(f"unknown int8 target {target!r}: expected one of {TARGETS}")
     folder = _folder(model_digest(source))
-    pointer = _read_json(folder / f"{engine}.json")
-    how = (f"calibrate one first: `ssd-resnet34 quantize --images DIR --engine {engine} --model PATH` "
-           f"(`--synthetic` for the synthetic model), or ssd_resnet34.quantize(model, images, engine={engine!r})")
+    pointer = _read_json(folder / f"{target}.json")
+    how = _command(target)
     if not pointer:
-        raise MissingInt8ModelError(f"no int8 model of {source} for {engine} in {folder}: {how}")
-    tool = tool_version(engine)
-    target = folder / str(pointer.get("folder", "")) / ARTEFACTS[engine]
-    meta = _read_json(target.parent / _META)
-    if meta.get("key") != pointer.get("key") or not target.is_file():
-        raise MissingInt8ModelError(f"the int8 model of {source} for {engine} is missing or damaged ({target}): {how}")
+        raise MissingInt8ModelError(f"no int8 model of {source} for {target} in {folder}: {how}")
+    tool = tool_version(target)
+    target_path = folder / str(pointer.get("folder", "")) / ARTEFACTS[target]
+    meta = _read_json(target_path.parent / _META)
+    if meta.get("key") != pointer.get("key") or not target_path.is_file():
+        raise MissingInt8ModelError(f"the int8 model of {source} for {target} is missing or damaged ({target_path}): "
+                                    f"{how}")
     if meta.get("tool") != tool:
-        raise MissingInt8ModelError(f"the int8 model of {source} for {engine} was made with {meta.get('tool')}, "
+        raise MissingInt8ModelError(f"the int8 model of {source} for {target} was made with {meta.get('tool')}, "
                                     f"the installed tools are {tool}: {how}")
-    return target
+    return target_path

@@ -35,6 +35,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ...engines import AUTO
+
 __all__ = [
     "STAGES",
     "StageTiming",
@@ -122,7 +124,7 @@ def measure_stages(
     model: Any,
     *,
     runs: int = 3,
-    device: str = "cpu",
+    device: str = AUTO,
     threads: int | None = None,
     seed: int = 0,
     warmup: bool = True,
