@@ -47,6 +47,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..detections import Detections
 from ..pipeline import ImageResult, Prepared, run_pipeline
 
 __all__ = [
@@ -79,8 +80,6 @@ ssd-resnet34.MultiStream.target_latency = 528
 ssd-resnet34.Server.target_latency = 100
 """
 
-#: Per image: boxes (K, 4) float32 normalized ltrb, labels (K,) int64 1..80, scores (K,) float32.
-Detections = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 #: Values per detection in a LoadGen response (the MLCommons reference's layout).
 RESPONSE_WIDTH = 7
@@ -397,7 +396,7 @@ class _ServerSUT:
                  timeout_s: float, responder: _Responder) -> None:
         self.library, self.engine, self.decode = library, engine, decode
         self.max_batch, self.timeout_s, self.responder = max_batch, timeout_s, responder
-        self._queue: "queue.Queue[Any]" = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue()
         self._pending: List[Future] = []
         self._thread = threading.Thread(target=self._batcher, name="ssd-resnet34-server-batcher", daemon=True)
         self._thread.start()
