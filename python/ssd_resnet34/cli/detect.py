@@ -78,10 +78,7 @@ def register(subparsers) -> None:
 def batch_size(text: str) -> int:
     """argparse type of ``--batch-size``: an int in 1..MAX_BATCH_SIZE (what a batch costs is in
     the message, :func:`ssd_resnet34.pipeline.check_batch_size`)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer in 1..{MAX_BATCH_SIZE}, got {text!r}") from None
+    value = positive_int(text)
     try:
         return check_batch_size(value)
     except ValueError as error:
