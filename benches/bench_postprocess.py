@@ -151,7 +151,7 @@ def bench_set(title: str, images, args, native_module, furiosa) -> List[str]:
     native_pp = NativePostProcessor()
     raw = native_module.Postprocessor(score_threshold=0.05, iou_threshold=0.5,
                                       max_candidates_per_class=200, max_detections=200)
-    detections = np.mean([len(d[1]) for image in images for d in native_pp.decode(image)])
+    detections = np.mean([len(d) for image in images for d in native_pp.decode(image)])
     counts = [candidate_count(image) for image in images]
     lines = [
         f"### {title}",

@@ -116,7 +116,7 @@ def test_native_and_python_postprocess_agree_on_real_outputs(model, batch_run):
     python_results = PythonPostProcessor()(outputs, contexts)
     # The model card's postprocess calls the selected postprocessor (here the native one).
     assert model.postprocess(outputs, contexts) == native_results
-    assert [len(r) for r in native_results] == [len(d[1]) for d in native]
+    assert [len(r) for r in native_results] == [len(d) for d in native]
     for image_results, other, (boxes, labels, scores), context in zip(
         native_results, python_results, native, contexts
     ):

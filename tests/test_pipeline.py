@@ -129,3 +129,72 @@ def test_bad_batch_size(tiny):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
             list(tiny.iter_detect([], batch_size=bad))
+
+
+# -- one image or many, one batch builder (issue 14 item 3, issue 15 item 12) ----------------
+def test_a_single_encoded_image_bytes_or_path_is_one_image(tiny, inputs, tmp_path):
+    """``iter_detect`` and ``preprocess`` take one ``EncodedImage``, ``bytes`` or path as one
+    image; an ``EncodedImage`` is decoded from its bytes, never re-read from its path."""
+    from ssd_resnet34.image import EncodedImage, preprocess
+
+    path = inputs[0]
+    data = open(path, "rb").read()
+    elsewhere = str(tmp_path / "not-on-disk.png")  # the path an EncodedImage names need not exist
+    expected_batch, _ = preprocess(path)
+    with engines.create(tiny) as engine:
+        expected = list(tiny.iter_detect(path, engine))
+        assert len(expected) == 1 and expected[0].ok
+        for single in (EncodedImage(elsewhere, data), data, bytearray(data), memoryview(data)):
+            got = list(tiny.iter_detect(single, engine))
+            assert len(got) == 1 and got[0].ok, got[0].error
+            assert got[0].detections == expected[0].detections and got[0].results == expected[0].results
+            batch, contexts = preprocess(single)
+            np.testing.assert_array_equal(batch, expected_batch)
+            assert (contexts[0]["width"], contexts[0]["height"]) == (expected[0].context["width"],
+                                                                     expected[0].context["height"])
+        assert list(tiny.iter_detect(EncodedImage(elsewhere, data), engine))[0].context["path"] == elsewhere
+        bad = list(tiny.iter_detect(b"not an image", engine))
+        assert len(bad) == 1 and isinstance(bad[0].error, ImageError) and "images[0]: not an image" in str(bad[0].error)
+        with pytest.raises(TypeError, match="expected a path, encoded bytes, an EncodedImage"):
+            list(tiny.iter_detect(3, engine))
+
+
+def test_exact_preprocessing_is_reachable_from_iter_detect(tiny, inputs):
+    """``iter_detect(..., exact=True)`` runs MLPerf's float path: its detections are those of
+    ``preprocess(exact=True)`` -> engine -> decode, and the default path's are those of the fast
+    path (both from the one batch builder)."""
+    from ssd_resnet34.image import preprocess
+
+    paths = [item for item in inputs if isinstance(item, str) and "img" in item][:3]
+    with engines.create(tiny) as engine:
+        for exact in (False, True):
+            got = list(tiny.iter_detect(paths, engine, batch_size=2, exact=exact))
+            batch, _ = preprocess(paths, exact=exact)
+            expected = tiny.postprocessor.decode(engine.run(batch))
+            assert [o.detections for o in got] == expected
+        fast, exact = preprocess(paths[0])[0], preprocess(paths[0], exact=True)[0]
+        assert not np.array_equal(fast, exact)  # the two paths differ on this image, so the test can fail
+
+
+def test_pipeline_and_preprocess_share_the_batch_builder(inputs):
+    """The pipeline's batch of a chunk with bad inputs is ``preprocess`` of its good inputs."""
+    from ssd_resnet34.image import preprocess
+    from ssd_resnet34.pipeline import prepare_images
+
+    chunk = list(enumerate(inputs[:6]))  # two bad files among them
+    prepared = prepare_images(chunk)
+    good = [inputs[k] for k in range(6) if k not in (2, 5)]
+    batch, contexts = preprocess(good)
+    np.testing.assert_array_equal(prepared.batch, batch)
+    assert prepared.contexts == contexts and prepared.good == [0, 1, 3, 4]
+    assert [type(r.error).__name__ if r.error else None for r in prepared.results] == [
+        None, None, "ImageError", None, None, "ImageError"]
+
+
+def test_batch_size_is_bounded_with_what_a_batch_costs(tiny):
+    from ssd_resnet34.pipeline import BYTES_PER_IMAGE, MAX_BATCH_SIZE
+
+    assert 21e6 < BYTES_PER_IMAGE < 23e6  # 17.3 MB input + 4.9 MB heads
+    with pytest.raises(ValueError, match=r"batch_size 5000 is too large: .* 22 MB per image \(112\.1 GB for this one\); the limit is 128"):
+        list(tiny.iter_detect([], batch_size=5000))
+    assert list(tiny.iter_detect([], batch_size=MAX_BATCH_SIZE)) == []

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 # Public name -> submodule that defines it (imported on first access). The package is laid
 # out as the pipeline runs: image/ (read, preprocess) -> engines/ (the 12 heads) -> postprocess/
-# -> types (results) -> output/ (files); detector.SSDResNet34 owns the loop (pipeline.py);
+# -> detections (Detections per image; types: per-box results) -> output/ (files); detector.SSDResNet34 owns the loop (pipeline.py);
 # model/ prepares the ONNX files; evaluation/ and cli/ sit apart from the inference path.
 _EXPORTS = {
     # postprocess
+    "Detections": "detections",
     "NativePostProcessor": "postprocess",
     "PythonPostProcessor": "postprocess",
     "ObjectDetectionResult": "types",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve l
     from . import engines as session
     from .anchors import default_boxes
     from .coco import COCO_CATEGORY_IDS, COCO_CLASSES, category_id_to_label, label_to_category_id
+    from .detections import Detections
     from .detector import SSDResNet34
     from .image import ImageError, preprocess
     from .engines import quantize

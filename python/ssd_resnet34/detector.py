@@ -29,12 +29,14 @@ import numpy as np
 from . import engines
 from . import postprocess as postprocessors
 from .coco import COCO_CLASSES
+from .image import as_images
 from .image import preprocess as _preprocess
 from .layout import INPUT_SHAPE
 from .model.synthetic import MEANINGLESS, synthetic_model_path
 from .model.truncate import truncated_model_path
 from .model.weights import resolve_model_path
-from .pipeline import ImageResult, run_pipeline
+from .pipeline import ImageResult, check_batch_size, run_pipeline
+from .postprocess.defaults import SCORE_THRESHOLD
 from .types import ObjectDetectionResult
 
 __all__ = ["SSDResNet34"]
@@ -47,12 +49,6 @@ def _warn_synthetic() -> None:
     if not _warned_synthetic:
         _warned_synthetic = True
         warnings.warn(MEANINGLESS + " Use SSDResNet34.load() for real detections.", UserWarning, stacklevel=3)
-
-
-def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    return int(batch_size)
 
 
 class SSDResNet34:
@@ -91,12 +87,13 @@ class SSDResNet34:
         is_synthetic: bool = False,
         use_native: bool = True,
         device: str = "auto",
-        score_threshold: float = 0.05,
+        score_threshold: float = SCORE_THRESHOLD,
     ) -> None:
         """Wrap an existing 12-head ``.onnx`` file; prefer :meth:`load` / :meth:`synthetic`.
 
         ``use_native`` selects the postprocessor (Rust, or the numpy reference);
-        ``score_threshold`` is its score threshold (MLPerf: 0.05). Raises ``ValueError`` /
+        ``score_threshold`` is its score threshold (MLPerf's 0.05 by default,
+        :mod:`ssd_resnet34.postprocess.defaults`). Raises ``ValueError`` /
         ``TypeError`` for a bad ``score_threshold``, ``ImportError`` when ``use_native`` and the
         extension is not built.
         """
@@ -117,7 +114,7 @@ class SSDResNet34:
         *,
         download: bool = True,
         verify: bool = True,
-        score_threshold: float = 0.05,
+        score_threshold: float = SCORE_THRESHOLD,
     ) -> "SSDResNet34":
         """The official MLPerf model (``resnet34-ssd1200.onnx``).
 
@@ -153,7 +150,7 @@ class SSDResNet34:
         full_graph: bool = False,
         *,
         device: str = "auto",
-        score_threshold: float = 0.05,
+        score_threshold: float = SCORE_THRESHOLD,
     ) -> "SSDResNet34":
         """The exact MLPerf topology with random weights (``numpy.random.default_rng(seed)``).
 
@@ -203,34 +200,38 @@ class SSDResNet34:
         *,
         keep_images: bool = False,
         depth: Optional[int] = None,
+        exact: bool = False,
     ) -> Iterator[ImageResult]:
         """Detect on images as a stream: yields, per input and in input order, an
         :class:`~ssd_resnet34.pipeline.ImageResult` holding either its results or its error.
 
-        ``images``: one image or an iterable of them (paths, or uint8 BGR arrays as
-        :func:`ssd_resnet34.image.preprocess` takes), consumed lazily. ``session``: an open
+        ``images``: one image or an iterable of them, consumed lazily (paths, encoded bytes,
+        ``EncodedImage`` or uint8 BGR arrays, as :func:`ssd_resnet34.image.preprocess` takes; a
+        single path, bytes, ``EncodedImage`` or array is one image,
+        :func:`ssd_resnet34.image.is_single_image`). Each result holds the image's
+        :class:`~ssd_resnet34.Detections` (``results``: the same in pixels). ``session``: an open
         engine (``ssd_resnet34.session.create(model)``); None opens one on :attr:`device` for
         the run, in throughput mode with the default engine and precision (OpenVINO bf16 on CPUs
         with AMX/AVX512_BF16; open a ``precision="fp32"`` session for the faithful path), and
         closes it at the end. ``batch_size``: images per inference. ``keep_images``:
         put each decoded image in its result. ``depth``: batches alive at once (None: the
         engine's requests in flight plus one per core; 0: serial, in the calling thread).
+        ``exact``: preprocess with MLPerf's float path as written (bit-for-bit, slower).
 
         Reading, preprocessing, inference and the postprocess overlap (see
         :mod:`ssd_resnet34.pipeline`); memory stays bounded by ``depth`` batches. A bad input is
         reported in its result, not raised. Raises ``ValueError`` for a bad ``batch_size`` and
         what the engine raises; stopping the iteration early cleans everything up.
+        ``TypeError`` for ``images`` that is neither an image nor an iterable.
         """
-        batch_size = _check_batch_size(batch_size)
-        if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):
-            images = [images]
+        batch_size = check_batch_size(batch_size)
+        images = as_images(images)
+        options = {"batch_size": batch_size, "depth": depth, "keep_images": keep_images, "exact": exact}
         if session is None:
             with engines.create(self, device=self.device, mode=engines.THROUGHPUT) as own:
-                yield from run_pipeline(images, own, self.postprocessor, batch_size=batch_size,
-                                        depth=depth, keep_images=keep_images)
+                yield from run_pipeline(images, own, self.postprocessor.decode, **options)
             return
-        yield from run_pipeline(images, session, self.postprocessor, batch_size=batch_size,
-                                depth=depth, keep_images=keep_images)
+        yield from run_pipeline(images, session, self.postprocessor.decode, **options)
 
     def detect(
         self,

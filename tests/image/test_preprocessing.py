@@ -245,7 +245,8 @@ def test_bad_arrays_and_arguments_raise_clear_errors():
         preprocess(np.zeros((0, 5, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="empty sequence"):
         preprocess([])
-    with pytest.raises(TypeError, match="got bytes"):
+    # Bytes are one encoded image file (issue 15, item 12): these are no image.
+    with pytest.raises(ImageError, match=r"^image: not an image"):
         preprocess(b"cat.jpg")
     with pytest.raises(TypeError, match=r"images\[1\]: expected a path .* got NoneType"):
         preprocess([good, None])

@@ -142,7 +142,7 @@ def test_furiosa_iou_has_an_epsilon(python_pp, iou, ours_kept, furiosa_kept):
     # so FuriosaAI's IoU is ours * 0.997: 0.5002 -> 0.4987, kept.
     w, d = 0.05, 0.05 * (1 - iou) / (1 + iou)
     outputs = pair_outputs((0.3, 0.3, 0.3 + w, 0.35), (0.3 + d, 0.3, 0.3 + w + d, 0.35))
-    ours = python_pp.decode(outputs)[0]
+    ours = tuple(python_pp.decode(outputs)[0])  # as FuriosaAI's (boxes, labels, scores)
     assert len(ours[1]) == ours_kept
     assert len(furiosa_decode(outputs)[1]) == furiosa_kept
 
@@ -172,13 +172,13 @@ def cases():
 @pytest.mark.parametrize("name", [name for name, _ in cases()])
 def test_same_detections_with_furiosa_iou(furiosa_like_reference, name):
     for outputs in dict(cases())[name]:
-        assert_same_set(furiosa_like_reference.decode(outputs)[0], furiosa_decode(outputs))
+        assert_same_set(tuple(furiosa_like_reference.decode(outputs)[0]), furiosa_decode(outputs))
 
 
 def test_same_detections_with_furiosa_iou_on_coco(furiosa_like_reference, coco_annotations):
     for n, image in enumerate(load_coco_ground_truth(coco_annotations)[::25]):
         outputs = encode_ground_truth(image.boxes, image.labels, seed=n)
-        ours = furiosa_like_reference.decode(outputs)[0]
+        ours = tuple(furiosa_like_reference.decode(outputs)[0])
         theirs = furiosa_decode(outputs)
         assert_same_set(ours, theirs)
         np.testing.assert_array_equal(ours[1], theirs[1])  # no near-ties here: same order
@@ -207,7 +207,7 @@ def test_differences_with_our_iou_are_only_borderline_suppressions(python_pp):
     counts = {"border": 0, "cascade": 0}
     for seed in range(8):
         outputs = clusters(seed)
-        ours, theirs = python_pp.decode(outputs)[0], furiosa_decode(outputs)
+        ours, theirs = tuple(python_pp.decode(outputs)[0]), furiosa_decode(outputs)
         assert len(ours[1]) < 200 and len(theirs[1]) < 200  # no max_detections cut effects
         ours_only, theirs_only = unmatched(ours, theirs)
         for j in theirs_only:  # kept by FuriosaAI, suppressed by us

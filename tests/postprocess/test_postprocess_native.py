@@ -51,7 +51,7 @@ def from_anchors(logits, offsets):
 def test_random_logits(native_pp, python_pp, compare_detections, seed, logit_scale, offset_scale):
     outputs = random_head_outputs(1, seed=seed, logit_scale=logit_scale, offset_scale=offset_scale)
     expected = assert_same(native_pp, python_pp, outputs, compare_detections)
-    assert len(expected[0][1]) > 0
+    assert len(expected[0].labels) > 0
 
 
 # --- realistic outputs ---------------------------------------------------------------------
@@ -103,7 +103,7 @@ def test_random_logits_threshold_zero(NativePostProcessor, compare_detections):
     kwargs = {"score_threshold": 0.0, "max_candidates_per_class": 300, "max_detections": 1000}
     got = assert_same(NativePostProcessor(**kwargs), PythonPostProcessor(**kwargs), outputs,
                       compare_detections)
-    assert len(got[0][1]) > 200 and set(got[0][1].tolist()) == set(range(1, 81))
+    assert len(got[0].labels) > 200 and set(got[0].labels.tolist()) == set(range(1, 81))
 
 
 def test_more_than_max_candidates_in_one_class(native_pp, python_pp, compare_detections):
@@ -112,7 +112,7 @@ def test_more_than_max_candidates_in_one_class(native_pp, python_pp, compare_det
     logits[7, rng.choice(A, 3000, replace=False)] = rng.uniform(18, 30, 3000)
     offsets = rng.normal(0, 0.5, (4, A))
     expected = assert_same(native_pp, python_pp, from_anchors(logits, offsets), compare_detections)
-    assert (expected[0][1] == 7).all() and 20 < len(expected[0][1]) <= 200
+    assert (expected[0].labels == 7).all() and 20 < len(expected[0].labels) <= 200
 
 
 def test_quantized_logits_tie_everywhere(NativePostProcessor, compare_detections):
@@ -126,7 +126,7 @@ def test_quantized_logits_tie_everywhere(NativePostProcessor, compare_detections
     for kwargs in ({}, {"max_candidates_per_class": 17, "max_detections": 50}):
         got = assert_same(NativePostProcessor(**kwargs), PythonPostProcessor(**kwargs), outputs,
                           compare_detections)
-        scores = got[0][2]
+        scores = got[0].scores
         assert len(np.unique(scores)) < len(scores) / 4
 
 
@@ -182,7 +182,7 @@ def test_non_default_parameters(NativePostProcessor, compare_detections, kwargs)
     got = assert_same(NativePostProcessor(**kwargs), PythonPostProcessor(**kwargs), outputs,
                       compare_detections)
     if kwargs.get("score_threshold") == 1.0:
-        assert len(got[0][1]) == 0
+        assert len(got[0].labels) == 0
 
 
 def test_call_gives_the_same_results(native_pp, python_pp):

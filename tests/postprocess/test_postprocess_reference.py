@@ -184,7 +184,7 @@ def test_nms_is_per_class_and_output_is_score_descending(python_pp):
     # a1 overlaps a0 (IoU 0.56); a2 is two cells away (IoU 0.27).
     detections = python_pp.decode(scene({(a0, 1): 30, (a1, 1): 29, (a1, 2): 29, (a2, 1): 26}))[0]
     assert found(detections) == [(a0, 1), (a2, 1), (a1, 2)]
-    assert (np.diff(detections[2]) <= 0).all()
+    assert (np.diff(detections.scores) <= 0).all()
 
 
 def test_equal_scores_merge_by_label_then_anchor(python_pp):
@@ -218,7 +218,7 @@ def test_more_than_max_candidates_in_one_class():
     np.testing.assert_array_equal(boxes[:, 0], decode_boxes(offsets, default_boxes())[best, 0])
     assert (boxes[:, 1] == boxes[:, 3]).all()
     two = PythonPostProcessor(max_candidates_per_class=2, max_detections=1).decode(outputs)[0]
-    assert len(two[1]) == 1 and two[0][0, 0] == boxes[0, 0]
+    assert len(two) == 1 and two.boxes[0, 0] == boxes[0, 0]
 
 
 def test_overflowing_boxes_are_dropped_before_the_top_k():
@@ -233,11 +233,11 @@ def test_overflowing_boxes_are_dropped_before_the_top_k():
 def test_score_threshold_is_strict():
     a = level0(1, 3, 3)
     outputs = scene({(a, 5): 20.0})  # class 5 ties the background: score just below 0.5
-    score = PythonPostProcessor().decode(outputs)[0][2][0]
-    assert PythonPostProcessor(score_threshold=float(score)).decode(outputs)[0][1].size == 0
+    score = PythonPostProcessor().decode(outputs)[0].scores[0]
+    assert PythonPostProcessor(score_threshold=float(score)).decode(outputs)[0].labels.size == 0
     below = float(np.nextafter(score, np.float32(0)))
-    assert PythonPostProcessor(score_threshold=below).decode(outputs)[0][1].tolist() == [5]
-    assert PythonPostProcessor(score_threshold=1.0).decode(outputs)[0][1].size == 0
+    assert PythonPostProcessor(score_threshold=below).decode(outputs)[0].labels.tolist() == [5]
+    assert PythonPostProcessor(score_threshold=1.0).decode(outputs)[0].labels.size == 0
 
 
 def test_call_scales_to_pixels_and_builds_results(python_pp):

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from ..distributed.cli import add_ray_arguments, detect_command
+from ..pipeline import MAX_BATCH_SIZE, check_batch_size
 from ._common import (
     CommandError,
     add_model_arguments,
@@ -64,11 +65,24 @@ def register(subparsers) -> None:
         metavar="F",
         help="the postprocessor's score threshold: keep (anchor, class) candidates scoring above F (default 0.05, as MLPerf)",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="images per inference (default 1)")
+    parser.add_argument("--batch-size", type=batch_size, default=1, metavar="N",
+                        help=f"images per inference, 1..{MAX_BATCH_SIZE} (default 1; about 22 MB of memory per image)")
+    parser.add_argument("--exact", action="store_true",
+                        help="preprocess with MLPerf's float32 path as written (bit-for-bit; several times slower)")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="process only the first N images")
     parser.add_argument("--no-draw", action="store_true", help="do not write the images with boxes drawn")
     add_ray_arguments(parser)  # --ray [ADDRESS]: distributed/cli.py
     parser.set_defaults(func=run)
+
+
+def batch_size(text: str) -> int:
+    """argparse type of ``--batch-size``: an int in 1..MAX_BATCH_SIZE (what a batch costs is in
+    the message, :func:`ssd_resnet34.pipeline.check_batch_size`)."""
+    value = positive_int(text)
+    try:
+        return check_batch_size(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).replace("batch_size", "--batch-size", 1)) from None
 
 
 def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
@@ -175,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(paths), unit="image", file=sys.stderr, disable=len(paths) <= 1)
     with folder, bar, engine, graceful_interrupt() as stop:
         try:
-            for outcome in model.iter_detect(paths, engine, args.batch_size, keep_images=not args.no_draw):
+            for outcome in model.iter_detect(paths, engine, args.batch_size, keep_images=not args.no_draw,
+                                             exact=args.exact):
                 bar.update(1)
                 if outcome.error is not None:
                     ok = False

@@ -26,16 +26,31 @@ Both release the GIL (OpenCV and the native kernel), so images can be preprocess
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from .._extension import load_native
 from ..layout import INPUT_SIZE
-from .reading import EncodedImage, decode_image, read_image
+from .reading import EncodedImage, ImageError, decode_image, read_image
 
-__all__ = ["MEAN", "STD", "ImageInput", "as_bgr", "load_image", "preprocess", "preprocess_into"]
+__all__ = [
+    "INPUT_ERRORS",
+    "MEAN",
+    "STD",
+    "BatchEntry",
+    "ImageInput",
+    "as_bgr",
+    "as_images",
+    "build_batch",
+    "is_single_image",
+    "load_image",
+    "preprocess",
+    "preprocess_into",
+]
 
 #: ImageNet mean and standard deviation per RGB channel (MLPerf ``pre_process_coco_resnet34``).
 MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -44,7 +59,7 @@ STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 _MEAN32 = np.array(MEAN, dtype=np.float32)
 _STD32 = np.array(STD, dtype=np.float32)
 
-ImageInput = Union[str, "os.PathLike[str]", np.ndarray]
+ImageInput = Union[str, "os.PathLike[str]", bytes, EncodedImage, np.ndarray]
 
 
 def as_bgr(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -98,23 +113,94 @@ def _preprocess_exact(image_bgr: np.ndarray, out: np.ndarray) -> None:
         np.divide(target, _STD32[channel], out=target)
 
 
-def _as_items(images: Any) -> List[ImageInput]:
-    if isinstance(images, (str, os.PathLike)):
+#: Exceptions that concern one input (a bad file, bytes or array): what :func:`build_batch`
+#: collects per image instead of raising.
+INPUT_ERRORS = (ImageError, TypeError, ValueError)
+
+_ENCODED = (bytes, bytearray, memoryview)
+
+
+def is_single_image(images: Any) -> bool:
+    """The one rule for "one image or many", used by :func:`preprocess`, ``iter_detect`` and
+    ``detect``: a path (``str``/``os.PathLike``), an :class:`~ssd_resnet34.image.EncodedImage`,
+    encoded bytes (``bytes``, ``bytearray``, ``memoryview``) or a numpy array of any rank but 4
+    is one image; a 4-d array (N, H, W, C) is a stack of N images; anything else is a sequence
+    or iterable of images."""
+    if isinstance(images, (str, os.PathLike, EncodedImage) + _ENCODED):
+        return True
+    return isinstance(images, np.ndarray) and images.ndim != 4
+
+
+def as_images(images: Any) -> Iterable[Any]:
+    """``images`` as an iterable of single images, by :func:`is_single_image`: one image becomes
+    a one-item list, a 4-d array the list of its N images; another iterable is returned as it is
+    (a generator stays lazy). Raises ``TypeError`` for a value that is neither an image nor an
+    iterable (naming what is accepted)."""
+    if is_single_image(images):
         return [images]
     if isinstance(images, np.ndarray):
-        # (N, H, W, C) is a stack of images; anything else is one image.
-        return list(images) if images.ndim == 4 else [images]
-    if isinstance(images, (bytes, bytearray)):
-        raise TypeError("images: expected a path, a numpy image or a sequence of them, got bytes")
-    if not isinstance(images, Sequence):
+        return list(images)
+    if isinstance(images, Mapping) or not isinstance(images, Iterable):
         raise TypeError(
-            "images: expected a path, a numpy image or a sequence of them, "
-            f"got {type(images).__name__}"
+            "images: expected a path, encoded bytes, an EncodedImage, a numpy image or a sequence of "
+            f"them, got {type(images).__name__}"
         )
-    items = list(images)
-    if not items:
-        raise ValueError("images: expected at least one image, got an empty sequence")
-    return items
+    return images
+
+
+@dataclass
+class BatchEntry:
+    """One input of a batch built by :func:`build_batch`: its position ``index`` and the
+    input itself (``source``); ``row``: its row in the batch (None when ``error`` is set);
+    ``context``: ``width``/``height`` in pixels (and ``path``/``file_name`` for files), None when
+    it could not be read; ``image``: the decoded uint8 BGR image when asked for."""
+
+    index: int
+    source: Any
+    row: Optional[int] = None
+    context: Optional[Dict[str, Any]] = None
+    error: Optional[BaseException] = None
+    image: Optional[np.ndarray] = None
+
+
+def build_batch(
+    items: Sequence[Tuple[int, Any]],
+    *,
+    exact: bool = False,
+    keep_images: bool = False,
+    raise_errors: bool = False,
+    name: Optional[str] = None,
+) -> Tuple[Optional[np.ndarray], List[BatchEntry]]:
+    """Read and preprocess ``(index, input)`` pairs into one (n, 3, 1200, 1200) float32 batch:
+    the one batch builder of :func:`preprocess` and of the detection pipeline.
+
+    Each input is loaded with :func:`load_image` (named ``images[index]``, or ``name`` when
+    given) and written straight into its row (:func:`preprocess_into`, ``exact`` choosing
+    MLPerf's float path); only one decoded image is alive at a time unless ``keep_images``.
+    A bad input (:data:`INPUT_ERRORS`) is raised when ``raise_errors``, else recorded in its
+    entry and left out of the batch. Returns ``(batch, entries)``: ``batch`` holds the n good
+    inputs in input order (None when there is none), ``entries`` one :class:`BatchEntry` per
+    input, in order.
+    """
+    batch = np.empty((len(items), 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32) if items else None
+    entries: List[BatchEntry] = []
+    rows = 0
+    for index, item in items:
+        entry = BatchEntry(index, item)
+        entries.append(entry)
+        try:
+            image, entry.context = load_image(item, name or f"images[{index}]")
+        except INPUT_ERRORS as error:
+            if raise_errors:
+                raise
+            entry.error = error
+            continue
+        preprocess_into(image, batch[rows], exact=exact)
+        entry.row, rows = rows, rows + 1
+        if keep_images:
+            entry.image = image
+    # The rows of bad inputs are never written: np.empty's untouched pages cost no memory.
+    return (batch[:rows] if rows else None), entries
 
 
 def preprocess(
@@ -122,10 +208,11 @@ def preprocess(
 ) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
     """Turn images into the model's input batch (MLPerf ``pre_process_coco_resnet34``).
 
-    ``images``: one image or a sequence of them; an image is a path (``str`` or
-    ``os.PathLike``) to a file OpenCV decodes (JPEG, PNG, ...), or a numpy uint8 array: BGR
-    (H, W, 3), grayscale (H, W) or (H, W, 1), BGRA (H, W, 4) (alpha dropped). A 4-d array
-    (N, H, W, C) is a stack of N images.
+    ``images``: one image or a sequence of them (:func:`is_single_image`); an image is a path
+    (``str`` or ``os.PathLike``) to a file OpenCV decodes (JPEG, PNG, ...), its bytes already
+    read (``bytes`` or an :class:`~ssd_resnet34.image.EncodedImage` with the path they came
+    from), or a numpy uint8 array: BGR (H, W, 3), grayscale (H, W) or (H, W, 1), BGRA
+    (H, W, 4) (alpha dropped). A 4-d array (N, H, W, C) is a stack of N images.
 
     ``exact``: False (default): uint8 bilinear resize + fused native normalization (bit-equal to
     the MLPerf formula on the uint8-resized pixels; less than one grey level, 0.0175 in
@@ -137,25 +224,23 @@ def preprocess(
     ``"file_name"`` (base name) and ``"path"`` for files.
 
     Raises :class:`ImageError` (``ValueError``) naming the file for a bad file (see
-    :func:`read_image`), ``TypeError``/``ValueError`` naming ``images[i]`` for a bad array or
-    argument.
+    :func:`read_image`), ``TypeError``/``ValueError`` naming ``images[i]`` (``image`` for a
+    single one) for a bad array or argument, ``ValueError`` for an empty sequence.
     """
-    items = _as_items(images)
-    batch = np.empty((len(items), 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
-    contexts: List[Dict[str, Any]] = []
-    many = len(items) > 1 or not isinstance(images, (str, os.PathLike, np.ndarray))
-    for index, item in enumerate(items):
-        image, context = load_image(item, f"images[{index}]" if many else "image")
-        preprocess_into(image, batch[index], exact=exact)
-        contexts.append(context)
-    return batch, contexts
+    items = list(as_images(images))
+    if not items:
+        raise ValueError("images: expected at least one image, got an empty sequence")
+    single = is_single_image(images)
+    batch, entries = build_batch(list(enumerate(items)), exact=exact, raise_errors=True,
+                                 name="image" if single else None)
+    return batch, [entry.context for entry in entries]
 
 
 def load_image(item: ImageInput, name: str = "image") -> Tuple[np.ndarray, Dict[str, Any]]:
     """One input as ``(uint8 BGR (H, W, 3) image, context)``: a path is read with
     :func:`~ssd_resnet34.image.read_image`, an :class:`~ssd_resnet34.image.EncodedImage` (bytes
-    already read) decoded with :func:`~ssd_resnet34.image.decode_image`, an array checked with
-    :func:`as_bgr`. The context
+    already read) or bare bytes decoded with :func:`~ssd_resnet34.image.decode_image` (bare bytes
+    are named ``name`` in errors), an array checked with :func:`as_bgr`. The context
     holds ``width`` and ``height`` in pixels, plus ``file_name`` and ``path`` for a file.
 
     Raises :class:`~ssd_resnet34.image.ImageError` for a bad file, ``TypeError``/``ValueError``
@@ -164,6 +249,9 @@ def load_image(item: ImageInput, name: str = "image") -> Tuple[np.ndarray, Dict[
     if isinstance(item, EncodedImage):
         image = decode_image(item.data, item.path)
         extra = {"file_name": os.path.basename(item.path), "path": item.path}
+    elif isinstance(item, _ENCODED):
+        image = decode_image(item, name)  # an image file's bytes, named by their position
+        extra = {}
     elif isinstance(item, (str, os.PathLike)):
         image = read_image(item)
         extra = {"file_name": os.path.basename(os.fspath(item)), "path": os.fspath(item)}
@@ -172,7 +260,8 @@ def load_image(item: ImageInput, name: str = "image") -> Tuple[np.ndarray, Dict[
         extra = {}
     else:
         raise TypeError(
-            f"{name}: expected a path (str or os.PathLike) or a numpy image, got {type(item).__name__}"
+            f"{name}: expected a path (str or os.PathLike), encoded bytes, an EncodedImage or a numpy image, "
+            f"got {type(item).__name__}"
         )
     return image, {"width": int(image.shape[1]), "height": int(image.shape[0]), **extra}
 

@@ -6,8 +6,8 @@ Two implementations of the same definition, with the same constructor, validatio
 - :class:`PythonPostProcessor` (``reference.py``): the readable numpy reference.
 
 :func:`create` is the one place that chooses between them. ``_base.py`` holds what both share
-(parameter, output and context validation; the conversion to pixel
-:class:`~ssd_resnet34.types.ObjectDetectionResult`). Both follow MLCommons' reference,
+(parameter, output and context validation); ``defaults.py`` the parameters' defaults. Both
+return :class:`~ssd_resnet34.Detections` per image and follow MLCommons' reference,
 ``vision/classification_and_detection/python/models/ssd_r34.py`` in mlcommons/inference, with
 the differences documented in ``docs/postprocess.md``.
 """
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Dict, Type, Union
 
-from ._base import Detections, PostProcessorBase
+from ..detections import Detections
+from ._base import PostProcessorBase
 from .native import NativePostProcessor
 from .reference import PythonPostProcessor
 

@@ -3,7 +3,7 @@
 :class:`PostProcessorBase` holds what :class:`ssd_resnet34.NativePostProcessor` and
 :class:`ssd_resnet34.PythonPostProcessor` share: parameter checks, the checks of the 12 head
 outputs and of the contexts (so both raise the same exception type and message for the same
-bad input), and the conversion of normalized boxes to pixel :class:`ObjectDetectionResult`.
+bad input), and the wrapping of each image's arrays in :class:`ssd_resnet34.Detections`.
 The rules are those of ``docs/postprocess.md`` ("Bad input").
 """
 
@@ -16,23 +16,23 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
-from ..coco import COCO_CLASSES
+from ..detections import Detections
 from ..layout import HEAD_SHAPES, NUM_OUTPUTS, describe_output
-from ..types import LtrbBoundingBox, ObjectDetectionResult
+from ..types import ObjectDetectionResult
+from .defaults import (
+    IOU_THRESHOLD,
+    MAX_CANDIDATES_PER_CLASS,
+    MAX_DETECTIONS,
+    SCORE_THRESHOLD,
+)
 
 __all__ = [
-    "Detections",
     "PostProcessorBase",
     "validate_parameters",
     "check_output_arrays",
     "check_finite",
     "validate_contexts",
-    "to_results",
 ]
-
-#: Per image: boxes (K, 4) float32 normalized ltrb, labels (K,) int64 in 1..80,
-#: scores (K,) float32, sorted by score descending.
-Detections = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _is_real(value: Any) -> bool:
@@ -236,27 +236,6 @@ def validate_contexts(contexts: Any, batch_size: int) -> List[Tuple[float, float
     return [_context_size(context, f"contexts[{n}]") for n, context in enumerate(contexts)]
 
 
-def to_results(detections: Detections, width: float, height: float) -> List[ObjectDetectionResult]:
-    """Convert one image's detections to :class:`ObjectDetectionResult` in pixels.
-
-    The normalized ltrb boxes are multiplied (in float64) by (width, height, width, height),
-    the original image size in pixels; not clipped, as the MLCommons reference. Scores and
-    coordinates become Python floats, labels Python ints with their COCO class name.
-    """
-    boxes, labels, scores = detections
-    scale = np.array([width, height, width, height], dtype=np.float64)
-    pixel_boxes = (boxes.astype(np.float64) * scale).tolist()
-    return [
-        ObjectDetectionResult(
-            boundingbox=LtrbBoundingBox(*box),
-            score=score,
-            label=COCO_CLASSES[label],
-            index=label,
-        )
-        for box, label, score in zip(pixel_boxes, labels.tolist(), scores.tolist())
-    ]
-
-
 class PostProcessorBase:
     """What both postprocessors share; subclasses implement ``_decode_batch``.
 
@@ -264,23 +243,17 @@ class PostProcessorBase:
     must be greater to be a candidate), ``iou_threshold`` (NMS keeps a box whose IoU with every
     kept box of its class is smaller), ``max_candidates_per_class`` (top-k per class before NMS),
     ``max_detections`` (per image, after merging the classes). Defaults are MLCommons'
-    (``vision/classification_and_detection/python/models/ssd_r34.py``): 0.05, 0.5, 200, 200.
-
-    Differences from that reference (``docs/postprocess.md``): the IoU clamps the overlap at 0
-    (the reference's ``delta.clone().masked_fill_(delta < 0, 0)`` fills a discarded copy, so
-    two disjoint boxes can get a positive IoU and suppress each other); ties are broken
-    deterministically, per class by (score desc, anchor asc) and in the merge by (score desc,
-    label asc, anchor asc) (``torch.sort`` is not stable); scores and boxes are computed in
-    float64 and rounded to float32; the output is score-descending; boxes that overflow
-    float32 are dropped.
+    (``vision/classification_and_detection/python/models/ssd_r34.py``), from
+    :mod:`ssd_resnet34.postprocess.defaults`: 0.05, 0.5, 200, 200. Where this package differs
+    from that reference: ``docs/postprocess.md``, "Differences from the MLCommons reference".
     """
 
     def __init__(
         self,
-        score_threshold: float = 0.05,
-        iou_threshold: float = 0.5,
-        max_candidates_per_class: int = 200,
-        max_detections: int = 200,
+        score_threshold: float = SCORE_THRESHOLD,
+        iou_threshold: float = IOU_THRESHOLD,
+        max_candidates_per_class: int = MAX_CANDIDATES_PER_CLASS,
+        max_detections: int = MAX_DETECTIONS,
     ) -> None:
         (
             self._score_threshold,
@@ -320,7 +293,9 @@ class PostProcessorBase:
         )
 
     def _decode_batch(self, outputs: List[np.ndarray]) -> List[Detections]:
-        """Decode 12 structurally valid float32 arrays (finiteness not yet checked)."""
+        """Decode 12 structurally valid float32 arrays (finiteness not yet checked); per image a
+        :class:`~ssd_resnet34.Detections` (built with ``Detections._trusted``: the decoders'
+        output is valid by construction)."""
         raise NotImplementedError
 
     def _decode_checked(self, outputs: List[np.ndarray]) -> List[Detections]:
@@ -333,9 +308,10 @@ class PostProcessorBase:
         """Decode the 12 head outputs of a batch of N images to detections.
 
         ``outputs``: see :func:`check_output_arrays` (12 NCHW float arrays, batch size N).
-        Returns a list of N tuples ``(boxes, labels, scores)``: boxes (K, 4) float32
-        normalized ltrb (not clipped), labels (K,) int64 in 1..80, scores (K,) float32,
-        sorted by score descending (ties: label, then anchor ascending); K <= max_detections.
+        Returns a list of N :class:`~ssd_resnet34.Detections` (``boxes, labels, scores = d``
+        unpacks them): boxes (K, 4) float32 normalized ltrb (not clipped), labels (K,) int64 in
+        1..80, scores (K,) float32, sorted by score descending (ties: label, then anchor
+        ascending); K <= max_detections.
         Raises ``TypeError``/``ValueError`` for bad outputs (see :func:`check_output_arrays`, :func:`check_finite`).
         """
         return self._decode_checked(check_output_arrays(outputs))
@@ -354,4 +330,4 @@ class PostProcessorBase:
         arrays = check_output_arrays(outputs)
         sizes = validate_contexts(contexts, arrays[0].shape[0])
         detections = self._decode_checked(arrays)
-        return [to_results(d, width, height) for d, (width, height) in zip(detections, sizes)]
+        return [d.to_results(width, height) for d, (width, height) in zip(detections, sizes)]

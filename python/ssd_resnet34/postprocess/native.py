@@ -2,8 +2,7 @@
 
 Implements ``docs/postprocess.md`` exactly as :class:`ssd_resnet34.PythonPostProcessor` (the
 numpy reference); it follows MLCommons' ``vision/classification_and_detection/python/models/ssd_r34.py``
-with the differences listed there (IoU clamped at 0, deterministic tie-breaking, float64
-scores/decode rounded to float32, score-descending output, overflowing boxes dropped).
+with the differences listed there ("Differences from the MLCommons reference").
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ from typing import List
 import numpy as np
 
 from .._extension import load_native
-from ._base import Detections, PostProcessorBase, check_finite
+from ..detections import Detections
+from ._base import PostProcessorBase, check_finite
 
 __all__ = ["NativePostProcessor"]
 
@@ -21,23 +21,22 @@ __all__ = ["NativePostProcessor"]
 class NativePostProcessor(PostProcessorBase):
     """Postprocessor in Rust (multi-threaded over the batch, GIL released).
 
-    ``NativePostProcessor(score_threshold=0.05, iou_threshold=0.5, max_candidates_per_class=200,
-    max_detections=200)``.
+    ``NativePostProcessor(score_threshold, iou_threshold, max_candidates_per_class,
+    max_detections)``, defaults (0.05, 0.5, 200, 200) from :mod:`ssd_resnet34.postprocess.defaults`.
 
     - ``decode(outputs)``: ``outputs`` the model's 12 NCHW float tensors with batch size N
       (``outputs[0..5]`` class logits (N, 324, 50, 50), (N, 486, 25, 25), (N, 486, 13, 13),
       (N, 486, 7, 7), (N, 324, 3, 3), (N, 324, 3, 3); ``outputs[6..11]`` box offsets (N, 16, 50, 50),
       (N, 24, 25, 25), (N, 24, 13, 13), (N, 24, 7, 7), (N, 16, 3, 3), (N, 16, 3, 3)). Returns a
-      list of N ``(boxes (K, 4) float32 normalized ltrb, labels (K,) int64 in 1..80,
-      scores (K,) float32)``, score-descending (ties: label, then anchor index ascending).
-    - calling it, ``postprocessor(outputs, contexts)``: N lists of ``ObjectDetectionResult`` with boxes in pixels of the
-      original image (``contexts``: per image a dict with ``width`` and ``height``; a single
-      dict for N == 1).
+      list of N :class:`~ssd_resnet34.Detections` (boxes (K, 4) float32 normalized ltrb, labels
+      (K,) int64 in 1..80, scores (K,) float32), score-descending (ties: label, then anchor
+      index ascending).
+    - ``postprocessor(outputs, contexts)``: N lists of ``ObjectDetectionResult`` with boxes in
+      pixels of the original image (``contexts``: per image a dict with ``width`` and
+      ``height``; a single dict for N == 1).
 
-    Follows MLCommons' ``ssd_r34.py`` except where ``docs/postprocess.md`` says otherwise: IoU
-    with the overlap clamped at 0 (the reference's ``masked_fill_`` acts on a discarded clone),
-    deterministic tie-breaking (score desc, label asc, anchor asc), float64 softmax/decode
-    rounded to float32. Gives the same detections as :class:`ssd_resnet34.PythonPostProcessor`
+    Follows MLCommons' ``ssd_r34.py`` except where ``docs/postprocess.md`` says otherwise
+    ("Differences from the MLCommons reference"). Gives the same detections as :class:`ssd_resnet34.PythonPostProcessor`
     (bit-identical in the test suite). Raises
     ``TypeError``/``ValueError`` for bad parameters or input (identical messages to the
     reference), ``ImportError`` when the extension is not built.
@@ -52,8 +51,9 @@ class NativePostProcessor(PostProcessorBase):
         )
 
     def _decode_batch(self, outputs: List[np.ndarray]) -> List[Detections]:
-        # The binding borrows C-contiguous arrays and copies any other layout itself.
-        return self._native.decode(outputs[:6], outputs[6:])
+        # The binding borrows C-contiguous arrays and copies any other layout itself; its arrays
+        # are valid by construction, so they are wrapped without a second check.
+        return [Detections._trusted(*arrays) for arrays in self._native.decode(outputs[:6], outputs[6:])]
 
     def _decode_checked(self, outputs: List[np.ndarray]) -> List[Detections]:
         # The Rust decoder checks finiteness in its first pass over the logits and offsets,

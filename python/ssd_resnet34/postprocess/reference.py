@@ -4,12 +4,8 @@ Readable rather than fast; :class:`ssd_resnet34.NativePostProcessor` (Rust) impl
 same text and the tests require both to give the same detections. It follows MLCommons'
 reference, ``vision/classification_and_detection/python/models/ssd_r34.py`` in
 mlcommons/inference (``scale_back_batch``, ``Encoder.decode_single``, ``calc_iou_tensor``),
-with the documented differences: the IoU clamps the overlap at 0 (the reference's
-``delta.clone().masked_fill_(delta < 0, 0)`` fills a discarded copy, so disjoint boxes can get
-a positive IoU), ties are broken deterministically (score descending, then label, then anchor
-index ascending; the reference's ``torch.sort`` is not stable), scores and boxes are computed
-in float64 and rounded to float32, the output is score-descending, and boxes whose decode
-overflows float32 are dropped.
+with the differences documented in ``docs/postprocess.md`` ("Differences from the MLCommons
+reference").
 
 Float32 arithmetic is kept in float32 on purpose: every constant in the IoU is an
 ``np.float32`` so that nothing is silently promoted to float64.
@@ -22,8 +18,9 @@ from typing import List
 import numpy as np
 
 from ..anchors import default_boxes
+from ..detections import Detections
 from ..layout import LEVELS, NUM_CLASSES
-from ._base import Detections, PostProcessorBase, validate_parameters
+from ._base import PostProcessorBase, validate_parameters
 
 __all__ = [
     "PythonPostProcessor", "nms", "iou_matrix", "softmax_scores", "decode_boxes", "gather_levels",
@@ -75,9 +72,9 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
         inter = iw * ih;  area = max(r - l, 0) * max(b - t, 0)
         union = (area1 + area2) - inter;  iou = inter / union if union > 0 else 0
 
-    Zero-area and inverted boxes have IoU 0 with everything. Unlike the reference's
-    ``calc_iou_tensor``, the overlap is clamped at 0 (there ``masked_fill_`` acts on a
-    discarded clone, so two disjoint boxes can get a positive IoU).
+    Zero-area and inverted boxes have IoU 0 with everything. The overlap is clamped at 0, unlike
+    the reference's ``calc_iou_tensor`` (``docs/postprocess.md``, "Differences from the MLCommons
+    reference").
     """
     l1, t1, r1, b1 = (boxes_a[:, k, None] for k in range(4))
     l2, t2, r2, b2 = (boxes_b[None, :, k] for k in range(4))
@@ -151,10 +148,11 @@ def gather_levels(tensors: List[np.ndarray], n: int, rows: int) -> np.ndarray:
 class PythonPostProcessor(PostProcessorBase):
     """Postprocessor in numpy alone: the readable reference implementation.
 
-    ``PythonPostProcessor(score_threshold=0.05, iou_threshold=0.5, max_candidates_per_class=200,
-    max_detections=200)``; ``decode(outputs)`` returns per image (boxes (K, 4) float32
-    normalized ltrb, labels (K,) int64 in 1..80, scores (K,) float32), score-descending;
-    calling it, ``postprocessor(outputs, contexts)``, returns ``ObjectDetectionResult`` lists in pixels. Same API,
+    ``PythonPostProcessor(score_threshold, iou_threshold, max_candidates_per_class,
+    max_detections)``, defaults from :mod:`ssd_resnet34.postprocess.defaults`;
+    ``decode(outputs)`` returns per image a :class:`~ssd_resnet34.Detections` (boxes (K, 4)
+    float32 normalized ltrb, labels (K,) int64 in 1..80, scores (K,) float32), score-descending;
+    ``postprocessor(outputs, contexts)`` returns ``ObjectDetectionResult`` lists in pixels. Same API,
     validation and results as :class:`ssd_resnet34.NativePostProcessor`, much slower (tens of
     milliseconds to a second per image). Raises ``TypeError``/``ValueError`` for bad parameters
     or input (``docs/postprocess.md``, "Bad input").
@@ -163,9 +161,8 @@ class PythonPostProcessor(PostProcessorBase):
     softmax (:func:`softmax_scores`), box decode (:func:`decode_boxes`), per class 1..80 the
     candidates ``score > score_threshold`` with finite boxes, sorted by (score desc, anchor asc),
     the first ``max_candidates_per_class``, greedy NMS (:func:`nms`); then all kept boxes sorted
-    by (score desc, label asc, anchor asc), the first ``max_detections``. The IoU clamps the
-    overlap at 0, unlike MLCommons' ``calc_iou_tensor`` (whose ``masked_fill_`` acts on a
-    discarded clone); ties are broken as stated (``torch.sort`` there is not stable).
+    by (score desc, label asc, anchor asc), the first ``max_detections``. Where this differs
+    from MLCommons: ``docs/postprocess.md``, "Differences from the MLCommons reference".
     """
 
     def _setup(self) -> None:
@@ -200,13 +197,9 @@ class PythonPostProcessor(PostProcessorBase):
             kept_scores.append(scores[label, anchors])
 
         if not kept_anchors:
-            return (
-                np.zeros((0, 4), dtype=np.float32),
-                np.zeros(0, dtype=np.int64),
-                np.zeros(0, dtype=np.float32),
-            )
+            return Detections.empty()
         anchors = np.concatenate(kept_anchors)
         labels = np.concatenate(kept_labels)
         class_scores = np.concatenate(kept_scores)
         order = np.lexsort((anchors, labels, -class_scores))[: self._max_detections]
-        return boxes[anchors[order]], labels[order], class_scores[order]
+        return Detections._trusted(boxes[anchors[order]], labels[order], class_scores[order])

@@ -111,7 +111,7 @@ def test_no_ground_truth_gives_only_low_score_noise(python_pp):
     scores, _ = per_anchor(outputs)
     candidates = int((scores[1:] > np.float32(0.05)).sum())
     assert 0 < candidates < 5000  # background U(6, 8) against N(0, 1) noise
-    assert python_pp.decode(outputs)[0][2].max() < 0.5
+    assert python_pp.decode(outputs)[0].scores.max() < 0.5
 
 
 def test_candidate_counts_are_realistic():

@@ -15,6 +15,7 @@ from typing import Any, List
 
 import numpy as np
 
+from ...detections import Detections
 from .iou import pairwise_iou
 
 __all__ = ["detection_agreement", "sqnr_db"]
@@ -41,8 +42,13 @@ def sqnr_db(reference: Sequence[np.ndarray], heads: Sequence[np.ndarray]) -> Lis
     return result
 
 
-def _arrays(results: Sequence[Any]):
-    """(boxes (M,4) ltrb, labels (M,), scores (M,)) from ``ObjectDetectionResult``s."""
+def _arrays(found: Any):
+    """(boxes (M,4) ltrb, labels (M,), scores (M,)) of one image: a :class:`~ssd_resnet34.Detections`
+    gives its columns (normalized: the IoU does not change when both axes are scaled), a list of
+    ``ObjectDetectionResult`` its pixel boxes."""
+    if isinstance(found, Detections):
+        return found.boxes.astype(np.float64), found.labels, found.scores.astype(np.float64)
+    results = found
     boxes = np.array([[r.boundingbox.left, r.boundingbox.top, r.boundingbox.right, r.boundingbox.bottom]
                       for r in results], np.float64).reshape(-1, 4)
     labels = np.array([r.index for r in results], np.int64)
@@ -55,8 +61,9 @@ def detection_agreement(reference: Sequence[Sequence[Any]], detections: Sequence
     """Share (0..1) of the reference's detections matched in ``detections``.
 
     Args:
-        reference, detections: per image a list of ``ObjectDetectionResult`` (the detector's
-            output), the same images in the same order.
+        reference, detections: per image a :class:`~ssd_resnet34.Detections` (``decode``'s
+            output) or a list of ``ObjectDetectionResult`` (the model card's), the same images in
+            the same order; both sides of one image in the same kind.
         iou: the least IoU of a match.
 
     Returns:

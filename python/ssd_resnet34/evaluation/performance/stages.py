@@ -203,7 +203,7 @@ def measure_stages(
         for heads in heads_per_image:
             decoded: list = []
             times += time_calls(lambda: decoded.append(pp.decode(heads)), runs)
-            counts.append(len(decoded[-1][0][0]))
+            counts.append(len(decoded[-1][0]))
         rows.append(_median_row(f"postprocess, {name}", times, f"model heads; median {int(np.median(counts))} detections/image"))
         times = time_calls(lambda: pp.decode(random_heads), runs)
         rows.append(_median_row(f"postprocess, {name}, random heads", times, "worst case: N(0,1) logits, hundreds of candidates per class (top 200 kept)"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ....postprocess._base import Detections
+from ....detections import Detections
 
 __all__ = ["RESPONSE_WIDTH", "Detections", "decode_response", "encode_response"]
 

@@ -80,10 +80,10 @@ class PipelineSUT:
         try:
             # One batch (SingleStream, small MultiStream queries): nothing to overlap, so no threads.
             depth = 0 if len(samples) <= self.batch_size else None
-            stream = run_pipeline(samples, self.engine, lambda heads, _contexts: self.decode(heads),
+            stream = run_pipeline(samples, self.engine, self.decode,
                                   batch_size=self.batch_size, depth=depth, prepare=self._prepare)
             for outcome in stream:
-                self.responder.respond([outcome.source], [outcome.results])
+                self.responder.respond([outcome.source], [outcome.detections])
                 answered += 1
         except BaseException as error:  # never let an exception unwind into LoadGen's C++ thread
             self.responder.fail(error)
