@@ -9,8 +9,8 @@
 //! `RuntimeError`.
 
 use crate::anchors::default_boxes;
-use crate::error::{Error, ErrorKind, Subject};
-use crate::layout::{check_output_shape, OutputId, OutputKind, NUM_LEVELS};
+use crate::error::{check_output_shape, Error, ErrorKind, Subject};
+use crate::layout::{OutputId, OutputKind, NUM_LEVELS};
 use crate::nms::nms as nms_core;
 use crate::postprocess::{Detections, Params, Postprocessor as CorePostprocessor};
 use crate::preprocess::{normalize_bgr_to_rgb_chw, NormalizeLut, IMAGENET_MEAN, IMAGENET_STD};

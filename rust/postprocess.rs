@@ -8,7 +8,7 @@ use crate::decode::AnchorBoxes;
 use crate::error::Error;
 use crate::layout::{OutputId, OutputKind, LEVELS, NUM_CLASSES, NUM_LEVELS};
 use crate::scores::{score_pass, Candidate, Candidates, ScoreConfig};
-use crate::simd::nms::{greedy_nms_into, NmsScratch};
+use crate::nms::{greedy_nms_into, NmsScratch};
 use crate::simd::reject::all_finite;
 use crate::simd::Isa;
 use rayon::prelude::*;
