@@ -101,16 +101,17 @@ pub(crate) struct NmsScratch {
 /// every box kept before it is `< iou_threshold` (IoU as [`iou_with_areas`]). Appends the
 /// kept positions to `kept`, in order. Boxes must be finite (the pipeline drops others;
 /// the single-class `nms` refuses them). `isa` picks the kernel (the same kept set with
-/// every one).
-pub(crate) fn greedy_nms_into(isa: Isa, boxes: &[[f32; 4]], iou_threshold: f32, scratch: &mut NmsScratch, kept: &mut Vec<usize>) {
+/// every one). Stops once `limit` boxes are kept (the rest cannot change those).
+pub(crate) fn greedy_nms_into(isa: Isa, boxes: &[[f32; 4]], iou_threshold: f32, limit: usize, scratch: &mut NmsScratch, kept: &mut Vec<usize>) {
+    let boxes = if limit == 0 { &boxes[..0] } else { boxes };
     match isa.level() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an Isa of these levels is only made when the CPU has AVX2 (crate::simd::Isa).
-        Level::Avx2 => unsafe { greedy_nms_avx2(boxes, iou_threshold, scratch, kept) },
+        Level::Avx2 => unsafe { greedy_nms_avx2(boxes, iou_threshold, limit, scratch, kept) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an Isa of this level is only made when the CPU has AVX-512F (crate::simd::Isa).
-        Level::Avx512 => unsafe { greedy_nms_avx512(boxes, iou_threshold, scratch, kept) },
-        Level::Portable => greedy_nms_plain(boxes, iou_threshold, kept),
+        Level::Avx512 => unsafe { greedy_nms_avx512(boxes, iou_threshold, limit, scratch, kept) },
+        Level::Portable => greedy_nms_plain(boxes, iou_threshold, limit, kept),
     }
 }
 
@@ -118,18 +119,21 @@ pub(crate) fn greedy_nms_into(isa: Isa, boxes: &[[f32; 4]], iou_threshold: f32, 
 #[cfg(any(feature = "python", test))]
 pub(crate) fn greedy_nms(isa: Isa, boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
     let mut kept = Vec::new();
-    greedy_nms_into(isa, boxes, iou_threshold, &mut NmsScratch::default(), &mut kept);
+    greedy_nms_into(isa, boxes, iou_threshold, usize::MAX, &mut NmsScratch::default(), &mut kept);
     kept
 }
 
 /// The plain greedy loop: each candidate against the kept boxes in order, stopping at the
 /// first that suppresses it.
-fn greedy_nms_plain(boxes: &[[f32; 4]], iou_threshold: f32, kept: &mut Vec<usize>) {
+fn greedy_nms_plain(boxes: &[[f32; 4]], iou_threshold: f32, limit: usize, kept: &mut Vec<usize>) {
     let first = kept.len();
     for (i, b) in boxes.iter().enumerate() {
         let a = area(b);
         if kept[first..].iter().all(|&k| iou_with_areas(&boxes[k], area(&boxes[k]), b, a) < iou_threshold) {
             kept.push(i);
+            if kept.len() - first == limit {
+                break;
+            }
         }
     }
 }
@@ -151,7 +155,7 @@ const BLOCK: usize = 8;
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn greedy_nms_avx2(boxes: &[[f32; 4]], iou_threshold: f32, scratch: &mut NmsScratch, kept: &mut Vec<usize>) {
+unsafe fn greedy_nms_avx2(boxes: &[[f32; 4]], iou_threshold: f32, limit: usize, scratch: &mut NmsScratch, kept: &mut Vec<usize>) {
     use std::arch::x86_64::*;
     let padded = boxes.len().div_ceil(BLOCK) * BLOCK;
     for col in scratch.cols.iter_mut() {
@@ -196,6 +200,9 @@ unsafe fn greedy_nms_avx2(boxes: &[[f32; 4]], iou_threshold: f32, scratch: &mut 
                 *c.add(k) = v;
             }
             k += 1;
+            if k == limit {
+                break;
+            }
         }
     }
 }
@@ -213,7 +220,7 @@ const BLOCK_AVX512: usize = 16;
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn greedy_nms_avx512(boxes: &[[f32; 4]], iou_threshold: f32, scratch: &mut NmsScratch, kept: &mut Vec<usize>) {
+unsafe fn greedy_nms_avx512(boxes: &[[f32; 4]], iou_threshold: f32, limit: usize, scratch: &mut NmsScratch, kept: &mut Vec<usize>) {
     use std::arch::x86_64::*;
     let padded = boxes.len().div_ceil(BLOCK_AVX512) * BLOCK_AVX512;
     for col in scratch.cols.iter_mut() {
@@ -256,6 +263,9 @@ unsafe fn greedy_nms_avx512(boxes: &[[f32; 4]], iou_threshold: f32, scratch: &mu
                 *c.add(k) = v;
             }
             k += 1;
+            if k == limit {
+                break;
+            }
         }
     }
 }
@@ -379,7 +389,7 @@ mod tests {
                     assert_eq!(greedy_nms(isa, &boxes, t), plain, "{isa:?}, n = {n}, t = {t}");
                     // Into a vector that already holds other kept indices, reusing buffers.
                     let mut kept = vec![7, 9];
-                    greedy_nms_into(isa, &boxes, t, &mut scratch, &mut kept);
+                    greedy_nms_into(isa, &boxes, t, usize::MAX, &mut scratch, &mut kept);
                     assert_eq!((&kept[..2], &kept[2..]), (&[7, 9][..], &plain[..]), "{isa:?}, n = {n}, t = {t}");
                 }
                 if n >= 64 && t <= 0.5 {
