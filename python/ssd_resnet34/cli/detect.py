@@ -29,6 +29,7 @@ import numpy as np
 from ..distributed.cli import add_ray_arguments, detect_command
 from ._common import (
     CommandError,
+    add_classes_argument,
     add_model_arguments,
     graceful_interrupt,
     load_model,
@@ -64,6 +65,7 @@ def register(subparsers) -> None:
         metavar="F",
         help="the postprocessor's score threshold: keep (anchor, class) candidates scoring above F (default 0.05, as MLPerf)",
     )
+    add_classes_argument(parser)
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="images per inference (default 1)")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="process only the first N images")
     parser.add_argument("--no-draw", action="store_true", help="do not write the images with boxes drawn")
@@ -161,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise CommandError(f"no image to process; {out_dir} is left as it was")
     model = load_model(args, score_threshold=args.score_threshold)
+    if args.classes is not None:
+        model.configure_postprocessor(score_threshold=args.score_threshold, classes=args.classes)
     engine = open_engine(args, model)
     try:
         folder = RunFolder(out_dir, "detect")
