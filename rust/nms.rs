@@ -390,6 +390,12 @@ mod tests {
                     // Into a vector that already holds other kept indices, reusing buffers.
                     let mut kept = vec![7, 9];
                     greedy_nms_into(isa, &boxes, t, usize::MAX, &mut scratch, &mut kept);
+                    // A limit keeps the first kept boxes (the class-agnostic stop).
+                    for limit in [0usize, 1, 5, 17] {
+                        let mut some = Vec::new();
+                        greedy_nms_into(isa, &boxes, t, limit, &mut scratch, &mut some);
+                        assert_eq!(some, plain[..limit.min(plain.len())], "{isa:?}, n = {n}, t = {t}, limit {limit}");
+                    }
                     assert_eq!((&kept[..2], &kept[2..]), (&[7, 9][..], &plain[..]), "{isa:?}, n = {n}, t = {t}");
                 }
                 if n >= 64 && t <= 0.5 {

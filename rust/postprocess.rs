@@ -539,6 +539,10 @@ mod tests {
             Params { iou_threshold: f64::NAN, ..ok },
             Params { max_candidates_per_class: 0, ..ok },
             Params { max_detections: 0, ..ok },
+            Params { classes: Some([false; NUM_CLASSES]), ..ok },
+            Params { classes: Some(std::array::from_fn(|c| c == 0)), ..ok },
+            Params { class_thresholds: Some(std::array::from_fn(|c| (c == 3).then_some(1.5))), ..ok },
+            Params { class_thresholds: Some(std::array::from_fn(|c| (c == 0).then_some(0.5))), ..ok },
         ] {
             let e = Postprocessor::new(p).unwrap_err();
             assert!(matches!(e, Error::InvalidParameter { .. }), "{p:?}: {e}");
