@@ -9,8 +9,8 @@
 //! `RuntimeError`.
 
 use crate::anchors::default_boxes;
-use crate::error::{Error, ErrorKind, Subject};
-use crate::layout::{check_output_shape, OutputId, OutputKind, NUM_LEVELS};
+use crate::error::{check_output_shape, Error, ErrorKind, Subject};
+use crate::layout::{OutputId, OutputKind, NUM_CLASSES, NUM_LEVELS};
 use crate::nms::nms as nms_core;
 use crate::postprocess::{Detections, Params, Postprocessor as CorePostprocessor};
 use crate::preprocess::{normalize_bgr_to_rgb_chw, NormalizeLut, IMAGENET_MEAN, IMAGENET_STD};
@@ -165,16 +165,72 @@ struct Postprocessor {
 #[pymethods]
 impl Postprocessor {
     #[new]
-    #[pyo3(signature = (score_threshold = 0.05, iou_threshold = 0.5, max_candidates_per_class = Count::Value(200), max_detections = Count::Value(200)))]
-    #[pyo3(text_signature = "(score_threshold=0.05, iou_threshold=0.5, max_candidates_per_class=200, max_detections=200)")]
-    fn new(score_threshold: f64, iou_threshold: f64, max_candidates_per_class: Count, max_detections: Count) -> PyResult<Self> {
+    #[pyo3(signature = (score_threshold = 0.05, iou_threshold = 0.5, max_candidates_per_class = Count::Value(200), max_detections = Count::Value(200), *, classes = None, class_score_thresholds = None, class_agnostic = false))]
+    #[pyo3(text_signature = "(score_threshold=0.05, iou_threshold=0.5, max_candidates_per_class=200, max_detections=200, *, classes=None, class_score_thresholds=None, class_agnostic=False)")]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        score_threshold: f64,
+        iou_threshold: f64,
+        max_candidates_per_class: Count,
+        max_detections: Count,
+        classes: Option<Vec<i64>>,
+        class_score_thresholds: Option<std::collections::BTreeMap<i64, f64>>,
+        class_agnostic: bool,
+    ) -> PyResult<Self> {
+        let label = |name: &'static str, c: i64| -> Result<usize, Error> {
+            if (1..NUM_CLASSES as i64).contains(&c) {
+                Ok(c as usize)
+            } else {
+                Err(Error::InvalidParameter { name, value: format!("a set with label {c}"), expected: "labels 1..80 (0 is the background)" })
+            }
+        };
+        let classes = match classes {
+            None => None,
+            Some(list) => {
+                let mut wanted = [false; NUM_CLASSES];
+                for c in list {
+                    wanted[label("classes", c)?] = true;
+                }
+                Some(wanted)
+            }
+        };
+        let class_thresholds = match class_score_thresholds {
+            None => None,
+            Some(map) => {
+                let mut t = [None; NUM_CLASSES];
+                for (c, v) in map {
+                    t[label("score_threshold", c)?] = Some(v);
+                }
+                Some(t)
+            }
+        };
         let params = Params {
             score_threshold,
             iou_threshold,
             max_candidates_per_class: max_candidates_per_class.value("max_candidates_per_class")?,
             max_detections: max_detections.value("max_detections")?,
+            class_thresholds,
+            classes,
+            class_agnostic,
         };
         Ok(Postprocessor { inner: CorePostprocessor::new(params)? })
+    }
+
+    /// The wanted labels, ascending, or None (all 80).
+    #[getter]
+    fn classes(&self) -> Option<Vec<usize>> {
+        self.inner.params().classes.map(|w| (0..NUM_CLASSES).filter(|&c| w[c]).collect())
+    }
+
+    /// The per-label thresholds given, or None.
+    #[getter]
+    fn class_score_thresholds(&self) -> Option<std::collections::BTreeMap<usize, f64>> {
+        self.inner.params().class_thresholds.map(|t| (0..NUM_CLASSES).filter_map(|c| t[c].map(|v| (c, v))).collect())
+    }
+
+    #[getter]
+    fn class_agnostic(&self) -> bool {
+        self.inner.params().class_agnostic
     }
 
     #[getter]

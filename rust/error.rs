@@ -194,9 +194,37 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Checks the full (N, C, F, F) shape of an output tensor and returns its batch size N.
+///
+/// `batch`: the batch size the tensor must have (that of `outputs[0]`), if known.
+/// Errors: [`Error::Shape`] for a wrong rank or per-image shape, [`Error::BatchMismatch`].
+pub fn check_output_shape(output: OutputId, shape: &[usize], batch: Option<usize>) -> Result<usize, Error> {
+    if shape.len() != 4 || shape[1..] != output.image_shape() {
+        return Err(Error::Shape { output, shape: shape.to_vec() });
+    }
+    match batch {
+        Some(expected) if shape[0] != expected => {
+            Err(Error::BatchMismatch { output, batch: shape[0], expected })
+        }
+        _ => Ok(shape[0]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shape_check() {
+        let id = OutputId::logits(3);
+        assert_eq!(check_output_shape(id, &[2, 486, 7, 7], None).unwrap(), 2);
+        assert_eq!(check_output_shape(id, &[2, 486, 7, 7], Some(2)).unwrap(), 2);
+        let e = check_output_shape(id, &[1, 486, 8, 7], None).unwrap_err();
+        assert_eq!(e.to_string(), "outputs[3] (class logits, level 3) has shape (1, 486, 8, 7); expected (N, 486, 7, 7)");
+        assert!(check_output_shape(id, &[486, 7, 7], None).is_err());
+        let e = check_output_shape(OutputId::offsets(1), &[2, 24, 25, 25], Some(1)).unwrap_err();
+        assert!(e.to_string().contains("batch size 2"), "{e}");
+    }
 
     #[test]
     fn messages_name_the_tensor() {

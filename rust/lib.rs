@@ -8,18 +8,23 @@
 //! (`ssd_resnet34._native`) live in `bindings` behind the `python` feature:
 //!
 //! - `layout`: the six levels (F, nd, A_l, first anchor) and the shapes of `outputs[k]`;
+//!   the ground floor, using no other module of the crate;
 //! - `anchors`: the 15,130 default boxes;
 //! - `scores`: finite check + quick reject + exact float64 softmax + threshold, giving
 //!   the (class, score, anchor) candidates;
 //! - `decode`: box decoding, once per anchor that has a candidate;
-//! - `nms`: IoU and single-class NMS;
+//! - `nms`: IoU and greedy NMS, all of it: the plain, AVX2 and AVX-512 kernels the
+//!   pipeline runs per class and the single-class NMS of the bindings;
 //! - `postprocess`: [`Params`], [`Postprocessor`], the per-image pipeline and the batch
 //!   driver (rayon over images; within one image for a batch of one);
-//! - `simd`: the kernels of the hot paths (quick reject, softmax, `exp`, greedy NMS) in
+//! - `simd`: the kernels of the score pass (quick reject, softmax, `exp`) in
 //!   portable, AVX2 and AVX-512 versions that give the same bits, and the CPU detection,
 //!   done once;
 //! - `preprocess`: the uint8 BGR HWC -> float32 RGB CHW normalization;
-//! - `error`: [`Error`], whose messages name the tensor as `outputs[k]`.
+//! - `error`: [`Error`], whose messages name the tensor as `outputs[k]`, and the shape
+//!   check of an output tensor.
+//!
+//! No module imports one that imports it back (`module_graph`, a test, checks it).
 //!
 //! The crate root exports the postprocessor, its stages (for the criterion benchmark,
 //! `benches/decoder.rs`) and the layout constants they need.
@@ -42,6 +47,8 @@ mod anchors;
 mod decode;
 mod error;
 mod layout;
+#[cfg(test)]
+mod module_graph;
 mod nms;
 mod postprocess;
 #[cfg(any(feature = "python", test))]
@@ -52,8 +59,8 @@ mod simd;
 #[cfg(feature = "python")]
 mod bindings;
 
-pub use error::Error;
-pub use layout::{check_output_shape, Level, OutputId, OutputKind, LEVELS, NUM_LEVELS, NUM_OUTPUTS};
+pub use error::{check_output_shape, Error};
+pub use layout::{Level, OutputId, OutputKind, LEVELS, NUM_LEVELS, NUM_OUTPUTS};
 pub use postprocess::{ClassBoxes, DecodedCandidate, Detections, Parallelism, Params, Postprocessor};
 pub use scores::{Candidate, Candidates};
 pub use simd::Isa;

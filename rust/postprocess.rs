@@ -8,17 +8,19 @@ use crate::decode::AnchorBoxes;
 use crate::error::Error;
 use crate::layout::{OutputId, OutputKind, LEVELS, NUM_CLASSES, NUM_LEVELS};
 use crate::scores::{score_pass, Candidate, Candidates, ScoreConfig};
-use crate::simd::nms::{greedy_nms_into, NmsScratch};
+use crate::nms::{greedy_nms_into, NmsScratch};
 use crate::simd::reject::all_finite;
 use crate::simd::Isa;
 use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// Postprocess parameters (ranges as in docs/postprocess.md, "Bad input").
+/// Postprocess parameters (ranges and options as in docs/postprocess.md, "Parameters"
+/// and "Options").
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Params {
-    /// A candidate needs score > score_threshold (compared as float32); in [0, 1].
+    /// A candidate needs score > score_threshold (compared as float32); in [0, 1]. The
+    /// threshold of every class without its own in `class_thresholds`.
     pub score_threshold: f64,
     /// NMS keeps a box when its IoU with every kept box is < iou_threshold (float32); in (0, 1].
     pub iou_threshold: f64,
@@ -26,12 +28,29 @@ pub struct Params {
     pub max_candidates_per_class: usize,
     /// Detections per image after the merge; >= 1.
     pub max_detections: usize,
+    /// `Some(t)`: the threshold of class c is `t[c]` when that is `Some`, else
+    /// `score_threshold` (`t[0]`, the background's, must be `None`); each in [0, 1].
+    pub class_thresholds: Option<[Option<f64>; NUM_CLASSES]>,
+    /// `Some(wanted)`: only the classes c with `wanted[c]` have candidates (at least one
+    /// of 1..=80; `wanted[0]` false); `None`: all 80.
+    pub classes: Option<[bool; NUM_CLASSES]>,
+    /// One NMS over the candidates of all classes (by score desc, label asc, anchor asc)
+    /// instead of one per class; it stops once `max_detections` boxes are kept.
+    pub class_agnostic: bool,
 }
 
 impl Default for Params {
-    /// MLCommons' values: 0.05, 0.5, 200, 200.
+    /// MLCommons' values: 0.05, 0.5, 200, 200; all 80 classes, one threshold, NMS per class.
     fn default() -> Self {
-        Params { score_threshold: 0.05, iou_threshold: 0.5, max_candidates_per_class: 200, max_detections: 200 }
+        Params {
+            score_threshold: 0.05,
+            iou_threshold: 0.5,
+            max_candidates_per_class: 200,
+            max_detections: 200,
+            class_thresholds: None,
+            classes: None,
+            class_agnostic: false,
+        }
     }
 }
 
@@ -51,7 +70,37 @@ impl Params {
         if self.max_detections < 1 {
             return bad("max_detections", self.max_detections.to_string(), "an integer >= 1");
         }
+        if let Some(t) = &self.class_thresholds {
+            if t[0].is_some() {
+                return bad("score_threshold", "a threshold for label 0".into(), "labels 1..80 (0 is the background)");
+            }
+            if let Some((c, v)) = t.iter().enumerate().find_map(|(c, v)| v.filter(|v| !(0.0..=1.0).contains(v)).map(|v| (c, v))) {
+                return bad("score_threshold", format!("{v} for label {c}"), "a value in [0, 1]");
+            }
+        }
+        if let Some(wanted) = &self.classes {
+            if wanted[0] {
+                return bad("classes", "a set with label 0".into(), "labels 1..80 (0 is the background)");
+            }
+            if !wanted.iter().any(|&w| w) {
+                return bad("classes", "an empty set".into(), "at least one label of 1..80");
+            }
+        }
         Ok(())
+    }
+
+    /// The float32 threshold of each class for the score pass: `f32::INFINITY` for the
+    /// background and the classes not wanted.
+    fn class_thresholds_f32(&self) -> [f32; NUM_CLASSES] {
+        std::array::from_fn(|c| {
+            let wanted = c > 0 && self.classes.is_none_or(|w| w[c]);
+            let t = self.class_thresholds.and_then(|t| t[c]).unwrap_or(self.score_threshold);
+            if wanted {
+                t as f32
+            } else {
+                f32::INFINITY
+            }
+        })
     }
 }
 
@@ -174,9 +223,30 @@ impl Suppressor {
         self.ltrb.clear();
         self.ltrb.extend(items.iter().map(|d| d.ltrb));
         self.kept_at.clear();
-        greedy_nms_into(self.isa, &self.ltrb, self.iou_threshold, &mut self.scratch, &mut self.kept_at);
+        greedy_nms_into(self.isa, &self.ltrb, self.iou_threshold, usize::MAX, &mut self.scratch, &mut self.kept_at);
         kept.extend(self.kept_at.iter().map(|&i| items[i]));
     }
+}
+
+/// The class-agnostic NMS (docs/postprocess.md, "Options"): every class's selection
+/// (`items`, top-k per class) ordered by [`merge_key`] (score desc, label asc, anchor asc),
+/// then one greedy NMS over all of them, stopped once `max_detections` boxes are kept; the
+/// kept boxes in that order are the detections. Cost: at most 80 x
+/// `max_candidates_per_class` boxes, each compared with at most `max_detections` kept
+/// ones.
+fn agnostic_nms(isa: Isa, mut items: Vec<DecodedCandidate>, iou_threshold: f32, max_detections: usize) -> Detections {
+    items.sort_unstable_by_key(merge_key);
+    let ltrb: Vec<[f32; 4]> = items.iter().map(|d| d.ltrb).collect();
+    let mut kept_at = Vec::new();
+    greedy_nms_into(isa, &ltrb, iou_threshold, max_detections, &mut NmsScratch::default(), &mut kept_at);
+    let mut out = Detections::default();
+    for &i in &kept_at {
+        let d = &items[i];
+        out.boxes.push(d.ltrb);
+        out.labels.push(d.key.class() as i64);
+        out.scores.push(d.key.score());
+    }
+    out
 }
 
 /// Greedy NMS of each class's decoded candidates; returns every kept candidate, class by
@@ -246,7 +316,7 @@ impl Postprocessor {
         params.validate()?;
         // Build the default boxes now rather than inside the first decode.
         default_boxes();
-        Ok(Postprocessor { params, scores: ScoreConfig::new(params.score_threshold as f32) })
+        Ok(Postprocessor { params, scores: ScoreConfig::with_thresholds(params.class_thresholds_f32()) })
     }
 
     pub fn params(&self) -> &Params {
@@ -331,6 +401,15 @@ impl Postprocessor {
             None => Ok(()),
         };
         let Candidates { keys, starts } = &mut candidates;
+        if self.params.class_agnostic {
+            check_offsets()?;
+            let boxes = AnchorBoxes::decode(keys, &offsets, false);
+            let mut items = Vec::new();
+            for c in 1..NUM_CLASSES {
+                decode_class(&mut keys[starts[c]..starts[c + 1]], &boxes, self.params.max_candidates_per_class, &mut items);
+            }
+            return Ok(agnostic_nms(self.scores.isa, items, self.params.iou_threshold as f32, self.params.max_detections));
+        }
         let kept = if parallelism == Parallelism::WithinImage && keys.len() >= PARALLEL_CLASSES_MIN_CANDIDATES {
             // The offsets check beside the decoding of the boxes (two halves of the
             // anchors), then two halves of the classes by candidate count; a bad offset
@@ -460,6 +539,10 @@ mod tests {
             Params { iou_threshold: f64::NAN, ..ok },
             Params { max_candidates_per_class: 0, ..ok },
             Params { max_detections: 0, ..ok },
+            Params { classes: Some([false; NUM_CLASSES]), ..ok },
+            Params { classes: Some(std::array::from_fn(|c| c == 0)), ..ok },
+            Params { class_thresholds: Some(std::array::from_fn(|c| (c == 3).then_some(1.5))), ..ok },
+            Params { class_thresholds: Some(std::array::from_fn(|c| (c == 0).then_some(0.5))), ..ok },
         ] {
             let e = Postprocessor::new(p).unwrap_err();
             assert!(matches!(e, Error::InvalidParameter { .. }), "{p:?}: {e}");

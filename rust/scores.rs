@@ -116,24 +116,42 @@ impl Candidate {
 /// Thresholds of the score pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct ScoreConfig {
-    /// The float32 score threshold t: a candidate needs score > t.
-    pub threshold: f32,
-    /// Quick-reject bound on x_0 - max_{c>=1} x_c; `f32::INFINITY` disables the reject.
+    /// The float32 score threshold of each class: a candidate of class c needs score >
+    /// `thresholds[c]`; `f32::INFINITY` for a class that is not wanted (the background,
+    /// classes outside the `classes` option), which never has a candidate.
+    pub thresholds: [f32; NUM_CLASSES],
+    /// Quick-reject bound on x_0 - max_{c>=1} x_c for the lowest threshold (an anchor
+    /// rejected for it has no score above any class's threshold); `f32::INFINITY`
+    /// disables the reject.
     pub reject_bound: f32,
-    /// t*(1 - 1e-9) in float64: f32(fl(e/S)) > t needs fl(e/S) > t, so e/S > t(1 - 2^-53),
-    /// which implies e > fl(S * prefilter); pairs failing this cheap test are skipped.
+    /// t*(1 - 1e-9) in float64 for the lowest threshold t: f32(fl(e/S)) > t needs
+    /// fl(e/S) > t, so e/S > t(1 - 2^-53), which implies e > fl(S * prefilter); pairs
+    /// failing this cheap test are skipped.
     pub prefilter: f64,
     /// The kernels' instruction set ([`Isa::best`]).
     pub isa: Isa,
 }
 
 impl ScoreConfig {
-    /// The configuration for a threshold, with the quick reject on.
+    /// One threshold for every foreground class, with the quick reject on.
+    #[cfg(test)]
     pub(crate) fn new(score_threshold: f32) -> Self {
+        let mut thresholds = [score_threshold; NUM_CLASSES];
+        thresholds[0] = f32::INFINITY;
+        Self::with_thresholds(thresholds)
+    }
+
+    /// A threshold per class (`thresholds[0]`, the background's, is ignored), with the
+    /// quick reject and the prefilter of the lowest one. At least one foreground class
+    /// must have a finite threshold.
+    pub(crate) fn with_thresholds(mut thresholds: [f32; NUM_CLASSES]) -> Self {
+        thresholds[0] = f32::INFINITY;
+        let lowest = thresholds[1..].iter().copied().fold(f32::INFINITY, f32::min);
+        debug_assert!(lowest.is_finite());
         ScoreConfig {
-            threshold: score_threshold,
-            reject_bound: reject_bound(score_threshold),
-            prefilter: score_threshold as f64 * (1.0 - 1e-9),
+            thresholds,
+            reject_bound: reject_bound(lowest),
+            prefilter: lowest as f64 * (1.0 - 1e-9),
             isa: Isa::best(),
         }
     }
@@ -259,7 +277,7 @@ fn reject_chunk(isa: Isa, logits: &[f32], num_anchors: usize, start: usize, len:
 }
 
 /// Scores the anchors `range` (local indices) of one level: pushes every candidate
-/// (class >= 1, f32 score > threshold) onto `out`. `logits` is the level's slice for
+/// (class >= 1, f32 score > its class's threshold) onto `out`. `logits` is the level's slice for
 /// one image (`level.logits_len()` values). Returns false when a logit of these
 /// anchors is not finite (then `out` is unspecified).
 ///
@@ -291,7 +309,7 @@ pub(crate) fn score_level_range(level: &Level, logits: &[f32], range: std::ops::
                 let lane = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
                 let p = (g.e[c as usize][lane] / g.sums[lane]) as f32;
-                if p > cfg.threshold {
+                if p > cfg.thresholds[c as usize] {
                     out.push(Candidate::new(c as usize, p, level.first_anchor + group.anchors[lane] as usize));
                 }
             }

@@ -14,7 +14,7 @@ class logits ``outputs[l]`` have shape (N, 81*nd, F, F) and the box offsets
 (0 = background, 1..80 = the COCO classes in the order of their category ids).
 """
 
-from typing import List, Sequence, Tuple, Union, final
+from typing import Dict, List, Optional, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,15 @@ class Postprocessor:
       NMS; any Python integer >= 1 (numpy integers too).
     - ``max_detections``: detections per image after the merge; any Python integer >= 1.
 
+    Options (keyword-only; docs/postprocess.md, "Options"; the defaults are MLPerf's):
+
+    - ``classes``: labels 1..80 that may have candidates (None: all 80); the others have
+      none, so they are never sorted, decoded or suppressed.
+    - ``class_score_thresholds``: label -> threshold in [0, 1] for the labels it names; the
+      others use ``score_threshold``.
+    - ``class_agnostic``: one greedy NMS over the top-k candidates of all classes, in
+      merge order (score desc, label asc, anchor asc), stopped at ``max_detections`` kept.
+
     Counts above the number of candidates mean no limit: any size is accepted (``2**63``,
     ``10**30``) and values above ``2**64 - 1`` read back as ``2**64 - 1``.
 
@@ -56,7 +65,17 @@ class Postprocessor:
         iou_threshold: float = 0.5,
         max_candidates_per_class: int = 200,
         max_detections: int = 200,
+        *,
+        classes: Optional[Sequence[int]] = None,
+        class_score_thresholds: Optional[Dict[int, float]] = None,
+        class_agnostic: bool = False,
     ) -> "Postprocessor": ...
+    @property
+    def classes(self) -> Optional[List[int]]: ...
+    @property
+    def class_score_thresholds(self) -> Optional[Dict[int, float]]: ...
+    @property
+    def class_agnostic(self) -> bool: ...
     @property
     def score_threshold(self) -> float: ...
     @property

@@ -104,6 +104,15 @@ class SSDResNet34:
         self.device = device
         self.postprocessor = postprocessors.create(use_native, score_threshold=score_threshold)
 
+    def configure_postprocessor(self, **options: Any) -> None:
+        """Replace :attr:`postprocessor` by one of the same kind built with ``options``:
+        ``score_threshold`` (a float or a mapping label -> threshold), ``iou_threshold``,
+        ``max_candidates_per_class``, ``max_detections``, ``classes``, ``class_agnostic``
+        (``docs/postprocess.md``, "Parameters" and "Options"). Raises ``TypeError`` /
+        ``ValueError`` for a bad option (the current postprocessor is kept then)."""
+        kind = "python" if isinstance(self.postprocessor, postprocessors.PythonPostProcessor) else "native"
+        self.postprocessor = postprocessors.create(kind, **options)
+
     @classmethod
     def load(
         cls,

@@ -5,8 +5,9 @@
 //! - [`reject`]: the quick-reject pass over the class logits (running foreground max and
 //!   finite check) and the finite check of the box offsets;
 //! - [`softmax`]: the exact float64 softmax of 8 anchors at once;
-//! - [`nms`]: greedy NMS with the kept boxes as columns, 8 (AVX2) or 16 (AVX-512) IoUs at
-//!   a time.
+//!
+//! (the greedy NMS kernels live with the IoU in [`crate::nms`], which dispatches on
+//! [`Isa::level`]).
 //!
 //! # The same bits on every CPU
 //!
@@ -24,7 +25,6 @@
 //! is what makes calling the `#[target_feature]` functions of its level sound.
 
 pub(crate) mod exp;
-pub(crate) mod nms;
 pub(crate) mod reject;
 pub(crate) mod softmax;
 
@@ -37,8 +37,10 @@ pub(crate) const LANES: usize = 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Isa(Level);
 
+/// The levels; read through [`Isa::level`] by kernels outside this module. Only
+/// detection makes an [`Isa`] of a level, which is what makes dispatching on it sound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Level {
+pub(crate) enum Level {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -78,6 +80,12 @@ impl Isa {
             }
         }
         levels
+    }
+
+    /// The level, for a kernel's dispatch.
+    #[inline]
+    pub(crate) fn level(self) -> Level {
+        self.0
     }
 
     /// The name of the level: `"portable"`, `"avx2"` or `"avx512"`.

@@ -18,6 +18,7 @@ from ..engines import AUTO, DEVICES, ENGINES, PRECISIONS, THROUGHPUT
 __all__ = [
     "CommandError",
     "Interrupt",
+    "add_classes_argument",
     "add_engine_arguments",
     "add_model_arguments",
     "add_model_source_arguments",
@@ -135,6 +136,22 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "fp32; fp32 is the faithful one; int8 needs `ssd-resnet34 quantize` first)",
     )
     group.add_argument("--threads", type=positive_int, metavar="N", help="inference threads (default: the runtime's own)")
+
+
+def _class_list(text: str) -> list:
+    """``person,car,3`` -> ``["person", "car", 3]`` (checked by the postprocessor)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected labels 1..80 or COCO class names, comma-separated")
+    return [int(item) if item.isdigit() else item for item in items]
+
+
+def add_classes_argument(parser: argparse.ArgumentParser) -> None:
+    """``--classes person,car``: the postprocess ``classes`` option (docs/postprocess.md)."""
+    parser.add_argument(
+        "--classes", type=_class_list, metavar="LIST",
+        help="detect only these classes: COCO names or labels 1..80, comma-separated (default: all 80)",
+    )
 
 
 def load_model(args: argparse.Namespace, *, score_threshold: float = 0.05) -> Any:

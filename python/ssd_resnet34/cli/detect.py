@@ -28,8 +28,10 @@ import numpy as np
 
 from ..distributed.cli import add_ray_arguments, detect_command
 from ..pipeline import MAX_BATCH_SIZE, check_batch_size
+from ..postprocess.defaults import SCORE_THRESHOLD
 from ._common import (
     CommandError,
+    add_classes_argument,
     add_model_arguments,
     graceful_interrupt,
     load_model,
@@ -61,10 +63,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--score-threshold",
         type=probability,
-        default=0.05,
+        default=SCORE_THRESHOLD,
         metavar="F",
-        help="the postprocessor's score threshold: keep (anchor, class) candidates scoring above F (default 0.05, as MLPerf)",
+        help=f"the postprocessor's score threshold: keep (anchor, class) candidates scoring above F (default {SCORE_THRESHOLD}, as MLPerf)",
     )
+    add_classes_argument(parser)
     parser.add_argument("--batch-size", type=batch_size, default=1, metavar="N",
                         help=f"images per inference, 1..{MAX_BATCH_SIZE} (default 1; about 22 MB of memory per image)")
     parser.add_argument("--exact", action="store_true",
@@ -175,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise CommandError(f"no image to process; {out_dir} is left as it was")
     model = load_model(args, score_threshold=args.score_threshold)
+    if args.classes is not None:
+        model.configure_postprocessor(score_threshold=args.score_threshold, classes=args.classes)
     engine = open_engine(args, model)
     try:
         folder = RunFolder(out_dir, "detect")

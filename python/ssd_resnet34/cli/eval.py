@@ -19,12 +19,15 @@ from typing import Any, Iterator
 
 from ..distributed.cli import add_ray_arguments, eval_records
 from ..evaluation.accuracy.coco_eval import EVALUATORS
+from ..postprocess.defaults import SCORE_THRESHOLD
 from ._common import (
     CommandError,
+    add_classes_argument,
     add_model_arguments,
     load_model,
     open_engine,
     positive_int,
+    probability,
 )
 from ._progress import Progress
 
@@ -50,6 +53,11 @@ def register(subparsers: Any) -> None:
         "label mapping and evaluation end to end; not a model's accuracy)",
     )
     parser.add_argument("--limit", type=positive_int, metavar="N", help="evaluate only the first N images (by id)")
+    parser.add_argument(
+        "--score-threshold", type=probability, default=SCORE_THRESHOLD, metavar="F",
+        help=f"the postprocessor's score threshold (default {SCORE_THRESHOLD}, as MLPerf)",
+    )
+    add_classes_argument(parser)
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="images per inference (default 1)")
     parser.add_argument(
         "--out", default="coco-eval", metavar="DIR", help="output folder for coco_results.json (default ./coco-eval)"
@@ -65,10 +73,16 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _postprocess_options(args: argparse.Namespace) -> dict:
+    """The postprocess options of ``--score-threshold`` and ``--classes``."""
+    return {"score_threshold": args.score_threshold, "classes": args.classes}
+
+
 def _model_detections(args: argparse.Namespace, images: list) -> Iterator[tuple[Any, list]]:
     """(image, its ObjectDetectionResult list) per image, in order, from the model's pipeline.
     A COCO image that cannot be read is an error of the whole evaluation (its mAP would be wrong)."""
     model = load_model(args)
+    model.configure_postprocessor(**_postprocess_options(args))
     with open_engine(args, model) as engine:
         for image, outcome in zip(images, model.iter_detect([str(im.path) for im in images], engine, args.batch_size)):
             if outcome.error is not None:
@@ -84,7 +98,7 @@ def _oracle_detections(args: argparse.Namespace, images: list) -> Iterator[tuple
     from .. import postprocess
     from ..evaluation.accuracy.oracle import encode_coco_image
 
-    postprocessor = postprocess.create(not args.python_postprocess)
+    postprocessor = postprocess.create(not args.python_postprocess, **_postprocess_options(args))
     for start in range(0, len(images), args.batch_size):
         chunk = images[start : start + args.batch_size]
         per_image = [encode_coco_image(im, seed=args.seed) for im in chunk]

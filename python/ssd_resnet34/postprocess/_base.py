@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ..coco import COCO_CLASSES
 from ..detections import Detections
 from ..layout import HEAD_SHAPES, NUM_OUTPUTS, describe_output
 from ..types import ObjectDetectionResult
@@ -29,6 +30,7 @@ from .defaults import (
 __all__ = [
     "PostProcessorBase",
     "validate_parameters",
+    "validate_options",
     "check_output_arrays",
     "check_finite",
     "validate_contexts",
@@ -90,6 +92,49 @@ def validate_parameters(
         int(max_candidates_per_class),
         int(max_detections),
     )
+
+
+def _label(value: Any, name: str) -> int:
+    """A label 1..80 from an int or a COCO class name (``"person"``)."""
+    if isinstance(value, str):
+        if value in COCO_CLASSES[1:]:
+            return COCO_CLASSES.index(value)
+        raise ValueError(f"{name}: unknown COCO class name {value!r}")
+    if not _is_integer(value):
+        raise TypeError(f"{name}: a label must be an int 1..80 or a COCO class name, got {type(value).__name__}")
+    if not 1 <= int(value) <= 80:
+        raise ValueError(f"{name}: label {int(value)} is out of range; expected 1..80 (0 is the background)")
+    return int(value)
+
+
+def validate_options(
+    score_threshold: Union[float, Mapping], classes: Any, class_agnostic: Any
+) -> Tuple[float, Optional[Dict[int, float]], Optional[Tuple[int, ...]], bool]:
+    """Check the options of ``docs/postprocess.md`` ("Options").
+
+    ``score_threshold``: a real in [0, 1], or a mapping label (int 1..80 or COCO name) ->
+    threshold in [0, 1], the other labels keeping :data:`SCORE_THRESHOLD`.
+    ``classes``: None (all 80) or a non-empty iterable of labels (ints 1..80 or COCO names).
+    ``class_agnostic``: a bool. Returns (scalar threshold, per-label thresholds or None,
+    sorted unique labels or None, class_agnostic). Raises ``TypeError``/``ValueError``.
+    """
+    per_label: Optional[Dict[int, float]] = None
+    if isinstance(score_threshold, Mapping):
+        per_label = {}
+        for key, value in score_threshold.items():
+            label = _label(key, "score_threshold")
+            per_label[label] = validate_parameters(value, 0.5, 1, 1)[0]
+        score_threshold = SCORE_THRESHOLD
+    labels: Optional[Tuple[int, ...]] = None
+    if classes is not None:
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, (Sequence, set, frozenset)):
+            raise TypeError(f"classes must be a sequence or set of labels, got {type(classes).__name__}")
+        labels = tuple(sorted({_label(c, "classes") for c in classes}))
+        if not labels:
+            raise ValueError("classes is empty; expected at least one label of 1..80")
+    if not isinstance(class_agnostic, (bool, np.bool_)):
+        raise TypeError(f"class_agnostic must be a bool, got {type(class_agnostic).__name__}")
+    return score_threshold, per_label, labels, bool(class_agnostic)
 
 
 def _first_non_finite_item(array: np.ndarray) -> int:
@@ -250,11 +295,17 @@ class PostProcessorBase:
 
     def __init__(
         self,
-        score_threshold: float = SCORE_THRESHOLD,
+        score_threshold: Union[float, Mapping] = SCORE_THRESHOLD,
         iou_threshold: float = IOU_THRESHOLD,
         max_candidates_per_class: int = MAX_CANDIDATES_PER_CLASS,
         max_detections: int = MAX_DETECTIONS,
+        *,
+        classes: Any = None,
+        class_agnostic: bool = False,
     ) -> None:
+        score_threshold, self._class_score_thresholds, self._classes, self._class_agnostic = (
+            validate_options(score_threshold, classes, class_agnostic)
+        )
         (
             self._score_threshold,
             self._iou_threshold,
@@ -273,6 +324,26 @@ class PostProcessorBase:
         return self._score_threshold
 
     @property
+    def class_score_thresholds(self) -> Optional[Dict[int, float]]:
+        """The per-label thresholds of a mapping ``score_threshold`` (others: the default)."""
+        return None if self._class_score_thresholds is None else dict(self._class_score_thresholds)
+
+    @property
+    def classes(self) -> Optional[Tuple[int, ...]]:
+        """The wanted labels, ascending, or None for all 80."""
+        return self._classes
+
+    @property
+    def class_agnostic(self) -> bool:
+        return self._class_agnostic
+
+    def _label_thresholds(self) -> Dict[int, float]:
+        """The threshold of each wanted label (the labels that may have candidates)."""
+        labels = self._classes if self._classes is not None else range(1, 81)
+        per_label = self._class_score_thresholds or {}
+        return {c: per_label.get(c, self._score_threshold) for c in labels}
+
+    @property
     def iou_threshold(self) -> float:
         return self._iou_threshold
 
@@ -289,8 +360,18 @@ class PostProcessorBase:
             f"{type(self).__name__}(score_threshold={self._score_threshold!r}, "
             f"iou_threshold={self._iou_threshold!r}, "
             f"max_candidates_per_class={self._max_candidates_per_class!r}, "
-            f"max_detections={self._max_detections!r})"
+            f"max_detections={self._max_detections!r}{self._options_repr()})"
         )
+
+    def _options_repr(self) -> str:
+        parts = []
+        if self._class_score_thresholds is not None:
+            parts.append(f"class_score_thresholds={self._class_score_thresholds!r}")
+        if self._classes is not None:
+            parts.append(f"classes={self._classes!r}")
+        if self._class_agnostic:
+            parts.append("class_agnostic=True")
+        return "".join(", " + p for p in parts)
 
     def _decode_batch(self, outputs: List[np.ndarray]) -> List[Detections]:
         """Decode 12 structurally valid float32 arrays (finiteness not yet checked); per image a

@@ -48,6 +48,9 @@ class NativePostProcessor(PostProcessorBase):
             iou_threshold=self._iou_threshold,
             max_candidates_per_class=self._max_candidates_per_class,
             max_detections=self._max_detections,
+            classes=None if self._classes is None else list(self._classes),
+            class_score_thresholds=self._class_score_thresholds,
+            class_agnostic=self._class_agnostic,
         )
 
     def _decode_batch(self, outputs: List[np.ndarray]) -> List[Detections]:

@@ -13,7 +13,7 @@ Float32 arithmetic is kept in float32 on purpose: every constant in the IoU is a
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -88,17 +88,20 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
         return np.where(union > _ZERO, inter / union, _ZERO).astype(np.float32, copy=False)
 
 
-def _greedy_nms(boxes: np.ndarray, iou_threshold: np.float32) -> np.ndarray:
-    """Greedy NMS over boxes already in processing order; returns the kept positions."""
+def _greedy_nms(boxes: np.ndarray, iou_threshold: np.float32, limit: Optional[int] = None) -> np.ndarray:
+    """Greedy NMS over boxes already in processing order; returns the kept positions, the
+    first ``limit`` of them (the later ones cannot change those)."""
     count = boxes.shape[0]
     suppressed = np.zeros(count, dtype=bool)
-    keep = []
+    keep: List[int] = []
     for start in range(0, count, _NMS_BLOCK):
+        if limit is not None and len(keep) >= limit:
+            break
         stop = min(start + _NMS_BLOCK, count)
         # A later box survives a kept one only when their IoU is < the threshold.
         overlaps = ~(iou_matrix(boxes[start:stop], boxes) < iou_threshold)
         for i in range(start, stop):
-            if not suppressed[i]:
+            if not suppressed[i] and (limit is None or len(keep) < limit):
                 keep.append(i)
                 suppressed |= overlaps[i - start]
     return np.array(keep, dtype=np.int64)
@@ -181,17 +184,17 @@ class PythonPostProcessor(PostProcessorBase):
         scores = softmax_scores(logits)  # (81, 15130)
         boxes = decode_boxes(offsets, self._anchors)  # (15130, 4)
         finite_box = np.isfinite(boxes).all(axis=1)
-        score_threshold = np.float32(self._score_threshold)
         iou_threshold = np.float32(self._iou_threshold)
 
         kept_anchors, kept_labels, kept_scores = [], [], []
-        for label in range(1, NUM_CLASSES):
-            anchors = np.flatnonzero((scores[label] > score_threshold) & finite_box)
+        for label, threshold in self._label_thresholds().items():
+            anchors = np.flatnonzero((scores[label] > np.float32(threshold)) & finite_box)
             if anchors.size == 0:
                 continue
             order = np.argsort(-scores[label, anchors], kind="stable")  # ties: anchor ascending
             anchors = anchors[order[: self._max_candidates_per_class]]
-            anchors = anchors[_greedy_nms(boxes[anchors], iou_threshold)]
+            if not self._class_agnostic:
+                anchors = anchors[_greedy_nms(boxes[anchors], iou_threshold)]
             kept_anchors.append(anchors)
             kept_labels.append(np.full(anchors.size, label, dtype=np.int64))
             kept_scores.append(scores[label, anchors])
@@ -201,5 +204,9 @@ class PythonPostProcessor(PostProcessorBase):
         anchors = np.concatenate(kept_anchors)
         labels = np.concatenate(kept_labels)
         class_scores = np.concatenate(kept_scores)
-        order = np.lexsort((anchors, labels, -class_scores))[: self._max_detections]
+        order = np.lexsort((anchors, labels, -class_scores))
+        if self._class_agnostic:
+            # One NMS over all classes in merge order, stopped at max_detections kept.
+            order = order[_greedy_nms(boxes[anchors[order]], iou_threshold, self._max_detections)]
+        order = order[: self._max_detections]
         return Detections._trusted(boxes[anchors[order]], labels[order], class_scores[order])
