@@ -3,7 +3,7 @@
     .venv/bin/python benches/bench_detections.py [--images 20] [--rounds 200] [--data ../shared/data]
 
 Per image (median over images x rounds, microseconds), on COCO ground truth encoded as head
-outputs (``evaluation.oracle.encode_ground_truth``: a few hundred candidates, as real outputs):
+outputs (``evaluation.accuracy.oracle.encode_ground_truth``: a few hundred candidates, as real outputs):
 
 - ``NativePostProcessor.decode`` of one image (the Rust decode, returning ``Detections``);
 - ``Detections._trusted``: the wrapper the postprocessors use for their already-valid arrays;
@@ -59,10 +59,8 @@ def main() -> int:
         return 0
 
     from ssd_resnet34 import NativePostProcessor
-    from ssd_resnet34.evaluation.oracle import (
-        encode_ground_truth,
-        load_coco_ground_truth,
-    )
+    from ssd_resnet34.evaluation.accuracy.ground_truth import load_coco_ground_truth
+    from ssd_resnet34.evaluation.accuracy.oracle import encode_ground_truth
 
     pp = NativePostProcessor()
     rows = {name: [] for name in ("decode", "_trusted", "Detections(...)", "to_results", "to_coco")}

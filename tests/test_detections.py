@@ -1,7 +1,7 @@
 """``ssd_resnet34.Detections``: one image's detections as columns (``decode`` returns them).
 
 The detections checked here are real postprocessor output: COCO ground truth encoded as head
-outputs (:func:`ssd_resnet34.evaluation.oracle.encode_ground_truth`) and decoded by both
+outputs (:func:`ssd_resnet34.evaluation.accuracy.oracle.encode_ground_truth`) and decoded by both
 postprocessors. ``to_supervision`` runs against the real supervision library.
 """
 
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from _paths import REPO_ROOT as REPO
 from ssd_resnet34 import COCO_CLASSES, Detections, PythonPostProcessor
-from ssd_resnet34.evaluation.oracle import encode_ground_truth, load_coco_ground_truth
+from ssd_resnet34.evaluation.accuracy.ground_truth import load_coco_ground_truth
+from ssd_resnet34.evaluation.accuracy.oracle import encode_ground_truth
 from ssd_resnet34.output.coco_results import to_coco_results
 
 
@@ -164,9 +165,9 @@ def test_supervision_extra_is_declared():
 
 
 def test_detection_agreement_takes_detections(decoded):
-    """``evaluation.compare.detection_agreement`` on the columns gives what it gives on the
+    """``evaluation.accuracy.compare.detection_agreement`` on the columns gives what it gives on the
     pixel results of the same detections."""
-    from ssd_resnet34.evaluation.compare import detection_agreement
+    from ssd_resnet34.evaluation.accuracy.compare import detection_agreement
 
     columns = [got for got, _, _, _ in decoded]
     weaker = [got[got.scores < got.scores[0]] for got in columns]  # the top detection dropped

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ssd_resnet34 import PythonPostProcessor
-from ssd_resnet34.evaluation.oracle import (
+from ssd_resnet34.evaluation.accuracy.oracle import (
     encode_ground_truth,
     pack_head_outputs,
     random_ground_truth,
