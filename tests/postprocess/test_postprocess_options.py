@@ -95,7 +95,7 @@ def test_native_equals_reference(Native, options, kind):
     if kind == "all_below":
         threshold = options.get("score_threshold", 0.05)
         lowest = min(threshold.values()) if isinstance(threshold, dict) else threshold
-        assert (len(want[0][1]) == 0) == (lowest > 0), options
+        assert (len(want[0].labels) == 0) == (lowest > 0), options
 
 
 def test_nan_and_inf_are_refused_with_options(Native):
