@@ -5,7 +5,6 @@ package names the one extra that installs it."""
 from __future__ import annotations
 
 import io
-import os
 import re
 import subprocess
 import sys
@@ -56,11 +55,10 @@ def test_progress_on_a_pipe_is_periodic_plain_lines():
 
 @pytest.mark.skipif(not COCO.is_dir(), reason=f"shared COCO photos not found at {COCO} (../shared absent)")
 def test_eval_with_stderr_piped_prints_lines_not_bar_frames(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "python")}
     run = subprocess.run(
         [sys.executable, "-m", "ssd_resnet34.cli", "eval", "--oracle", "--images", str(COCO / "images"),
          "--annotations", str(COCO / "instances_val2017_subset.json"), "--limit", "3", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, env=env)
+        capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "\r" not in run.stderr and "\x1b[" not in run.stderr
     assert re.search(r"^eval \(oracle\): 3/3 images \(100%\), [0-9.]+ s$", run.stderr, re.M), run.stderr

@@ -5,14 +5,12 @@ its exit status."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from _models import tiny_heads_model
-from _paths import REPO_ROOT
 
 pytest.importorskip("mlperf_loadgen")
 
@@ -37,10 +35,9 @@ def one_image(tmp_path_factory, coco_annotations) -> Path:
 
 
 def _bench(tiny_path: Path, images: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "python")}
     argv = [sys.executable, "-m", "ssd_resnet34.cli", "bench", "--model", str(tiny_path), "--no-verify",
             "--engine", "onnxruntime", "--images", str(images), "--out", str(out), *extra]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
 
 def _one_error_line(run: subprocess.CompletedProcess) -> str:
