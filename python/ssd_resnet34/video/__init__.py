@@ -11,7 +11,15 @@
 
 from .detect import FrameResult, iter_detect_video
 from .sampling import RealtimeReader, every
-from .source import DEFAULT_TIMEOUT_S, VIDEO_SUFFIXES, Frame, VideoError, VideoSource, is_stream_url, is_video_input
+from .source import (
+    DEFAULT_TIMEOUT_S,
+    VIDEO_SUFFIXES,
+    Frame,
+    VideoError,
+    VideoSource,
+    is_stream_url,
+    is_video_input,
+)
 from .timestamps import FrameClock
 
 __all__ = [

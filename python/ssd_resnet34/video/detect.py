@@ -18,7 +18,8 @@ import numpy as np
 from ..detections import Detections
 from ..pipeline import Prepared, check_batch_size, prepare_images, run_pipeline
 from ..types import ObjectDetectionResult
-from .sampling import RealtimeReader, every as every_n
+from .sampling import RealtimeReader
+from .sampling import every as every_n
 from .source import DEFAULT_TIMEOUT_S, Frame, VideoError, VideoSource
 
 __all__ = ["FrameResult", "iter_detect_video", "open_sources"]
