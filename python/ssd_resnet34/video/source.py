@@ -109,6 +109,7 @@ class VideoSource:
         self.error: Optional[VideoError] = None
         self.frames_read = 0
         self._lock = threading.Lock()
+        self._peeked: Optional[Frame] = None
         self._capture = self._open(timeout_s)
         capture = self._capture
         self.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
@@ -119,6 +120,11 @@ class VideoSource:
         self.frame_count: Optional[int] = (int(count) if not self.live and math.isfinite(count) and count > 0
                                            else None)
         self.clock = FrameClock(self.fps, live=self.camera)
+        if self.width <= 0 or self.height <= 0:  # not declared before the first frame (some streams)
+            self._peeked = self.read()
+            if self._peeked is None:
+                raise self.error or VideoError(f"{self.name}: no frame could be read")
+            self.height, self.width = self._peeked.image.shape[:2]
 
     def _open(self, timeout_s: float) -> Any:
         milliseconds = int(timeout_s * 1000)
@@ -153,6 +159,9 @@ class VideoSource:
         :attr:`error` (the first frame that could not be decoded) and returns None; so does a
         stream or camera that gives no frame at all."""
         with self._lock:
+            if self._peeked is not None:
+                frame, self._peeked = self._peeked, None
+                return frame
             if self._capture is None:
                 return None
             ok, image = self._capture.read()
