@@ -87,7 +87,7 @@ def test_a_clip_gives_jsonl_an_annotated_video_and_run_json(tiny_path, clip, tmp
 
 
 def test_two_streams_every_n_and_a_local_http_stream(tiny_path, clip, tmp_path):
-    served = make_clip(tmp_path / "served.mkv", 9, fps=25, fourcc="MJPG", photos=False)
+    make_clip(tmp_path / "served.mkv", 9, fps=25, fourcc="MJPG", photos=False)
     out = tmp_path / "out"
     with http_server(tmp_path) as base:
         run = detect(tiny_path, clip, f"{base}/served.mkv", "--every", "4", "--batch-size", "3", "--out", out)
