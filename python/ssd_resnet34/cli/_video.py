@@ -28,7 +28,6 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
 from ..output.jsonl import JSONL_NAME, JsonlWriter
-from ..output.run_folder import RunFolder
 from ..output.video_writer import AnnotatedVideoWriter
 from ..video.detect import iter_detect_frames
 from ..video.source import (
@@ -42,8 +41,7 @@ from ._common import (
     CommandError,
     graceful_interrupt,
     int_at_least,
-    load_model,
-    open_engine,
+    open_run,
     positive_int,
 )
 from ._progress import Progress
@@ -148,15 +146,7 @@ def run_video(args: argparse.Namespace) -> int:
 
 
 def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_dir: Path) -> int:
-    model = load_model(args, score_threshold=args.score_threshold)
-    if args.classes is not None:
-        model.configure_postprocessor(score_threshold=args.score_threshold, classes=args.classes)
-    engine = open_engine(args, model)
-    try:
-        folder = RunFolder(out_dir, "detect")
-    except OSError as error:
-        engine.close()
-        raise CommandError(f"cannot use the output folder {out_dir}: {error}") from None
+    model, engine, folder = open_run(args, out_dir, "detect")
     draw = not args.no_draw
     names = output_names(sources, out_dir)
     known = [s.frame_count for s in sources]
