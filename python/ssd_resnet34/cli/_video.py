@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
@@ -155,6 +157,7 @@ def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_
         total = args.limit if total is None else min(total, args.limit)
     frames: Dict[int, int] = {s.stream: 0 for s in sources}
     dropped: Dict[int, int] = {s.stream: 0 for s in sources}
+    latencies: List[float] = []  # seconds from a frame's decoding to its result being written
     with folder, engine, graceful_interrupt("stopping after the frames in flight (Ctrl-C again to abort)") as interrupt:
         stop = _Stop(interrupt)
         previous_term = None
@@ -180,6 +183,7 @@ def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_
                         jsonl.add(result)
                         if draw:
                             videos[result.stream].add(result)
+                        latencies.append(time.monotonic() - result.read_at)
                         frames[result.stream] += 1
                         dropped[result.stream] += result.dropped_before
                         progress.update(1)
@@ -204,6 +208,7 @@ def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_
         summary = {
             "frames": jsonl.frames, "detections": jsonl.detections, "every": args.every, "realtime": args.realtime,
             "interrupted": stop.signal is not None,
+            "latency_s": {"median": round(statistics.median(latencies), 4), "max": round(max(latencies), 4)},
             "streams": [{"source": s.name, "frames": frames[s.stream], "frames_read": s.frames_read,
                          "dropped": dropped[s.stream], "width": s.width, "height": s.height, "fps": s.fps,
                          "video": names[s.stream] if draw else None,

@@ -45,6 +45,8 @@ class FrameResult:
         held: the frames skipped after it by ``every`` (:class:`~ssd_resnet34.video.Frame`, their
             images only when ``keep_images``).
         dropped_before: frames ``realtime`` dropped just before this one.
+        read_at: ``time.monotonic()`` when the frame was decoded (its latency is the time from
+            then to when this result is used).
     """
 
     frame_index: int
@@ -57,6 +59,7 @@ class FrameResult:
     image: Optional[np.ndarray] = None
     held: List[Frame] = field(default_factory=list)
     dropped_before: int = 0
+    read_at: float = 0.0
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.frame_index, self.timestamp_s, self.detections))
@@ -151,7 +154,7 @@ def iter_detect_frames(
             assert outcome.detections is not None and outcome.context is not None
             yield FrameResult(frame.index, frame.timestamp_s, outcome.detections, frame.stream, source.name,
                               outcome.context["width"], outcome.context["height"], frame.image, frame.held,
-                              frame.dropped_before)
+                              frame.dropped_before, frame.read_at)
     finally:
         for reader in readers:
             reader.close()

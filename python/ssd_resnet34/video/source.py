@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, List, Optional, Union
 
@@ -64,7 +65,8 @@ class Frame:
     the ones skipped or dropped); ``timestamp_s``: its time in seconds (:class:`FrameClock`);
     ``image``: uint8 BGR (H, W, 3), None once it is not needed any more; ``held``: the frames
     skipped after it by ``--every`` (drawn with its boxes), in order; ``dropped_before``: how many
-    frames ``--realtime`` dropped just before it."""
+    frames ``--realtime`` dropped just before it; ``read_at``: ``time.monotonic()`` when it was
+    decoded (latency from frame to result)."""
 
     stream: int
     index: int
@@ -72,6 +74,7 @@ class Frame:
     image: Optional[np.ndarray]
     held: List["Frame"] = field(default_factory=list)
     dropped_before: int = 0
+    read_at: float = 0.0
 
 
 def _describe(target: Union[str, int]) -> str:
@@ -173,7 +176,7 @@ class VideoSource:
             stamp = self.clock.stamp(index, self._capture.get(cv2.CAP_PROP_POS_MSEC))
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        return Frame(self.stream, index, stamp, image)
+        return Frame(self.stream, index, stamp, image, read_at=time.monotonic())
 
     def _finish(self) -> None:
         read = self.frames_read
