@@ -10,7 +10,8 @@ writes, in the run folder (:class:`~ssd_resnet34.output.run_folder.RunFolder`, o
   ``--no-draw``.
 
 All sources share one engine; their frames are interleaved into the same batches, each stream
-in its own order. The first Ctrl-C or a SIGTERM stops after the frames in flight and writes what
+in its own order. ``--track`` adds ByteTrack ids (``track_id`` in the jsonl, ``#id`` on the
+boxes). The first Ctrl-C or a SIGTERM stops after the frames in flight and writes what
 is finished (playable videos, complete lines); end of stream does the same. Exit status 0 when
 every source was read to its end, 1 when one could not be opened or ended early (its error on
 stderr: the frames before it are kept), 130 after Ctrl-C, 143 after SIGTERM.
@@ -19,6 +20,7 @@ stderr: the frames before it are kept), 130 after Ctrl-C, 143 after SIGTERM.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import statistics
@@ -73,6 +75,9 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--realtime", action="store_true",
                        help="read each source at its own pace and process only the newest frame when inference "
                             "is slower (dropped frames are counted)")
+    group.add_argument("--track", action="store_true",
+                       help="give each box a track id along its stream (ByteTrack; extra ssd-resnet34[track]): "
+                            "in the jsonl (track_id) and the drawing (#id)")
     group.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
                        help=f"seconds allowed to open a stream and to wait for a frame (default {DEFAULT_TIMEOUT_S:g})")
 
@@ -147,7 +152,23 @@ def run_video(args: argparse.Namespace) -> int:
             source.close()
 
 
+def _trackers(args: argparse.Namespace, sources: List[VideoSource]) -> Dict[int, Any]:
+    """A :class:`~ssd_resnet34.video.tracking.StreamTracker` per source with ``--track``."""
+    if not getattr(args, "track", False):
+        return {}
+    from ..video.tracking import StreamTracker
+
+    return {s.stream: StreamTracker(s.fps / args.every if s.fps else None) for s in sources}
+
+
+def _labelled(results: List[Any], track_ids: List[Optional[int]]) -> List[Any]:
+    """The boxes to draw, their labels prefixed with ``#<track id>``."""
+    return [dataclasses.replace(r, label=f"#{t} {r.label}") if t is not None else r
+            for r, t in zip(results, track_ids)]
+
+
 def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_dir: Path) -> int:
+    trackers = _trackers(args, sources)  # ImportError (naming the extra) before the model loads
     model, engine, folder = open_run(args, out_dir, "detect")
     draw = not args.no_draw
     names = output_names(sources, out_dir)
@@ -180,9 +201,11 @@ def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_
             with Progress(total, "detect", unit="frames", rate=True) as progress:
                 try:
                     for result in results:
-                        jsonl.add(result)
+                        track_ids = trackers[result.stream].track(result) if trackers else None
+                        jsonl.add(result, track_ids)
                         if draw:
-                            videos[result.stream].add(result)
+                            drawn = _labelled(result.results, track_ids) if track_ids is not None else None
+                            videos[result.stream].add(result, drawn)
                         latencies.append(time.monotonic() - result.read_at)
                         frames[result.stream] += 1
                         dropped[result.stream] += result.dropped_before
@@ -207,7 +230,7 @@ def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_
             raise CommandError(f"no frame could be processed; {out_dir} is left as it was")
         summary = {
             "frames": jsonl.frames, "detections": jsonl.detections, "every": args.every, "realtime": args.realtime,
-            "interrupted": stop.signal is not None,
+            "interrupted": stop.signal is not None, "track": bool(trackers),
             "latency_s": {"median": round(statistics.median(latencies), 4), "max": round(max(latencies), 4)},
             "streams": [{"source": s.name, "frames": frames[s.stream], "frames_read": s.frames_read,
                          "dropped": dropped[s.stream], "width": s.width, "height": s.height, "fps": s.fps,
