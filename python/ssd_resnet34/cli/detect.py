@@ -59,7 +59,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("images", nargs="*", metavar="IMAGES",
-                        help="image files or folders (their image files, sorted); or video files / stream URLs (cli/_video.py)")
+                        help="image files or folders (their image files, sorted); or video files and stream URLs (see the video options)")
     add_model_arguments(parser)
     parser.add_argument("--out", default="detections", metavar="DIR", help="output folder (default: ./detections)")
     parser.add_argument(
