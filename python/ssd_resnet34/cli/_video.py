@@ -27,6 +27,7 @@ import statistics
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
@@ -50,7 +51,10 @@ from ._common import (
 )
 from ._progress import Progress
 
-__all__ = ["add_video_arguments", "output_names", "run_video", "wants_video"]
+__all__ = ["LATENCY_WINDOW", "add_video_arguments", "output_names", "run_video", "wants_video"]
+
+#: The median latency in run.json is over the last this many frames (memory stays bounded).
+LATENCY_WINDOW = 10_000
 
 
 def _seconds(text: str) -> float:
@@ -178,7 +182,10 @@ def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_
         total = args.limit if total is None else min(total, args.limit)
     frames: Dict[int, int] = {s.stream: 0 for s in sources}
     dropped: Dict[int, int] = {s.stream: 0 for s in sources}
-    latencies: List[float] = []  # seconds from a frame's decoding to its result being written
+    # seconds from a frame's decoding to its result being written: the last ones (bounded for
+    # endless streams) and the largest
+    latencies: "deque[float]" = deque(maxlen=LATENCY_WINDOW)
+    worst = 0.0
     with folder, engine, graceful_interrupt("stopping after the frames in flight (Ctrl-C again to abort)") as interrupt:
         stop = _Stop(interrupt)
         previous_term = None
@@ -207,6 +214,7 @@ def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_
                             drawn = _labelled(result.results, track_ids) if track_ids is not None else None
                             videos[result.stream].add(result, drawn)
                         latencies.append(time.monotonic() - result.read_at)
+                        worst = max(worst, latencies[-1])
                         frames[result.stream] += 1
                         dropped[result.stream] += result.dropped_before
                         progress.update(1)
@@ -231,7 +239,7 @@ def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_
         summary = {
             "frames": jsonl.frames, "detections": jsonl.detections, "every": args.every, "realtime": args.realtime,
             "interrupted": stop.signal is not None, "track": bool(trackers),
-            "latency_s": {"median": round(statistics.median(latencies), 4), "max": round(max(latencies), 4)},
+            "latency_s": {"median": round(statistics.median(latencies), 4), "max": round(worst, 4)},
             "streams": [{"source": s.name, "frames": frames[s.stream], "frames_read": s.frames_read,
                          "dropped": dropped[s.stream], "width": s.width, "height": s.height, "fps": s.fps,
                          "video": names[s.stream] if draw else None,
