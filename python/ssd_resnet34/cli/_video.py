@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
+from .. import engines
 from ..output.jsonl import JSONL_NAME, JsonlWriter
 from ..output.video_writer import AnnotatedVideoWriter
 from ..video.detect import iter_detect_frames
@@ -173,7 +174,9 @@ def _labelled(results: List[Any], track_ids: List[Optional[int]]) -> List[Any]:
 
 def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_dir: Path) -> int:
     trackers = _trackers(args, sources)  # ImportError (naming the extra) before the model loads
-    model, engine, folder = open_run(args, out_dir, "detect")
+    # --realtime: one request on all cores (the latency mode) gives each frame its result soonest
+    mode = engines.LATENCY if args.realtime else engines.THROUGHPUT
+    model, engine, folder = open_run(args, out_dir, "detect", mode=mode)
     draw = not args.no_draw
     names = output_names(sources, out_dir)
     known = [s.frame_count for s in sources]

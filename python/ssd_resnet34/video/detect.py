@@ -130,10 +130,13 @@ def iter_detect_frames(
     """The frames of open ``sources`` through :func:`ssd_resnet34.pipeline.run_pipeline` on
     ``engine`` (``decode``: the postprocessor); yields a :class:`FrameResult` per processed
     frame. A source that ends early keeps its :attr:`VideoSource.error`; nothing is raised for
-    it here. Stops the realtime readers when closed; the sources stay open (the caller's)."""
+    it here. With ``realtime`` the default ``depth`` is the engine's requests in flight (no batch
+    waits behind them, so a frame's latency is about one inference). Stops the realtime readers when closed; the sources stay open (the caller's)."""
     every = int(every)
     if every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
+    if realtime and depth is None:  # a batch queued behind the requests in flight only adds latency
+        depth = max(1, int(getattr(engine, "requests", 1)))
     readers: List[RealtimeReader] = []
     streams: List[Iterator[Frame]] = []
     for source in sources:
