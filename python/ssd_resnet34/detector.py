@@ -242,6 +242,47 @@ class SSDResNet34:
             return
         yield from run_pipeline(images, session, self.postprocessor.decode, **options)
 
+    def iter_detect_video(
+        self,
+        source: Any,
+        session: Optional[engines.Engine] = None,
+        *,
+        every: int = 1,
+        realtime: bool = False,
+        batch_size: int = 1,
+        keep_images: bool = False,
+        depth: Optional[int] = None,
+        exact: bool = False,
+        timeout_s: float = 10.0,
+    ) -> Iterator[Any]:
+        """Detect on the frames of a video file, stream URL or camera: yields, per processed frame
+        and in each stream's frame order, a :class:`~ssd_resnet34.video.FrameResult` that unpacks
+        as ``(frame_index, timestamp_s, detections)`` (``int``, ``float`` seconds,
+        :class:`~ssd_resnet34.Detections`).
+
+        ``source``: a path (``.mp4 .avi .mkv .mov .webm`` ..., whatever FFmpeg reads), an
+        ``rtsp://`` / ``http(s)://`` URL, a camera index (int), a
+        :class:`~ssd_resnet34.video.VideoSource`, or a list of them: the frames of several sources
+        share the engine and its batches (``FrameResult.stream`` says whose). The frames go
+        through the same pipeline as images (:mod:`ssd_resnet34.pipeline`: batch builder, requests
+        in flight, postprocess); memory stays bounded by ``depth`` batches for any length.
+        ``every``: process one frame in N (the others are in ``held``). ``realtime``: read each
+        source on a thread at its own pace and process only the newest frame when inference falls
+        behind (``dropped_before`` counts what was dropped). ``session``, ``batch_size``,
+        ``keep_images``, ``depth``, ``exact``: as :meth:`iter_detect`. ``timeout_s``: seconds
+        allowed to open a stream and to wait for a frame.
+
+        Raises :class:`~ssd_resnet34.video.VideoError` (not a video, unreachable URL, no such
+        camera) or ``FileNotFoundError`` before the first frame; for a file that ends before its
+        declared frame count, a ``VideoError`` naming the first frame that could not be decoded
+        after the frames before it were yielded. ``ValueError`` for a bad ``every`` /
+        ``batch_size``.
+        """
+        from .video.detect import iter_detect_video
+
+        return iter_detect_video(self, source, session, every=every, realtime=realtime, batch_size=batch_size,
+                                 depth=depth, keep_images=keep_images, exact=exact, timeout_s=timeout_s)
+
     def detect(
         self,
         images: Union[Any, Sequence[Any]],

@@ -26,6 +26,7 @@ __all__ = [
     "int_at_least",
     "load_model",
     "open_engine",
+    "open_run",
     "positive_int",
     "probability",
 ]
@@ -208,6 +209,26 @@ def open_engine(args: argparse.Namespace, model: Any, **options: Any) -> Any:
     for warning in said:
         print(f"warning: {warning.message}", file=sys.stderr)
     return engine
+
+
+def open_run(args: argparse.Namespace, out: Any, command: str, **engine_options: Any) -> Any:
+    """``(model, engine, folder)`` of a ``detect`` run: the model ``args`` name with its
+    ``--score-threshold`` / ``--classes`` (:func:`load_model`), its engine (:func:`open_engine`)
+    (``engine_options`` go to it, e.g. ``mode``) and the
+    :class:`~ssd_resnet34.output.run_folder.RunFolder` ``out`` (the engine is closed and
+    :class:`CommandError` raised when the folder cannot be used)."""
+    from ..output.run_folder import RunFolder
+
+    model = load_model(args, score_threshold=args.score_threshold)
+    if args.classes is not None:
+        model.configure_postprocessor(score_threshold=args.score_threshold, classes=args.classes)
+    engine = open_engine(args, model, **engine_options)
+    try:
+        folder = RunFolder(out, command)
+    except OSError as error:
+        engine.close()
+        raise CommandError(f"cannot use the output folder {out}: {error}") from None
+    return model, engine, folder
 
 
 class Interrupt:

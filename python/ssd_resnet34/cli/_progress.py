@@ -22,12 +22,14 @@ class Progress:
 
     ``update(n)`` counts n more; ``describe(text)`` changes the name (e.g. the stage at hand);
     ``close()`` (or leaving the ``with`` block) ends it. ``interval``: seconds between plain
-    lines when ``stream`` is not a terminal (0: a line per update).
+    lines when ``stream`` is not a terminal (0: a line per update). ``rate``: add the items per
+    second to the plain lines (``detect`` on videos: frames/s; the terminal bar always shows it).
     """
 
     def __init__(self, total: Optional[int], desc: str, unit: str = "images", *,
-                 stream: Optional[TextIO] = None, interval: float = PLAIN_INTERVAL_S) -> None:
+                 stream: Optional[TextIO] = None, interval: float = PLAIN_INTERVAL_S, rate: bool = False) -> None:
         self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
+        self.show_rate = rate
         self.stream = stream if stream is not None else sys.stderr
         self.count = 0
         self._start = self._last = time.monotonic()
@@ -44,7 +46,9 @@ class Progress:
     def _line(self) -> str:
         done = f"{self.count}/{self.total} {self.unit}" if self.total else f"{self.count} {self.unit}"
         share = f" ({100 * self.count / self.total:.0f}%)" if self.total else ""
-        return f"{self.desc}: {done}{share}, {time.monotonic() - self._start:.1f} s"
+        elapsed = time.monotonic() - self._start
+        rate = f", {self.count / elapsed:.2f} {self.unit}/s" if self.show_rate and elapsed > 0 else ""
+        return f"{self.desc}: {done}{share}, {elapsed:.1f} s{rate}"
 
     def _write(self) -> None:
         self._written = self.count

@@ -39,6 +39,7 @@ from ._common import (
     positive_int,
     probability,
 )
+from ._video import add_video_arguments, run_video, wants_video
 
 __all__ = ["IMAGE_SUFFIXES", "register", "run", "collect_images"]
 
@@ -57,7 +58,8 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders (their image files, sorted)")
+    parser.add_argument("images", nargs="*", metavar="IMAGES",
+                        help="image files or folders (their image files, sorted); or video files and stream URLs (see the video options)")
     add_model_arguments(parser)
     parser.add_argument("--out", default="detections", metavar="DIR", help="output folder (default: ./detections)")
     parser.add_argument(
@@ -75,6 +77,7 @@ def register(subparsers) -> None:
     parser.add_argument("--limit", type=positive_int, metavar="N", help="process only the first N images")
     parser.add_argument("--no-draw", action="store_true", help="do not write the images with boxes drawn")
     add_ray_arguments(parser)  # --ray [ADDRESS]: distributed/cli.py
+    add_video_arguments(parser)  # --camera, --every, --realtime, --timeout: cli/_video.py
     parser.set_defaults(func=run)
 
 
@@ -167,6 +170,10 @@ def run(args: argparse.Namespace) -> int:
     from ..output.coco_results import assign_image_ids, to_coco_results, write_coco_results
     from ..output.run_folder import RunFolder
 
+    if wants_video(args):  # video files, stream URLs, --camera: cli/_video.py
+        return run_video(args)
+    if not args.images:
+        raise CommandError("give image files or folders, video files, stream URLs or --camera N")
     if args.ray is not None:  # --ray [ADDRESS]: the same detection on a Ray cluster
         return detect_command(args)
     paths, errors = collect_images(args.images)
