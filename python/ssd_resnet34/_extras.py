@@ -18,6 +18,8 @@ EXTRAS = {
     "eval": "COCO mAP and MLPerf LoadGen (ssd-resnet34 eval, ssd-resnet34 bench)",
     "int8": "int8 calibration for OpenVINO (ssd-resnet34 quantize)",
     "ray": "detection on a Ray cluster (--ray, ssd_resnet34.distributed)",
+    "video": "H.264 annotated videos through PyAV (ssd-resnet34 detect clip.mp4; mp4v without it)",
+    "track": "ByteTrack ids on video detections (ssd-resnet34 detect clip.mp4 --track)",
 }
 
 

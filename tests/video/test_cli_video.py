@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -153,10 +152,9 @@ def test_bad_inputs_get_clear_errors(tiny_path, clip, tmp_path):
 def test_a_signal_leaves_a_playable_partial_video_and_complete_lines(tiny_path, tmp_path, signum, status):
     long = make_clip(tmp_path / "long.avi", 400, fps=25, fourcc="MJPG", photos=False)
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "python")}
     process = subprocess.Popen(
         [sys.executable, "-m", "ssd_resnet34.cli", "detect", str(long), "--out", str(out), "--model", str(tiny_path),
-         "--no-verify", *ENGINE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+         "--no-verify", *ENGINE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
