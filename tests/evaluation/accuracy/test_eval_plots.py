@@ -204,3 +204,17 @@ def test_conf_threshold_is_checked(coco_annotations, tmp_path, capsys):
                  "--limit", "1", "--out", str(tmp_path), "--conf-threshold", "1.5"])
     assert code != 0
     assert "--conf-threshold" in capsys.readouterr().err
+
+
+def test_without_matplotlib_the_error_names_the_extra_before_any_work(coco_annotations, tmp_path, capsys, monkeypatch):
+    for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # "not installed"
+    images = Path(coco_annotations).parent / "images"
+    for argv in (["eval", "--oracle", "--images", str(images), "--annotations", str(coco_annotations), "--limit", "1"],
+                 ["bench", "--stages", "--synthetic", "--images", str(images)]):
+        assert main([*argv, "--out", str(tmp_path / argv[0])]) == 1
+        err = capsys.readouterr().err
+        assert "needs matplotlib, which is not installed: pip install 'ssd-resnet34[plots]'" in err, err
+        assert "--no-plots" in err
+        assert not (tmp_path / argv[0]).exists()  # refused before the run wrote anything
