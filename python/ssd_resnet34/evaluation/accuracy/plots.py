@@ -71,7 +71,8 @@ def plot_pr_curves(result: Any, classes: Sequence[ClassAP], path: Any, *, title:
 def plot_confusion_matrix(cm: ConfusionMatrix, path: Any, *, title: str = "") -> Any:
     """``confusion_matrix.png`` of ``cm`` at ``path``: row-normalized (left) and raw counts on a
     log color scale (right), 81 x 81 (80 classes + background), true class down, predicted class
-    across; cells with no count are left white. 2400 x 1150 pixels. Returns the path."""
+    across; cells with no count are left white, the others on viridis (dark at the low end, so a
+    single count shows). 2400 x 1150 pixels. Returns the path."""
     from matplotlib.colors import LogNorm
 
     n = len(cm.names)
@@ -86,13 +87,14 @@ def plot_confusion_matrix(cm: ConfusionMatrix, path: Any, *, title: str = "") ->
          "raw counts (log color scale)", "count"),
     )
     for ax, (values, scale, label, bar) in zip(axes, panels):
-        image = ax.imshow(values, cmap="Blues", interpolation="nearest", **scale)
+        image = ax.imshow(values, cmap="viridis", interpolation="nearest", **scale)  # dark even at 1 count
         ax.set_xticks(range(n), cm.names, rotation=90, fontsize=5.5)
         ax.set_xlabel("predicted class")
         ax.set_title(label, fontsize=11)
         fig.colorbar(image, ax=ax, shrink=0.6, pad=0.01, label=bar)
     axes[0].set_yticks(range(n), cm.names, fontsize=5.5)
     axes[0].set_ylabel("true class")
+    axes[1].set_ylabel("true class (the rows of the left panel)")
     fig.suptitle(title or (
         f"confusion matrix at IoU > {cm.iou_threshold:g}, score >= {cm.conf_threshold:g}: {cm.correct} right class, "
         f"{cm.matched - cm.correct} wrong class, {cm.missed} missed (background column), "

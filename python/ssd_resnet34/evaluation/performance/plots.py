@@ -49,7 +49,10 @@ def plot_latency(latencies_ns: Sequence[int], path: str | Path, *, marks_ns: Map
         label = f"p{fraction * 100:g} = {ns / 1e6:.2f} ms"
         for ax in (hist_ax, cdf_ax):
             ax.axvline(ns / 1e6, color=color, linestyle=style, linewidth=1.6, label=label)
+    lo, hi = ms[0], max([ms[-1], *(ns / 1e6 for ns in marks_ns.values())])
+    pad = 0.04 * (hi - lo) or 0.05 * hi or 1.0  # the slowest latency and its mark clear of the frame
     for ax in (hist_ax, cdf_ax):
+        ax.set_xlim(lo - pad, hi + pad)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize=8)
     if title:
