@@ -155,7 +155,8 @@ def _image_paths(args: argparse.Namespace, default_count: int | None) -> list[st
 def run(args: argparse.Namespace) -> int:
     """Run ``bench``; returns the exit status (0 ok; failures raise, and the command line reports
     them as one ``error:`` line)."""
-    if not args.no_plots:  # before the run: a missing extra costs no measurement
+    # plots (none for AccuracyOnly): matplotlib checked before the run, so a missing extra costs no measurement
+    if not args.no_plots and (args.stages or args.mode == "PerformanceOnly"):
         from ..evaluation._matplotlib import require_matplotlib
 
         require_matplotlib()

@@ -218,3 +218,8 @@ def test_without_matplotlib_the_error_names_the_extra_before_any_work(coco_annot
         assert "needs matplotlib, which is not installed: pip install 'ssd-resnet34[plots]'" in err, err
         assert "--no-plots" in err
         assert not (tmp_path / argv[0]).exists()  # refused before the run wrote anything
+    # AccuracyOnly draws nothing, so it needs no matplotlib
+    pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed")
+    assert main(["bench", "--oracle", "--mode", "AccuracyOnly", "--images", str(images), "--annotations",
+                 str(coco_annotations), "--count", "2", "--out", str(tmp_path / "logs")]) == 0
+    assert "mAP=" in capsys.readouterr().out and not (tmp_path / "logs" / "latency.png").exists()
