@@ -17,6 +17,7 @@ __all__ = ["EXTRAS", "MissingExtraError", "install_hint", "require"]
 EXTRAS = {
     "eval": "COCO mAP and MLPerf LoadGen (ssd-resnet34 eval, ssd-resnet34 bench)",
     "int8": "int8 calibration for OpenVINO (ssd-resnet34 quantize)",
+    "plots": "the plots of ssd-resnet34 eval and bench (matplotlib; part of the eval extra)",
     "ray": "detection on a Ray cluster (--ray, ssd_resnet34.distributed)",
     "video": "H.264 annotated videos through PyAV (ssd-resnet34 detect clip.mp4; mp4v without it)",
     "track": "ByteTrack ids on video detections (ssd-resnet34 detect clip.mp4 --track)",

@@ -70,7 +70,7 @@ def test_a_missing_extra_names_the_extra():
     assert str(info.value) == ("MLPerf LoadGen needs mlcommons-loadgen, which is not installed: "
                                "pip install 'ssd-resnet34[eval]'")
     assert isinstance(info.value, ImportError)
-    assert set(EXTRAS) == {"eval", "int8", "ray", "video", "track"}
+    assert set(EXTRAS) == {"eval", "int8", "plots", "ray", "video", "track"}
     with pytest.raises(ValueError, match="unknown extra"):
         install_hint("gpu")
 

@@ -156,8 +156,9 @@ def test_eval_writes_its_files_as_a_set(tmp_path, coco_annotations):
         assert main(argv) == 0
     finally:
         os.umask(old)
-    assert sorted(p.name for p in out.iterdir()) == ["coco_eval.json", "coco_results.json", MANIFEST]
-    for name in ("coco_eval.json", "coco_results.json"):
+    plots = ["confusion_matrix.csv", "confusion_matrix.png", "per_class_ap.csv", "pr_curves.png"]  # --no-plots: none
+    assert sorted(p.name for p in out.iterdir()) == sorted(["coco_eval.json", "coco_results.json", MANIFEST, *plots])
+    for name in ("coco_eval.json", "coco_results.json", *plots):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o644
     before = _snapshot(out)
     assert main([*argv[:3], str(tmp_path / "nowhere"), *argv[4:]]) == 1  # --images missing

@@ -14,6 +14,10 @@ meaningful mAP (the same as ``eval --oracle``'s on the same images).
 decode + NMS of the untruncated graph, and the whole pipeline serial and pipelined beside the
 bare engine (:mod:`ssd_resnet34.evaluation.performance.stages`); prints a markdown table.
 
+Plots (unless ``--no-plots``; :mod:`ssd_resnet34.evaluation.performance.plots`), in ``--out``:
+``latency.png`` for a PerformanceOnly LoadGen run (LoadGen's trace is turned on to read each
+latency as LoadGen measured it), ``stages.png`` for ``--stages``.
+
 Both show their progress on stderr (:class:`ssd_resnet34.cli._progress.Progress`).
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..engines import LATENCY, THROUGHPUT
@@ -60,7 +65,11 @@ With --oracle the samples are head outputs encoded from that ground truth instea
 Extra: pip install 'ssd-resnet34[eval]' (LoadGen and pycocotools).
 
 --stages: time each stage (decode, preprocess, inference, postprocess, in-graph decode + NMS) and
-the whole pipeline, serial and pipelined, beside the bare engine; prints a markdown table."""
+the whole pipeline, serial and pipelined, beside the bare engine; prints a markdown table.
+
+Plots, in --out (skipped with --no-plots): latency.png (histogram and CDF, p50/p90/p99) of a
+PerformanceOnly run, read from LoadGen's trace (mlperf_log_trace.json, on for the plot); stages.png
+of --stages."""
 
 
 def _number(text: str) -> float:
@@ -119,7 +128,10 @@ def register(subparsers: Any) -> None:
         help=f"smoke run: min_duration 0 ms and {SHORT_MIN_QUERY_COUNT} queries unless given; not an MLPerf-compliant "
         "result even where LoadGen says VALID",
     )
-    lg.add_argument("--out", default="mlperf-logs", metavar="DIR", help="LoadGen log folder (default ./mlperf-logs)")
+    lg.add_argument("--out", default="mlperf-logs", metavar="DIR",
+                    help="LoadGen log folder, and where latency.png / stages.png go (default ./mlperf-logs)")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="skip latency.png / stages.png (and LoadGen's trace, and matplotlib)")
     st = parser.add_argument_group("per-stage breakdown")
     st.add_argument("--stages", action="store_true", help="time each stage separately and print a markdown table")
     st.add_argument("--runs", type=positive_int, default=3, metavar="N", help="--stages: timed runs per image and stage (default 3)")
@@ -143,7 +155,36 @@ def _image_paths(args: argparse.Namespace, default_count: int | None) -> list[st
 def run(args: argparse.Namespace) -> int:
     """Run ``bench``; returns the exit status (0 ok; failures raise, and the command line reports
     them as one ``error:`` line)."""
+    # plots (none for AccuracyOnly): matplotlib checked before the run, so a missing extra costs no measurement
+    if not args.no_plots and (args.stages or args.mode == "PerformanceOnly"):
+        from ..evaluation._matplotlib import require_matplotlib
+
+        require_matplotlib()
     return _run_stages(args) if args.stages else _run_loadgen(args)
+
+
+def _forget_plot(out: str, name: str) -> None:
+    """Remove an earlier run's ``name`` from ``out``: it must not pass for this run's picture
+    (with ``--no-plots`` too, or when this run fails)."""
+    try:
+        Path(out, name).unlink(missing_ok=True)
+    except NotADirectoryError:  # --out is a file: the run itself reports it
+        pass
+
+
+def _plot_latency(result: Any, scenario: str, source: str) -> None:
+    """``latency.png`` beside LoadGen's logs, from its trace; p50/p90/p99 from its summary."""
+    from ..evaluation.performance.loadgen.trace import TRACE_FILE, percentile, read_latencies
+    from ..evaluation.performance.plots import MARKED_PERCENTILES, plot_latency
+
+    latencies = read_latencies(result.log_dir / TRACE_FILE, scenario)
+    marks = {f: result.latency_ns.get(f"{f * 100:.2f}", percentile(latencies, f)) for f in MARKED_PERCENTILES}
+    unit = "query" if scenario == "MultiStream" else "sample"
+    verdict = "VALID" if result.valid else "INVALID"
+    path = plot_latency(latencies, result.log_dir / "latency.png", marks_ns=marks, unit_label=unit,
+                        title=f"LoadGen {scenario} PerformanceOnly ({source}): {len(latencies)} {unit} latencies, "
+                        f"result {verdict}")
+    print(f"plot: {path}")
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -216,9 +257,11 @@ def _run_loadgen(args: argparse.Namespace) -> int:
         engine = open_engine(args, model, mode=mode)
         decode = model.postprocessor.decode
     source = "oracle" if args.oracle else "synthetic" if args.synthetic else "model"
+    _forget_plot(args.out, "latency.png")
     with engine, Progress(len(paths) if accuracy else None, f"bench {args.scenario} {args.mode} ({source})",
                           "samples") as bar:
-        result = run_loadgen(library, engine, decode, settings, args.out, progress=bar.update)
+        result = run_loadgen(library, engine, decode, settings, args.out, progress=bar.update,
+                             trace=not (args.no_plots or accuracy))
     print(result.summary.rstrip())
     if not result.valid and result.invalid_reasons:
         print("INVALID because: " + "; ".join(f"{reason}: NO" for reason in result.invalid_reasons))
@@ -229,6 +272,8 @@ def _run_loadgen(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"LoadGen logs: {result.log_dir} ({result.samples_completed} samples, {len(paths)} images in the QSL)")
+    if not (args.no_plots or accuracy):
+        _plot_latency(result, args.scenario, source)
     if accuracy:
         evaluation = score_accuracy_log(result.accuracy_log, coco_gt, images)
         print(evaluation.summary)
@@ -243,6 +288,7 @@ def _run_stages(args: argparse.Namespace) -> int:
     from ..evaluation.performance.stages import STAGES, format_table, measure_stages
 
     paths = _image_paths(args, STAGES_DEFAULT_COUNT)
+    _forget_plot(args.out, "stages.png")
     if args.synthetic:
         # the full graph (with its decode + NMS tail), so the in-graph postprocess can be timed too
         print(f"warning: --synthetic: random weights (seed {args.seed}); timings only", file=sys.stderr)
@@ -274,4 +320,10 @@ def _run_stages(args: argparse.Namespace) -> int:
     kind = f"synthetic seed {args.seed}" if args.synthetic else str(model.source_path)
     title = f"Per-stage time per image: median over {args.runs} run(s) x {len(paths)} image(s), batch 1, model: {kind}"
     print(format_table(rows, title=title))
+    if not args.no_plots:
+        from ..evaluation.performance.plots import plot_stages
+
+        os.makedirs(args.out, exist_ok=True)
+        path = plot_stages(rows, os.path.join(args.out, "stages.png"), title=title)
+        print(f"plot: {path}")
     return 0

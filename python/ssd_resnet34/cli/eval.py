@@ -5,6 +5,9 @@ file found in ``--images`` (sorted by image id, ``--limit`` the first N), maps m
 COCO category ids, writes ``OUT/coco_results.json`` and ``OUT/coco_eval.json``, and prints the
 COCO summary (12 AP/AR lines) for exactly those images and ``mAP=...`` (AP@[.5:.95]), as
 MLCommons' ``tools/accuracy-coco.py`` (mlcommons/inference, ``vision/classification_and_detection``).
+Beside them (unless ``--no-plots``): ``pr_curves.png``, ``per_class_ap.csv``,
+``confusion_matrix.csv`` and ``confusion_matrix.png`` (``--conf-threshold``), by
+:func:`ssd_resnet34.evaluation.accuracy.plots.write_eval_plots`.
 
 ``--oracle`` replaces the model by :func:`ssd_resnet34.evaluation.accuracy.oracle.encode_ground_truth`:
 head outputs encoded from each image's ground truth, decoded by the postprocessor. This checks the chain
@@ -19,6 +22,7 @@ from typing import Any, Iterator
 
 from ..distributed.cli import add_ray_arguments, eval_records
 from ..evaluation.accuracy.coco_eval import EVALUATORS
+from ..evaluation.accuracy.confusion import CONF_THRESHOLD
 from ..postprocess.defaults import SCORE_THRESHOLD
 from ._common import (
     CommandError,
@@ -67,6 +71,14 @@ def register(subparsers: Any) -> None:
         choices=EVALUATORS,
         default="pycocotools",
         help="COCO evaluator (default pycocotools; faster-coco-eval, if installed, gives the same numbers)",
+    )
+    parser.add_argument(
+        "--conf-threshold", type=probability, default=CONF_THRESHOLD, metavar="F",
+        help=f"confusion matrix: keep detections with score >= F (default {CONF_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--no-plots", action="store_true",
+        help="skip pr_curves.png, per_class_ap.csv and confusion_matrix.csv/.png (and matplotlib)",
     )
     add_model_arguments(parser)
     add_ray_arguments(parser)  # --ray [ADDRESS]: distributed/cli.py
@@ -125,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
     if args.evaluator not in available_evaluators():
         fix = install_hint("eval") if args.evaluator == "pycocotools" else f"pip install {args.evaluator}"
         raise CommandError(f"evaluator {args.evaluator!r} is not installed: {fix}")
+    if not args.no_plots:  # before the run: a missing extra costs no detection
+        from ..evaluation._matplotlib import require_matplotlib
+
+        require_matplotlib()
     gt = load_ground_truth(args.annotations)
     images = list_images(gt, args.images, args.limit)
     if not images:
@@ -156,8 +172,16 @@ def run(args: argparse.Namespace) -> int:
             },
             indent=2,
         )
-        folder.commit({"images": len(images), "detections": len(records), "mAP": result.map})
+        summary = {"images": len(images), "detections": len(records), "mAP": result.map}
+        if not args.no_plots:
+            from ..evaluation.accuracy.plots import write_eval_plots
+
+            summary["confusion"] = write_eval_plots(folder.path, gt, result, records,
+                                                    conf_threshold=args.conf_threshold, source=source)
+        folder.commit(summary)
     print(f"{len(images)} images, {len(records)} detections -> {out / 'coco_results.json'}")
+    if not args.no_plots:  # before the summary: mAP= stays the last line, as accuracy-coco.py prints it
+        print(f"plots: {', '.join(str(out / name) for name in ('pr_curves.png', 'confusion_matrix.png'))}")
     print(result.summary)
     print(f"mAP={result.map:.4f}")
     return 0

@@ -74,9 +74,10 @@ def test_extract_tail_runs_the_in_graph_postprocess(native):
         extract_tail(synthetic_model_path(0))
 
 
-def test_bench_stages_prints_the_table(coco_annotations, native, capsys):
+def test_bench_stages_prints_the_table(coco_annotations, native, capsys, tmp_path):
     images = Path(coco_annotations).parent / "images"
-    code = main(["bench", "--stages", "--synthetic", "--images", str(images), "--count", "1", "--runs", "1"])
+    code = main(["bench", "--stages", "--synthetic", "--images", str(images), "--count", "1", "--runs", "1",
+                 "--out", str(tmp_path)])
     assert code == 0
     captured = capsys.readouterr()
     # progress on a stderr that is not a terminal: plain lines, no bar frames
@@ -92,6 +93,11 @@ def test_bench_stages_prints_the_table(coco_annotations, native, capsys):
     for stage, median, calls, note in rows:
         assert math.isfinite(float(median)) and float(median) > 0, (stage, note)
         assert int(calls) >= 1
+    assert lines[-1] == f"plot: {tmp_path / 'stages.png'}"  # the same rows as a picture (--no-plots: none)
+    from PIL import Image
+
+    with Image.open(tmp_path / "stages.png") as image:
+        assert image.format == "PNG" and image.size == (1200, 200 + 40 * len(STAGES))
 
 
 def test_bench_stages_leaves_its_arguments_as_parsed(coco_annotations, native, capsys):
@@ -103,7 +109,8 @@ def test_bench_stages_leaves_its_arguments_as_parsed(coco_annotations, native, c
 
     images = Path(coco_annotations).parent / "images"
     args = build_parser().parse_args(["bench", "--stages", "--model", str(synthetic_model_path(0, full_graph=True)),
-                                      "--no-verify", "--images", str(images), "--count", "1", "--runs", "1"])
+                                      "--no-verify", "--images", str(images), "--count", "1", "--runs", "1",
+                                      "--no-plots"])
     parsed = copy.deepcopy(vars(args))
     assert args.func(args) == 0
     assert vars(args) == parsed

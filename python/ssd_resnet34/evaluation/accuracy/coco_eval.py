@@ -17,7 +17,7 @@ import contextlib
 import copy
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -51,6 +51,10 @@ class CocoEvaluation:
     ``stats``: the 12 numbers of ``COCOeval.stats`` (AP@[.5:.95], AP50, AP75, AP small/medium/
     large, AR@1, AR@10, AR@100, AR small/medium/large); -1.0 where the selected images have no
     ground truth in that range. ``summary``: the 12 lines as the evaluator prints them.
+    ``precision``: the evaluator's ``eval['precision']``, float64 (T=10 IoU thresholds .50:.05:.95,
+    R=101 recall points 0:.01:1, K categories in the order of ``category_ids``, A=4 area ranges
+    all/small/medium/large, M=3 maxDets 1/10/100); -1 where a category has no ground truth.
+    ``category_ids``: the COCO category ids of its K axis (``params.catIds``).
     """
 
     stats: tuple[float, ...]
@@ -58,6 +62,8 @@ class CocoEvaluation:
     image_ids: tuple[int, ...]
     num_detections: int
     evaluator: str
+    precision: Any = field(default=None, repr=False, compare=False)
+    category_ids: tuple[int, ...] = ()
 
     @property
     def map(self) -> float:
@@ -148,7 +154,7 @@ def _summary_lines(text: Iterable[str]) -> str:
     return "\n".join(lines[:12])
 
 
-def _run_pycocotools(gt: Any, records: list[dict], image_ids: list[int]) -> tuple[list[float], str]:
+def _run_pycocotools(gt: Any, records: list[dict], image_ids: list[int]) -> tuple[list[float], str, Any]:
     COCO = _pycocotools("pycocotools.coco").COCO
     COCOeval = _pycocotools("pycocotools.cocoeval").COCOeval
 
@@ -160,10 +166,10 @@ def _run_pycocotools(gt: Any, records: list[dict], image_ids: list[int]) -> tupl
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return [float(v) for v in ev.stats[:12]], _summary_lines(log.getvalue().splitlines())
+    return [float(v) for v in ev.stats[:12]], _summary_lines(log.getvalue().splitlines()), ev
 
 
-def _run_faster_coco_eval(gt: Any, records: list[dict], image_ids: list[int]) -> tuple[list[float], str]:
+def _run_faster_coco_eval(gt: Any, records: list[dict], image_ids: list[int]) -> tuple[list[float], str, Any]:
     try:
         import faster_coco_eval
     except ImportError:
@@ -179,7 +185,7 @@ def _run_faster_coco_eval(gt: Any, records: list[dict], image_ids: list[int]) ->
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
-    return [float(v) for v in ev.stats[:12]], _summary_lines(printed)
+    return [float(v) for v in ev.stats[:12]], _summary_lines(printed), ev
 
 
 def evaluate(
@@ -209,5 +215,6 @@ def evaluate(
         raise ValueError(f"image_ids not in the annotation file: {unknown[:5]}")
     checked = _check_records(records, set(ids), set(coco_gt.cats))
     run = _run_pycocotools if evaluator == "pycocotools" else _run_faster_coco_eval
-    stats, summary = run(coco_gt, checked, ids)
-    return CocoEvaluation(tuple(stats), summary, tuple(ids), len(checked), evaluator)
+    stats, summary, ev = run(coco_gt, checked, ids)
+    return CocoEvaluation(tuple(stats), summary, tuple(ids), len(checked), evaluator,
+                          precision=ev.eval["precision"], category_ids=tuple(int(c) for c in ev.params.catIds))

@@ -29,6 +29,7 @@ def run_loadgen(
     out_dir: str | Path,
     *,
     progress: Optional[Callable[[int], None]] = None,
+    trace: bool = False,
 ) -> LoadGenResult:
     """Run one LoadGen test and return its summary.
 
@@ -36,7 +37,9 @@ def run_loadgen(
     (:func:`ssd_resnet34.engines.create`). ``decode``: the 12 heads of a batch -> per image
     normalized detections (``postprocessor.decode``). ``out_dir``: LoadGen's log folder
     (created); it also receives the ``user.conf`` given to LoadGen. ``progress(n)``: called
-    as n more samples are answered. Re-raises the first error
+    as n more samples are answered. ``trace``: LoadGen also writes ``mlperf_log_trace.json`` (its
+    Chrome trace; each sample's latency as LoadGen measured it, read by :mod:`.trace`; off by
+    default, as MLPerf runs it). Re-raises the first error
     of the SUT or the QSL (the queries it failed are answered empty so LoadGen finishes).
     Raises ``ValueError`` for settings that fail :func:`~.settings.check_test_settings` (before
     LoadGen starts), ``RuntimeError`` when LoadGen rejects the configuration or wrote no summary,
@@ -69,7 +72,7 @@ def run_loadgen(
     output.copy_summary_to_stdout = False
     log = lg.LogSettings()
     log.log_output = output
-    log.enable_trace = False
+    log.enable_trace = bool(trace)
 
     responder = Responder(lg, progress)
     if settings.scenario == "Server":
