@@ -23,8 +23,9 @@ import pytest
 
 from ssd_resnet34.cli import main
 from ssd_resnet34.coco import COCO_CATEGORY_IDS
-from ssd_resnet34.cli.detect import _output_paths, collect_images
+from ssd_resnet34.image.listing import list_images
 from ssd_resnet34.output.coco_results import assign_image_ids as _assign_image_ids
+from ssd_resnet34.output.run_writer import drawing_names
 
 from _paths import SHARED_DATA
 
@@ -185,7 +186,7 @@ def test_image_ids_and_output_names(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "photo.png").write_bytes(b"")  # an input inside the output folder is never overwritten
-    names = _output_paths(paths + [str(out / "photo.png")], out)
+    names = drawing_names(paths + [str(out / "photo.png")], out)
     assert [p.name for p in names.values()] == [
         "cat.jpg", "000000000009.jpg", "cat-2.jpg", "000000000009-2.jpg", "x.png", "photo-2.png"
     ]
@@ -193,5 +194,5 @@ def test_image_ids_and_output_names(tmp_path):
     (tmp_path / "in").mkdir()
     for name in ("b.JPG", "a.png", "c.txt", ".hidden.jpg"):
         (tmp_path / "in" / name).write_bytes(b"")
-    found, errors = collect_images([str(tmp_path / "in"), str(tmp_path / "in" / "a.png")])
-    assert [os.path.basename(p) for p in found] == ["a.png", "b.JPG"] and not errors  # hidden files skipped
+    listing = list_images([str(tmp_path / "in"), str(tmp_path / "in" / "a.png")])
+    assert [os.path.basename(p) for p in listing.paths] == ["a.png", "b.JPG"] and not listing.problems  # hidden files skipped

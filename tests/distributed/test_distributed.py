@@ -281,12 +281,13 @@ def test_bytes_read_elsewhere_decode_as_the_file_reads(tmp_path):
 
 @needs_data
 def test_inputs_are_listed_in_the_order_of_detect(tmp_path):
-    from ssd_resnet34.cli.detect import collect_images
+    from ssd_resnet34.image.listing import list_images
     from ssd_resnet34.distributed import list_inputs
     from ssd_resnet34.distributed.inputs import read_key
 
     local = list_inputs([str(COCO_IMAGES), str(CAT), str(CAT)])
-    assert (local.paths, local.errors) == collect_images([str(COCO_IMAGES), str(CAT)])
+    listing = list_images([str(COCO_IMAGES), str(CAT)])
+    assert (local.paths, local.errors) == (listing.paths, listing.problems)
     assert local.sources == [os.path.abspath(p) for p in local.paths]
     uri = list_inputs([COCO_IMAGES.as_uri() + "/", CAT.as_uri(), (tmp_path / "nothing").as_uri()])
     assert uri.paths[:-1] == [p.as_uri() for p in sorted(COCO_IMAGES.glob("*.jpg"))]

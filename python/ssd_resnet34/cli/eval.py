@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..distributed.cli import add_ray_arguments, eval_records
+from .ray import add_ray_arguments, eval_records
 from ..evaluation.accuracy.coco_eval import EVALUATORS
 from ..postprocess.defaults import SCORE_THRESHOLD
 from ._common import (
@@ -69,7 +69,7 @@ def register(subparsers: Any) -> None:
         help="COCO evaluator (default pycocotools; faster-coco-eval, if installed, gives the same numbers)",
     )
     add_model_arguments(parser)
-    add_ray_arguments(parser)  # --ray [ADDRESS]: distributed/cli.py
+    add_ray_arguments(parser)  # --ray [ADDRESS]: cli/ray.py
     parser.set_defaults(func=run)
 
 

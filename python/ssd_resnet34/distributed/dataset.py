@@ -74,7 +74,8 @@ class DetectionRun:
     ``duplicates``: rows for an image already received (dropped; 0 expected); ``workers``: the
     actor pool's largest size; ``seconds``: wall time of the Ray Data execution; ``interrupted``:
     Ctrl-C stopped it; ``out`` / ``files``: the output folder and the files written there
-    (when written).
+    (when written, ``run.json`` last); ``description``: those files as ``detect``'s closing line
+    names them.
     """
 
     images: List[ImageDetections]
@@ -86,6 +87,7 @@ class DetectionRun:
     interrupted: bool = False
     out: Optional[Path] = None
     files: List[Path] = field(default_factory=list)
+    description: str = ""
 
     @property
     def processed(self) -> int:
@@ -218,35 +220,15 @@ def _collect(dataset: Any, inputs: Inputs) -> tuple:
                     duplicates += 1
                     continue
                 path = inputs.paths[index]
+                records = [{key: value for key, value in record.items() if key != "image_id"}
+                           for record in row["detections"] or []]
                 by_index[index] = ImageDetections(
-                    index, path, row["width"], row["height"], row["detections"] or [],
+                    index, path, row["width"], row["height"], records,
                     None if row["error"] is None else f"{path}: {row['error']}",
                 )
     except KeyboardInterrupt:
         return by_index, rows, duplicates, True
     return by_index, rows, duplicates, False
-
-
-def _write_parquet(path: Path, images: Sequence[ImageDetections], ids: Dict[str, int]) -> None:
-    """One row per image: ``path``, ``image_id`` (null for an error), ``width``, ``height``,
-    ``error``, ``detections`` (its COCO results records, with ``image_id``)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    record = pa.struct([("image_id", pa.int64()), ("category_id", pa.int64()), ("bbox", pa.list_(pa.float64())),
-                        ("score", pa.float64())])
-    schema = pa.schema([("path", pa.string()), ("image_id", pa.int64()), ("width", pa.int64()),
-                        ("height", pa.int64()), ("error", pa.string()), ("detections", pa.list_(record))])
-    columns: Dict[str, List[Any]] = {name: [] for name in schema.names}
-    for image in images:
-        image_id = ids.get(image.path) if image.ok else None
-        columns["path"].append(image.path)
-        columns["image_id"].append(image_id)
-        columns["width"].append(image.width)
-        columns["height"].append(image.height)
-        columns["error"].append(image.error)
-        columns["detections"].append(image.coco_records(image_id) if image.ok else [])
-    pq.write_table(pa.Table.from_pydict(columns, schema=schema), path)
 
 
 def detect_dataset(
@@ -323,8 +305,7 @@ def detect_dataset(
     with the node's error, e.g. ``FileNotFoundError: model file not found: ...``), and what Ray
     raises when the cluster fails.
     """
-    from ..output.coco_results import assign_image_ids, write_coco_results
-    from ..output.run_folder import RunFolder
+    from ..output.run_writer import RunWriter, detection_formats
 
     if out is not None:
         if not isinstance(out, (str, os.PathLike)):
@@ -360,16 +341,13 @@ def detect_dataset(
     if out is None or not processed:
         return run
     run.out = out
-    ids, running_numbers = assign_image_ids([image.path for image in processed])
-    with RunFolder(out, "detect") as folder:
-        write_coco_results(folder.path("detections.json"),
-                           (record for image in processed for record in image.coco_records(ids[image.path])))
-        if running_numbers:
-            folder.write_json("image_ids.json", {str(ids[image.path]): image.path for image in processed}, indent=1)
-        _write_parquet(folder.path("detections.parquet"), run.images, ids)
-        run.files = folder.commit({"images": len(processed), "detections": run.num_detections,
+    with RunWriter(out, "detect", detection_formats(inputs.paths, out, drawings=False, table=True)) as writer:
+        for image in run.images:
+            writer.add(image.path, width=image.width, height=image.height, records=image.detections, error=image.error)
+        run.files = writer.commit({"images": writer.processed, "detections": writer.num_detections,
                                    "errors": len(run.errors), "interrupted": run.interrupted, "ray": True,
                                    "workers": run.workers})
+        run.description = writer.describe()
     return run
 
 
