@@ -199,7 +199,10 @@ def _run_loadgen(args: argparse.Namespace) -> int:
         from ..evaluation.accuracy.ground_truth import list_images
 
         coco_gt = load_ground_truth(args.annotations)
-        images = list_images(coco_gt, args.images, args.count)
+        skipped: list = []
+        images = list_images(coco_gt, args.images, args.count, skipped=skipped)
+        for message in skipped:  # as eval: a symbolic link loop, a FIFO ... is reported, the others measured
+            print(f"warning: {message}", file=sys.stderr)
         if not images:
             raise CommandError(f"none of the {len(coco_gt.imgs)} images of {args.annotations} is in {args.images}")
         paths = [str(image.path) for image in images]

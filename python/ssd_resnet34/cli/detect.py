@@ -8,21 +8,23 @@ maps each id to its file. Unless ``--no-draw``, one copy of each image with labe
 
 The files are written as one set when the run ends: they replace the previous run's set (whose
 files not rewritten are removed), so OUT never mixes two runs. A run that processed no image
-leaves OUT as it was. After Ctrl-C, the images finished so far are written as a set.
+leaves OUT as it was. After Ctrl-C or SIGTERM, the images finished so far are written as a set.
+A closed stdout (``detect ... | head -1``) only drops the report lines.
 
 Exit status 0 when every image was processed, 1 when an input was bad (one ``error: ...`` line
 each on stderr, the good ones are still processed and written) or the model cannot be loaded,
-2 for usage errors, 130 when interrupted.
+2 for usage errors, 130 when interrupted by Ctrl-C, 143 by SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 from .ray import add_ray_arguments, detect_command
-from ..image.listing import list_images
+from ..image.listing import display_path, list_images
 from ..pipeline import MAX_BATCH_SIZE, check_batch_size
 from ..postprocess.defaults import SCORE_THRESHOLD
 from ._common import (
@@ -35,6 +37,7 @@ from ._common import (
     positive_int,
     probability,
 )
+from ._progress import Progress, say
 
 __all__ = ["register", "run"]
 
@@ -80,18 +83,28 @@ def batch_size(text: str) -> int:
 
 
 def _summary(path: str, detections) -> str:
+    """``path: N detections, top: <class> <score>``; a name with a newline or a control character
+    is quoted (:func:`~ssd_resnet34.image.listing.display_path`), so it cannot forge a line."""
+    shown = display_path(path)
     if not detections:
-        return f"{path}: 0 detections"
+        return f"{shown}: 0 detections"
     top = max(detections, key=lambda d: d.score)
     plural = "" if len(detections) == 1 else "s"
-    return f"{path}: {len(detections)} detection{plural}, top: {top.label} {top.score:.2f}"
+    return f"{shown}: {len(detections)} detection{plural}, top: {top.label} {top.score:.2f}"
+
+
+def _message(error: BaseException) -> str:
+    """An image's error as ``path: reason``, the path quoted as :func:`_summary` does."""
+    from ..image import ImageError
+
+    if isinstance(error, ImageError):
+        return f"{display_path(error.path)}: {error.reason}"
+    return str(error)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``detect`` with parsed ``args``; returns the exit status (0; 1 after a bad input or when
-    nothing could be processed; 130 when interrupted)."""
-    from tqdm import tqdm
-
+    nothing could be processed; 130 when interrupted by Ctrl-C, 143 by SIGTERM)."""
     from ..output.coco_results import image_records
     from ..output.run_writer import RunWriter, detection_formats
 
@@ -100,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     listing = list_images(args.images)
     paths, errors = listing.paths, listing.problems
     for message in errors:
-        print(f"error: {message}", file=sys.stderr)
+        say(f"error: {message}", sys.stderr)
     if args.limit is not None:
         paths = paths[: args.limit]
     out_dir = Path(args.out)
@@ -117,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot use the output folder {out_dir}: {error}") from None
     ok = not errors
     interrupted = False
-    bar = tqdm(total=len(paths), unit="image", file=sys.stderr, disable=len(paths) <= 1)
+    bar = Progress(len(paths), "detect", enabled=len(paths) > 1)
     with writer, bar, engine, graceful_interrupt() as stop:
         try:
             for outcome in model.iter_detect(paths, engine, args.batch_size, keep_images=not args.no_draw,
@@ -125,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(1)
                 if outcome.error is not None:
                     ok = False
-                    tqdm.write(f"error: {outcome.error}", file=sys.stderr)
+                    bar.write(f"error: {_message(outcome.error)}", sys.stderr)
                 else:
                     found = outcome.detections.clip() if args.clip else outcome.detections
                     width, height = outcome.context["width"], outcome.context["height"]
@@ -134,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
                                           image=outcome.image, results=results)
                     for problem in problems:
                         ok = False
-                        tqdm.write(f"error: {problem}", file=sys.stderr)
-                    tqdm.write(_summary(outcome.source, results), file=sys.stdout)
+                        bar.write(f"error: {problem}", sys.stderr)
+                    bar.write(_summary(outcome.source, results), sys.stdout)
                 if stop.requested:
                     interrupted = True
                     break
@@ -145,8 +158,9 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"no image could be processed; {out_dir} is left as it was")
         writer.commit({"images": writer.processed, "detections": writer.num_detections, "interrupted": interrupted,
                        "clipped": bool(args.clip)})
-    print(f"wrote {writer.describe()}", file=sys.stderr)
+    say(f"wrote {writer.describe()}", sys.stderr)
     if interrupted:
-        print(f"interrupted: {out_dir} holds the {writer.processed} image(s) finished before Ctrl-C", file=sys.stderr)
-        return 130
+        by = "SIGTERM" if stop.signum == signal.SIGTERM else "Ctrl-C"
+        say(f"interrupted: {out_dir} holds the {writer.processed} image(s) finished before {by}", sys.stderr)
+        return 128 + (stop.signum or signal.SIGINT)
     return 0 if ok else 1

@@ -14,6 +14,7 @@ head outputs encoded from each image's ground truth, decoded by the postprocesso
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,7 +30,7 @@ from ._common import (
     positive_int,
     probability,
 )
-from ._progress import Progress
+from ._progress import Progress, say
 
 __all__ = ["register", "run"]
 
@@ -126,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
         fix = install_hint("eval") if args.evaluator == "pycocotools" else f"pip install {args.evaluator}"
         raise CommandError(f"evaluator {args.evaluator!r} is not installed: {fix}")
     gt = load_ground_truth(args.annotations)
-    images = list_images(gt, args.images, args.limit)
+    skipped: list = []
+    images = list_images(gt, args.images, args.limit, skipped=skipped)
+    for message in skipped:  # a symbolic link loop, a FIFO ... at an annotated name: the others are evaluated
+        say(f"warning: {message}", sys.stderr)
     if not images:
         raise CommandError(f"none of the {len(gt.imgs)} images of {args.annotations} is in {args.images}")
     out = Path(args.out)
@@ -157,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             indent=2,
         )
         folder.commit({"images": len(images), "detections": len(records), "mAP": result.map})
-    print(f"{len(images)} images, {len(records)} detections -> {out / 'coco_results.json'}")
-    print(result.summary)
-    print(f"mAP={result.map:.4f}")
+    say(f"{len(images)} images, {len(records)} detections -> {out / 'coco_results.json'}")
+    say(result.summary)
+    say(f"mAP={result.map:.4f}")
     return 0

@@ -72,25 +72,26 @@ def _options(args: argparse.Namespace, score_threshold: float = 0.05) -> Dict[st
 def detect_command(args: argparse.Namespace) -> int:
     """``detect ... --ray``: exit status 0, 1 after a bad input (one ``error:`` line each), 130
     when interrupted; raises ``CommandError`` when nothing could be processed."""
-    from ._common import CommandError
     from ..distributed.dataset import detect_dataset
+    from ._common import CommandError
+    from ._progress import say
 
     if not args.no_draw:
         print("note: --ray writes no drawings (detections.json, detections.parquet and image_ids.json only)",
               file=sys.stderr)
     options = _options(args, args.score_threshold)
     try:
-        run = detect_dataset(args.images, args.out, limit=args.limit, **options)
+        run = detect_dataset(args.images, args.out, limit=args.limit, clip=args.clip, **options)
     except ValueError as error:
         raise CommandError(f"{error}; {args.out} is left as it was") from None
     for message in run.errors:
-        print(f"error: {message}", file=sys.stderr)
+        say(f"error: {message}", sys.stderr)
     if not run.files:
         raise CommandError(f"no image could be processed; {args.out} is left as it was")
-    print(f"wrote {run.description} ({run.workers} Ray worker{'s' if run.workers != 1 else ''}, "
-          f"{run.seconds:.1f} s)", file=sys.stderr)
+    say(f"wrote {run.description} ({run.workers} Ray worker{'s' if run.workers != 1 else ''}, "
+        f"{run.seconds:.1f} s)", sys.stderr)
     if run.interrupted:
-        print(f"interrupted: {args.out} holds the {run.processed} image(s) finished before Ctrl-C", file=sys.stderr)
+        say(f"interrupted: {args.out} holds the {run.processed} image(s) finished before Ctrl-C", sys.stderr)
         return 130
     return 1 if run.errors else 0
 

@@ -9,6 +9,7 @@ result per image and counts what it received, so nothing is lost or counted twic
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..engines import AUTO, CUDA_DEVICES, THROUGHPUT
+from ..image.listing import display_path
 from .cluster import cluster_resources, ray_session, require_ray, resolve_address
 from .inputs import Inputs, list_inputs, read_key
 from .worker import ImageDetector, ModelSpec
@@ -130,21 +132,22 @@ def _check_engine_options(device: Any, options: Dict[str, Any]) -> None:
 
 
 def _model_spec(model: Any, model_path: Any, synthetic: bool, seed: int, verify: bool, use_native: bool,
-                score_threshold: float) -> ModelSpec:
+                score_threshold: float, clip: bool = False) -> ModelSpec:
     chosen = [name for name, given in (("model", model is not None), ("model_path", model_path is not None),
                                        ("synthetic", bool(synthetic))) if given]
     if len(chosen) > 1:
         raise ValueError(f"give at most one of model, model_path and synthetic, got {' and '.join(chosen)}")
     if model is not None:
-        return ModelSpec.from_model(model)
+        return dataclasses.replace(ModelSpec.from_model(model), clip=bool(clip))
     if synthetic:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        return ModelSpec("synthetic", seed=seed, use_native=use_native, score_threshold=score_threshold)
+        return ModelSpec("synthetic", seed=seed, use_native=use_native, score_threshold=score_threshold,
+                         clip=bool(clip))
     if model_path is not None and not isinstance(model_path, (str, os.PathLike)):
         raise TypeError(f"model_path must be a str or os.PathLike, got {type(model_path).__name__}")
     return ModelSpec("official", None if model_path is None else os.fspath(model_path), verify=bool(verify),
-                     use_native=use_native, score_threshold=score_threshold)
+                     use_native=use_native, score_threshold=score_threshold, clip=bool(clip))
 
 
 # -- the dataset -----------------------------------------------------------------------------
@@ -224,7 +227,7 @@ def _collect(dataset: Any, inputs: Inputs) -> tuple:
                            for record in row["detections"] or []]
                 by_index[index] = ImageDetections(
                     index, path, row["width"], row["height"], records,
-                    None if row["error"] is None else f"{path}: {row['error']}",
+                    None if row["error"] is None else f"{display_path(path)}: {row['error']}",
                 )
     except KeyboardInterrupt:
         return by_index, rows, duplicates, True
@@ -251,6 +254,7 @@ def detect_dataset(
     images_per_task: Optional[int] = None,
     max_restarts: Optional[int] = None,
     limit: Optional[int] = None,
+    clip: bool = False,
     progress: bool = True,
     runtime_env: Optional[dict] = None,
     **engine_options: Any,
@@ -284,6 +288,8 @@ def detect_dataset(
         max_restarts: restarts of an actor that dies (None: Ray Data's default, always); its
             tasks are retried, so a killed node or actor loses no image.
         limit: process only the first ``limit`` images.
+        clip: clip each box to its image in the records (``detect --clip``; default: not clipped,
+            as the MLPerf reference).
         progress: show Ray Data's progress bars.
         runtime_env: Ray runtime environment for the job (e.g. ``{"pip": ["ssd-resnet34"]}``).
         **engine_options: passed unchanged to :func:`ssd_resnet34.engines.create` on each actor
@@ -324,7 +330,7 @@ def detect_dataset(
                                      or max_restarts < -1):
         raise ValueError(f"max_restarts must be an int >= -1 (-1: always restart) or None, got {max_restarts!r}")
     _check_engine_options(device, engine_options)
-    spec = _model_spec(model, model_path, synthetic, seed, verify, use_native, score_threshold)
+    spec = _model_spec(model, model_path, synthetic, seed, verify, use_native, score_threshold, clip)
     inputs = list_inputs(paths_or_uri)
     if limit is not None:
         inputs.paths, inputs.sources = inputs.paths[:limit], inputs.sources[:limit]
@@ -389,7 +395,7 @@ def _run(inputs: Inputs, spec: ModelSpec, *, address: Optional[str], workers: Op
         if image is None:
             if interrupted:
                 continue
-            image = ImageDetections(index, path, error=f"{path}: the cluster returned no result for it "
+            image = ImageDetections(index, path, error=f"{display_path(path)}: the cluster returned no result for it "
                                                        "(missing when Ray read it?)")
         images.append(image)
         if image.error is not None:

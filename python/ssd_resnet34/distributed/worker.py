@@ -41,6 +41,8 @@ class ModelSpec:
     verify: bool = True
     use_native: bool = True
     score_threshold: float = 0.05
+    #: Clip each box to its image before the records are made (``detect --clip``).
+    clip: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -114,6 +116,7 @@ class ImageDetector:
         self._model = spec.build(device)
         self._engine = engines.create(self._model, device=device, **dict(engine_options or {}))
         self._batch_size = batch_size
+        self._clip = spec.clip
 
     def __call__(self, batch: Any) -> Any:
         from ..image import EncodedImage
@@ -130,8 +133,13 @@ class ImageDetector:
             failed = outcome.error is not None
             rows.append({"path": path, "image_id": image_id_from_file_name(path), "width": context.get("width"),
                          "height": context.get("height"), "error": _reason(outcome.error) if failed else None,
-                         "detections": [] if failed else image_records(outcome.results)})
+                         "detections": [] if failed else image_records(self._results(outcome))})
         return rows_table(rows)
+
+    def _results(self, outcome: Any) -> Any:
+        if not self._clip:
+            return outcome.results
+        return outcome.detections.clip().to_results(outcome.context["width"], outcome.context["height"])
 
     def __del__(self) -> None:
         engine = getattr(self, "_engine", None)
