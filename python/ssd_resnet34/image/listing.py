@@ -105,7 +105,8 @@ class ImageListing:
 def _folder_images(folder: str, listing: ImageListing) -> List[str]:
     own_outputs = set(recorded_files(folder))  # --out was this folder: not the previous run's drawings
     found = []
-    with os.scandir(folder) as entries:
+    with os.scandir(folder) as scanned:
+        entries = sorted(scanned, key=lambda entry: entry.name)
         for entry in entries:
             if entry.name.startswith(".") or not has_image_suffix(entry.name) or entry.name in own_outputs:
                 continue
@@ -114,7 +115,7 @@ def _folder_images(folder: str, listing: ImageListing) -> List[str]:
                 found.append(entry.path)
             elif not problem.startswith("a folder"):
                 listing.skipped.append(f"{display_path(entry.path)}: {problem}; skipped")
-    return sorted(found)
+    return found  # in name order
 
 
 def list_images(inputs: Iterable["str | os.PathLike[str]"]) -> ImageListing:
