@@ -351,7 +351,7 @@ def detect_dataset(
         for image in run.images:
             writer.add(image.path, width=image.width, height=image.height, records=image.detections, error=image.error)
         run.files = writer.commit({"images": writer.processed, "detections": writer.num_detections,
-                                   "errors": len(run.errors), "interrupted": run.interrupted, "ray": True,
+                                   "errors": len(run.errors), "interrupted": run.interrupted, "clipped": bool(clip), "ray": True,
                                    "workers": run.workers})
         run.description = writer.describe()
     return run
