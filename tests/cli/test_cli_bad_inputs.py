@@ -154,25 +154,32 @@ def test_a_newline_in_a_file_name_cannot_forge_a_report_line(tmp_path):
     assert json.loads((tmp_path / "O" / "image_ids.json").read_text()) == {"1": str(evil)}  # JSON escapes it
 
 
+def _sigterm_after_first_line(argv: list, stream: str) -> tuple:
+    """Run the command line, send SIGTERM once it wrote its first line on ``stream``; returns
+    ``(returncode, first line, rest of stdout, rest of stderr)``."""
+    proc = subprocess.Popen([*CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**ENV, "PYTHONUNBUFFERED": "1"}, bufsize=0)  # unbuffered: readline reads no further
+    try:
+        first = getattr(proc, stream).readline().decode()
+        proc.send_signal(signal.SIGTERM)
+        out_bytes, err_bytes = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, first, out_bytes, err_bytes
+
+
 @needs_data
 def test_sigterm_during_detect_writes_the_finished_images(tmp_path):
     """As the Ctrl-C test (tests/cli/test_cli_outputs.py), with SIGTERM: exit 143, OUT holds the
     finished images as one set. Before, SIGTERM killed the process and wrote nothing."""
     photos = sorted(COCO_IMAGES.glob("*.jpg"))[:4]
     out = tmp_path / "O"
-    proc = subprocess.Popen([*CLI, "detect", *map(str, photos), "--synthetic", "--no-draw", "--out", str(out),
-                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**ENV, "PYTHONUNBUFFERED": "1"}, bufsize=0)
-    try:
-        first = proc.stdout.readline().decode()
-        assert first.startswith(str(photos[0])), first
-        proc.send_signal(signal.SIGTERM)
-        out_bytes, err_bytes = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    returncode, first, out_bytes, err_bytes = _sigterm_after_first_line(
+        ["detect", *map(str, photos), "--synthetic", "--no-draw", "--out", str(out), "--threads", "1"], "stdout")
+    assert first.startswith(str(photos[0])), first
     stderr = err_bytes.decode()
-    assert proc.returncode == 143, stderr
+    assert returncode == 143, stderr
     assert "Traceback" not in stderr and "finished before SIGTERM" in stderr
     finished = [line.split(":")[0] for line in (first + out_bytes.decode()).splitlines() if ": " in line]
     assert 1 <= len(finished) < len(photos)
@@ -186,19 +193,11 @@ def test_sigterm_during_detect_writes_the_finished_images(tmp_path):
 def test_sigterm_during_eval_unwinds_like_ctrl_c(tmp_path, coco_annotations):
     """eval stops at once (a partial mAP would be wrong), cleanly: exit 143, one line, nothing written."""
     out = tmp_path / "E"
-    proc = subprocess.Popen([*CLI, "eval", "--synthetic", "--images", str(COCO_IMAGES), "--annotations",
-                             str(coco_annotations), "--limit", "3", "--threads", "1", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**ENV, "PYTHONUNBUFFERED": "1"},
-                            bufsize=0)
-    try:
-        first = proc.stderr.readline().decode()  # the --synthetic warning: the model is being loaded
-        assert first.startswith("warning: --synthetic"), first
-        proc.send_signal(signal.SIGTERM)
-        _, err_bytes = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    returncode, first, _, err_bytes = _sigterm_after_first_line(
+        ["eval", "--synthetic", "--images", str(COCO_IMAGES), "--annotations", str(coco_annotations), "--limit", "3",
+         "--threads", "1", "--out", str(out)], "stderr")
+    assert first.startswith("warning: --synthetic"), first  # the model is being loaded
     stderr = err_bytes.decode()
-    assert proc.returncode == 143, stderr
+    assert returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == "terminated (SIGTERM)" and "Traceback" not in stderr
     assert not out.exists() or not list(out.iterdir())

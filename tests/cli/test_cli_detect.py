@@ -204,6 +204,8 @@ def test_the_closing_line_lists_every_file_written(folder_run):
     assert (f"wrote {out / 'detections.json'} ({len(json.loads((out / 'detections.json').read_text()))} detections, "
             f"2 images), {out / 'image_ids.json'}, 2 drawings in {out}{os.sep}, {out / 'run.json'}\n"
             ) in folder_run["stderr"]
+    assert "\r" not in folder_run["stderr"]  # stderr is no terminal: plain progress lines, no bar frames
+    assert "detect: 3/3 images (100%), " in folder_run["stderr"]
     manifest = json.loads((out / "run.json").read_text())
     assert sorted(manifest["files"]) == sorted(["cat.jpg", GRAYSCALE_COCO.name, "detections.json", "image_ids.json"])
 
