@@ -64,7 +64,8 @@ class WrittenImage:
     :func:`~ssd_resnet34.output.coco_results.image_records`); ``error``: ``"path: reason"`` when it
     could not be processed (then ``records`` is empty); ``image``: the decoded uint8 BGR image and
     ``results``: the same detections as ``ObjectDetectionResult`` (pixels), when the run has them
-    (local runs; the Ray driver has neither). ``image`` is dropped once the formats have seen it.
+    (local runs; the Ray driver has neither). ``image`` and ``results`` are dropped once every
+    format's ``add`` has seen them (``finish`` gets the records only).
     """
 
     path: str
@@ -248,7 +249,7 @@ class RunWriter:
             except (OSError, ValueError) as problem:
                 problems.append(str(problem))
                 written.append([])
-        entry.image = None  # the formats are done with the pixels
+        entry.image = entry.results = None  # the formats are done with the pixels (records stay, for finish)
         self.images.append(entry)
         for names, new in zip(self._names, written):
             names.extend(new)
