@@ -23,8 +23,9 @@ import pytest
 
 from ssd_resnet34.cli import main
 from ssd_resnet34.coco import COCO_CATEGORY_IDS
-from ssd_resnet34.cli.detect import _output_paths, collect_images
+from ssd_resnet34.image.listing import list_images
 from ssd_resnet34.output.coco_results import assign_image_ids as _assign_image_ids
+from ssd_resnet34.output.run_writer import drawing_names
 
 from _paths import SHARED_DATA
 
@@ -185,7 +186,7 @@ def test_image_ids_and_output_names(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "photo.png").write_bytes(b"")  # an input inside the output folder is never overwritten
-    names = _output_paths(paths + [str(out / "photo.png")], out)
+    names = drawing_names(paths + [str(out / "photo.png")], out)
     assert [p.name for p in names.values()] == [
         "cat.jpg", "000000000009.jpg", "cat-2.jpg", "000000000009-2.jpg", "x.png", "photo-2.png"
     ]
@@ -193,5 +194,44 @@ def test_image_ids_and_output_names(tmp_path):
     (tmp_path / "in").mkdir()
     for name in ("b.JPG", "a.png", "c.txt", ".hidden.jpg"):
         (tmp_path / "in" / name).write_bytes(b"")
-    found, errors = collect_images([str(tmp_path / "in"), str(tmp_path / "in" / "a.png")])
-    assert [os.path.basename(p) for p in found] == ["a.png", "b.JPG"] and not errors  # hidden files skipped
+    listing = list_images([str(tmp_path / "in"), str(tmp_path / "in" / "a.png")])
+    assert [os.path.basename(p) for p in listing.paths] == ["a.png", "b.JPG"] and not listing.problems  # hidden files skipped
+
+
+@needs_data
+def test_the_closing_line_lists_every_file_written(folder_run):
+    out = folder_run["out"]
+    assert (f"wrote {out / 'detections.json'} ({len(json.loads((out / 'detections.json').read_text()))} detections, "
+            f"2 images), {out / 'image_ids.json'}, 2 drawings in {out}{os.sep}, {out / 'run.json'}\n"
+            ) in folder_run["stderr"]
+    assert "\r" not in folder_run["stderr"]  # stderr is no terminal: plain progress lines, no bar frames
+    assert "detect: 3/3 images (100%), " in folder_run["stderr"]
+    manifest = json.loads((out / "run.json").read_text())
+    assert sorted(manifest["files"]) == sorted(["cat.jpg", GRAYSCALE_COCO.name, "detections.json", "image_ids.json"])
+
+
+def _outside(records, width, height):
+    return [r for r in records if r["bbox"][0] < 0 or r["bbox"][1] < 0 or r["bbox"][0] + r["bbox"][2] > width
+            or r["bbox"][1] + r["bbox"][3] > height]
+
+
+@needs_data
+def test_clip_clips_the_written_boxes_to_the_image(tmp_path, capsys):
+    """Not clipped by default, as the MLPerf reference (README: 7 of 173 boxes on cat.jpg with the
+    synthetic model reach outside); --clip clips each box to the image and keeps every detection."""
+    height, width = cv2.imread(str(CAT)).shape[:2]
+    assert main(["detect", str(CAT), "--synthetic", "--out", str(tmp_path / "plain"), "--no-draw"]) == 0
+    assert main(["detect", str(CAT), "--synthetic", "--out", str(tmp_path / "clip"), "--clip"]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote {tmp_path / 'clip' / 'detections.json'} (" in err and f"1 drawing ({tmp_path / 'clip' / 'cat.jpg'})" in err
+    plain = json.loads((tmp_path / "plain" / "detections.json").read_text())
+    clipped = json.loads((tmp_path / "clip" / "detections.json").read_text())
+    assert len(plain) == len(clipped) == 173 and len(_outside(plain, width, height)) == 7
+    assert _outside(clipped, width, height) == []
+    for before, after in zip(plain, clipped):
+        assert (before["category_id"], before["score"]) == (after["category_id"], after["score"])
+        left, top = max(before["bbox"][0], 0), max(before["bbox"][1], 0)
+        right = min(before["bbox"][0] + before["bbox"][2], width)
+        bottom = min(before["bbox"][1] + before["bbox"][3], height)
+        np.testing.assert_allclose(after["bbox"], [left, top, right - left, bottom - top], atol=1e-3)
+    assert json.loads((tmp_path / "clip" / "run.json").read_text())["summary"]["clipped"] is True

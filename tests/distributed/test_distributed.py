@@ -281,12 +281,13 @@ def test_bytes_read_elsewhere_decode_as_the_file_reads(tmp_path):
 
 @needs_data
 def test_inputs_are_listed_in_the_order_of_detect(tmp_path):
-    from ssd_resnet34.cli.detect import collect_images
+    from ssd_resnet34.image.listing import list_images
     from ssd_resnet34.distributed import list_inputs
     from ssd_resnet34.distributed.inputs import read_key
 
     local = list_inputs([str(COCO_IMAGES), str(CAT), str(CAT)])
-    assert (local.paths, local.errors) == collect_images([str(COCO_IMAGES), str(CAT)])
+    listing = list_images([str(COCO_IMAGES), str(CAT)])
+    assert (local.paths, local.errors) == (listing.paths, listing.problems)
     assert local.sources == [os.path.abspath(p) for p in local.paths]
     uri = list_inputs([COCO_IMAGES.as_uri() + "/", CAT.as_uri(), (tmp_path / "nothing").as_uri()])
     assert uri.paths[:-1] == [p.as_uri() for p in sorted(COCO_IMAGES.glob("*.jpg"))]
@@ -333,6 +334,45 @@ def test_detect_on_ray_equals_the_single_machine_run(ray_cluster, coco_folder_si
     manifest = json.loads((ray / "run.json").read_text())
     assert manifest["files"] == ["detections.json", "detections.parquet"]
     assert manifest["summary"]["images"] == 6 and manifest["summary"]["errors"] == 1
+
+
+@needs_ray
+@needs_data
+def test_a_fifo_dev_zero_and_a_symlink_loop_behave_as_without_ray(ray_cluster, tmp_path):
+    """Issue 15 items 9 and 11: named among the inputs, a FIFO and /dev/zero are "not a regular
+    file"; in a folder, a symbolic link loop and a FIFO are reported and skipped; the good images
+    are processed, with --clip, exactly as by the single-machine run (before: --ray printed only
+    the path as the error and dropped the good images; the loop stopped the run)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in _coco_photos(2):
+        shutil.copy(photo, photos / photo.name)
+    os.symlink("b.jpg", photos / "a.jpg")
+    os.symlink("a.jpg", photos / "b.jpg")
+    os.mkfifo(photos / "f.jpg")
+    named = tmp_path / "named.jpg"
+    os.mkfifo(named)
+    inputs = [str(photos), str(named), "/dev/zero", "--synthetic", "--no-draw", "--clip"]
+    status_local, _, err_local = _cli("detect", *inputs, "--out", str(tmp_path / "local"))
+    status_ray, _, err_ray = _cli("detect", *inputs, "--out", str(tmp_path / "ray"), f"--ray={ray_cluster.address}",
+                                  "--ray-workers", "1")
+    expected = [
+        f"error: {named}: not a regular file (a FIFO)",
+        "error: /dev/zero: not a regular file (a character device)",
+        f"error: {photos / 'a.jpg'}: a symbolic link loop; skipped",
+        f"error: {photos / 'b.jpg'}: a symbolic link loop; skipped",
+        f"error: {photos / 'f.jpg'}: not a regular file (a FIFO); skipped",
+    ]
+    for status, err in ((status_local, err_local), (status_ray, err_ray)):
+        assert status == 1, err
+        assert [line for line in err.splitlines() if line.startswith("error: ")] == expected
+    local = (tmp_path / "local" / "detections.json").read_bytes()
+    assert (tmp_path / "ray" / "detections.json").read_bytes() == local
+    assert {r["image_id"] for r in json.loads(local)} == {int(p.stem) for p in _coco_photos(2)}
+    assert f"wrote {tmp_path / 'ray' / 'detections.json'} (" in err_ray and \
+        f"{tmp_path / 'ray' / 'detections.parquet'}, {tmp_path / 'ray' / 'run.json'} (1 Ray worker, " in err_ray
+    for run in ("local", "ray"):
+        assert json.loads((tmp_path / run / "run.json").read_text())["summary"]["images"] == 2
 
 
 @needs_ray

@@ -144,7 +144,7 @@ def test_bad_inputs_get_clear_errors(tiny_path, clip, tmp_path):
     run = detect(tiny_path, clip, REPO_ROOT / "README.md", "--out", untouched)
     assert run["status"] == 1 and "give either images or videos" in run["stderr"]
     run = detect(tiny_path, "--out", untouched)
-    assert run["status"] == 1 and "give image files or folders, video files, stream URLs or --camera N" in run["stderr"]
+    assert run["status"] == 2 and "give image files or folders, video files, stream URLs or --camera N" in run["stderr"]
     assert "Traceback" not in run["stderr"]
 
 

@@ -3,7 +3,8 @@
 Each command is a module ``ssd_resnet34.cli.<name>`` exposing ``register(subparsers)``, which
 adds its sub-parser and sets ``func`` (``func(args) -> int``, the exit status) as a default;
 ``_common.py`` holds what they share. Exit status: 0 success, 1 a failure the command reports
-(bad input, missing weights), 2 a usage error (argparse), 130 interrupted. Every failure is one
+(bad input, missing weights), 2 a usage error (argparse), 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM; ``detect`` writes the images finished, as after Ctrl-C). Every failure is one
 ``error: ...`` line on stderr, never a traceback (``SSD_RESNET34_DEBUG=1`` re-raises unexpected
 exceptions, with their traceback, for debugging).
 """
@@ -17,7 +18,8 @@ import re
 import sys
 from typing import Optional, Sequence
 
-from ._common import CommandError
+from ._common import CommandError, Terminated, sigterm_unwinds
+from ._progress import say
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -89,25 +91,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_usage(sys.stderr)
         print("ssd-resnet34: error: a command is required", file=sys.stderr)
         return 2
+    usage_error = getattr(args, "usage_error", None)  # a command's check argparse cannot state
+    if usage_error is not None and usage_error(args):
+        print(f"ssd-resnet34 {args.command}: error: {usage_error(args)}", file=sys.stderr)
+        return 2
     try:
-        return int(args.func(args))
+        with sigterm_unwinds():
+            return int(args.func(args))
+    except Terminated:
+        say("terminated (SIGTERM)", sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        say("interrupted", sys.stderr)
         return 130
     except CommandError as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", sys.stderr)
         return 1
     except (OSError, ValueError, TypeError, ImportError, RuntimeError) as error:
         # Expected failures of the libraries underneath (a file that cannot be written, a bad
         # value, a missing optional package, a runtime that cannot start): their message says
         # what is wrong.
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", sys.stderr)
         return 1
     except Exception as error:  # a bug: still one line, unless debugging
         if os.environ.get("SSD_RESNET34_DEBUG"):
             raise
-        print(f"error: internal error ({type(error).__name__}: {error}); run with SSD_RESNET34_DEBUG=1 "
-              "for the traceback", file=sys.stderr)
+        say(f"error: internal error ({type(error).__name__}: {error}); run with SSD_RESNET34_DEBUG=1 "
+            "for the traceback", sys.stderr)
         return 1
 
 

@@ -17,7 +17,9 @@ from ..engines import AUTO, DEVICES, ENGINES, PRECISIONS, THROUGHPUT
 
 __all__ = [
     "CommandError",
+    "GRACEFUL_SIGNALS",
     "Interrupt",
+    "Terminated",
     "add_classes_argument",
     "add_engine_arguments",
     "add_model_arguments",
@@ -29,6 +31,7 @@ __all__ = [
     "open_run",
     "positive_int",
     "probability",
+    "sigterm_unwinds",
 ]
 
 
@@ -232,16 +235,22 @@ def open_run(args: argparse.Namespace, out: Any, command: str, **engine_options:
 
 
 class Interrupt:
-    """Set by :func:`graceful_interrupt` when Ctrl-C was pressed once."""
+    """Set by :func:`graceful_interrupt` when Ctrl-C (or SIGTERM) came once: ``requested``, and
+    ``signum`` the signal (``signal.SIGINT`` or ``signal.SIGTERM``)."""
 
     requested = False
+    signum: "int | None" = None
+
+
+#: The signals a run stops on gracefully: Ctrl-C, and SIGTERM (``kill``, ``docker stop``, systemd).
+GRACEFUL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
 def graceful_interrupt(message: str = "stopping after the images in flight (Ctrl-C again to abort)") -> Iterator[Interrupt]:
-    """Within the block, a first Ctrl-C (SIGINT) only sets ``requested`` (and prints ``message``),
-    so a loop can finish the item at hand, stop and write a consistent result; a second one
-    raises ``KeyboardInterrupt`` as usual. Outside the main thread it changes nothing."""
+    """Within the block, a first Ctrl-C (SIGINT) or SIGTERM only sets ``requested`` (and prints
+    ``message``), so a loop can finish the item at hand, stop and write a consistent result; a
+    second one raises ``KeyboardInterrupt`` as usual. Outside the main thread it changes nothing."""
     state = Interrupt()
     if threading.current_thread() is not threading.main_thread():
         yield state
@@ -250,11 +259,37 @@ def graceful_interrupt(message: str = "stopping after the images in flight (Ctrl
     def handler(signum, frame):
         if state.requested:
             raise KeyboardInterrupt
-        state.requested = True
-        print(message, file=sys.stderr)
+        state.requested, state.signum = True, signum
+        from ._progress import say
 
-    previous = signal.signal(signal.SIGINT, handler)
+        say(message, sys.stderr)
+
+    previous = {signum: signal.signal(signum, handler) for signum in GRACEFUL_SIGNALS}
     try:
         yield state
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a graceful block: unwinds like Ctrl-C (output folders discard what they
+    staged, engines close), and the command exits with status 143."""
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` instead of killing the process at once
+    (so ``eval`` and ``bench`` clean up as after Ctrl-C). Outside the main thread it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

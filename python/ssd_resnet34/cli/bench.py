@@ -140,16 +140,18 @@ def register(subparsers: Any) -> None:
 
 
 def _image_paths(args: argparse.Namespace, default_count: int | None) -> list[str]:
-    from .detect import collect_images
+    from ..image.listing import list_images
 
     folder = args.images
     if not os.path.isdir(folder):
         raise CommandError(f"{folder}: not a folder (--images takes a folder of images)")
-    paths, errors = collect_images([folder])
-    if errors:
-        raise CommandError("; ".join(errors))
+    listing = list_images([folder])
+    for message in listing.skipped:  # a symbolic link loop, a FIFO ...: the others are measured
+        print(f"warning: {message}", file=sys.stderr)
+    if listing.errors:
+        raise CommandError("; ".join(listing.errors))
     count = args.count or default_count
-    return paths[:count] if count else paths
+    return listing.paths[:count] if count else listing.paths
 
 
 def run(args: argparse.Namespace) -> int:
@@ -238,7 +240,10 @@ def _run_loadgen(args: argparse.Namespace) -> int:
         from ..evaluation.accuracy.ground_truth import list_images
 
         coco_gt = load_ground_truth(args.annotations)
-        images = list_images(coco_gt, args.images, args.count)
+        skipped: list = []
+        images = list_images(coco_gt, args.images, args.count, skipped=skipped)
+        for message in skipped:  # as eval: a symbolic link loop, a FIFO ... is reported, the others measured
+            print(f"warning: {message}", file=sys.stderr)
         if not images:
             raise CommandError(f"none of the {len(coco_gt.imgs)} images of {args.annotations} is in {args.images}")
         paths = [str(image.path) for image in images]

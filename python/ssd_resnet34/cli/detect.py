@@ -8,25 +8,23 @@ maps each id to its file. Unless ``--no-draw``, one copy of each image with labe
 
 The files are written as one set when the run ends: they replace the previous run's set (whose
 files not rewritten are removed), so OUT never mixes two runs. A run that processed no image
-leaves OUT as it was. After Ctrl-C, the images finished so far are written as a set.
+leaves OUT as it was. After Ctrl-C or SIGTERM, the images finished so far are written as a set.
+A closed stdout (``detect ... | head -1``) only drops the report lines.
 
 Exit status 0 when every image was processed, 1 when an input was bad (one ``error: ...`` line
 each on stderr, the good ones are still processed and written) or the model cannot be loaded,
-2 for usage errors, 130 when interrupted.
+2 for usage errors, 130 when interrupted by Ctrl-C, 143 by SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
 
-import cv2
-import numpy as np
-
-from ..distributed.cli import add_ray_arguments, detect_command
+from .ray import add_ray_arguments, detect_command
+from ..image.listing import display_path, list_images
 from ..pipeline import MAX_BATCH_SIZE, check_batch_size
 from ..postprocess.defaults import SCORE_THRESHOLD
 from ._common import (
@@ -39,17 +37,10 @@ from ._common import (
     positive_int,
     probability,
 )
+from ._progress import Progress, say
 from ._video import add_video_arguments, run_video, wants_video
 
-__all__ = ["IMAGE_SUFFIXES", "register", "run", "collect_images"]
-
-#: File suffixes taken from a folder (files named on the command line are taken whatever their name).
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
-)
-# Suffixes OpenCV writes; a drawing of any other image is written as PNG.
-_WRITABLE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-
+__all__ = ["register", "run"]
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -76,9 +67,19 @@ def register(subparsers) -> None:
                         help="preprocess with MLPerf's float32 path as written (bit-for-bit; several times slower)")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="process only the first N images")
     parser.add_argument("--no-draw", action="store_true", help="do not write the images with boxes drawn")
-    add_ray_arguments(parser)  # --ray [ADDRESS]: distributed/cli.py
+    parser.add_argument("--clip", action="store_true",
+                        help="clip the boxes to the image in detections.json and the drawings (default: not clipped, "
+                        "as the MLPerf reference: a box may reach outside the image)")
+    add_ray_arguments(parser)  # --ray [ADDRESS]: cli/ray.py
     add_video_arguments(parser)  # --camera, --every, --realtime, --timeout: cli/_video.py
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, usage_error=_usage_error)
+
+
+def _usage_error(args: argparse.Namespace) -> str:
+    """The usage error argparse cannot state (exit 2), or ""."""
+    if not args.images and getattr(args, "camera", None) is None:
+        return "give image files or folders, video files, stream URLs or --camera N"
+    return ""
 
 
 def batch_size(text: str) -> int:
@@ -91,94 +92,40 @@ def batch_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error).replace("batch_size", "--batch-size", 1)) from None
 
 
-def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
-    """Expand IMAGES: files as given, folders to their image files (by ``IMAGE_SUFFIXES``, sorted,
-    hidden files skipped; not recursive).
-
-    Returns ``(paths, errors)``: the paths (each file once) and one message per bad input (missing
-    path, folder without images).
-    """
-    paths: List[str] = []
-    errors: List[str] = []
-    seen = set()
-
-    def add(path: str) -> None:
-        key = os.path.realpath(path)
-        if key not in seen:
-            seen.add(key)
-            paths.append(path)
-
-    for item in inputs:
-        if os.path.isdir(item):
-            found = sorted(
-                entry.path
-                for entry in os.scandir(item)
-                if entry.is_file()
-                and not entry.name.startswith(".")
-                and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
-            )
-            if not found:
-                errors.append(f"{item}: folder has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            for path in found:
-                add(path)
-        elif os.path.lexists(item):
-            add(item)
-        else:
-            errors.append(f"{item}: no such file or folder")
-    return paths, errors
-
-
-def _output_paths(paths: List[str], out_dir: Path) -> Dict[str, Path]:
-    """``OUT/<stem><ext>`` per image, unique, never one of the input files."""
-    inputs = {os.path.realpath(p) for p in paths}
-    used = set()
-    outputs: Dict[str, Path] = {}
-    for path in paths:
-        stem, suffix = os.path.splitext(os.path.basename(path))
-        suffix = suffix.lower() if suffix.lower() in _WRITABLE_SUFFIXES else ".png"
-        candidate, k = out_dir / f"{stem}{suffix}", 1
-        while candidate.name.lower() in used or os.path.realpath(candidate) in inputs:
-            k += 1
-            candidate = out_dir / f"{stem}-{k}{suffix}"
-        used.add(candidate.name.lower())
-        outputs[path] = candidate
-    return outputs
-
-
 def _summary(path: str, detections) -> str:
+    """``path: N detections, top: <class> <score>``; a name with a newline or a control character
+    is quoted (:func:`~ssd_resnet34.image.listing.display_path`), so it cannot forge a line."""
+    shown = display_path(path)
     if not detections:
-        return f"{path}: 0 detections"
+        return f"{shown}: 0 detections"
     top = max(detections, key=lambda d: d.score)
     plural = "" if len(detections) == 1 else "s"
-    return f"{path}: {len(detections)} detection{plural}, top: {top.label} {top.score:.2f}"
+    return f"{shown}: {len(detections)} detection{plural}, top: {top.label} {top.score:.2f}"
 
 
-def _encode_drawing(image: np.ndarray, detections, suffix: str) -> bytes:
-    from ..output.draw import draw_detections
+def _message(error: BaseException) -> str:
+    """An image's error as ``path: reason``, the path quoted as :func:`_summary` does."""
+    from ..image import ImageError
 
-    encoded_ok, encoded = cv2.imencode(suffix, draw_detections(image, detections))
-    if not encoded_ok:
-        raise OSError(f"OpenCV could not encode {suffix}")
-    return encoded.tobytes()
+    if isinstance(error, ImageError):
+        return f"{display_path(error.path)}: {error.reason}"
+    return str(error)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``detect`` with parsed ``args``; returns the exit status (0; 1 after a bad input or when
-    nothing could be processed; 130 when interrupted)."""
-    from tqdm import tqdm
-
-    from ..output.coco_results import assign_image_ids, to_coco_results, write_coco_results
-    from ..output.run_folder import RunFolder
+    nothing could be processed; 130 when interrupted by Ctrl-C, 143 by SIGTERM)."""
+    from ..output.coco_results import image_records
+    from ..output.run_writer import RunWriter, detection_formats
 
     if wants_video(args):  # video files, stream URLs, --camera: cli/_video.py
         return run_video(args)
-    if not args.images:
-        raise CommandError("give image files or folders, video files, stream URLs or --camera N")
     if args.ray is not None:  # --ray [ADDRESS]: the same detection on a Ray cluster
         return detect_command(args)
-    paths, errors = collect_images(args.images)
+    listing = list_images(args.images)
+    paths, errors = listing.paths, listing.problems
     for message in errors:
-        print(f"error: {message}", file=sys.stderr)
+        say(f"error: {message}", sys.stderr)
     if args.limit is not None:
         paths = paths[: args.limit]
     out_dir = Path(args.out)
@@ -189,56 +136,43 @@ def run(args: argparse.Namespace) -> int:
         model.configure_postprocessor(score_threshold=args.score_threshold, classes=args.classes)
     engine = open_engine(args, model)
     try:
-        folder = RunFolder(out_dir, "detect")
+        writer = RunWriter(out_dir, "detect", detection_formats(paths, out_dir, drawings=not args.no_draw, table=False))
     except OSError as error:
         engine.close()
         raise CommandError(f"cannot use the output folder {out_dir}: {error}") from None
     ok = not errors
-    targets = _output_paths(paths, out_dir)
-    processed: List[Tuple[str, list]] = []  # (path, detections) of each image that went through
-    keep: List[str] = []  # the output files of those images
     interrupted = False
-    bar = tqdm(total=len(paths), unit="image", file=sys.stderr, disable=len(paths) <= 1)
-    with folder, bar, engine, graceful_interrupt() as stop:
+    bar = Progress(len(paths), "detect", enabled=len(paths) > 1)
+    with writer, bar, engine, graceful_interrupt() as stop:
         try:
             for outcome in model.iter_detect(paths, engine, args.batch_size, keep_images=not args.no_draw,
                                              exact=args.exact):
                 bar.update(1)
                 if outcome.error is not None:
                     ok = False
-                    tqdm.write(f"error: {outcome.error}", file=sys.stderr)
+                    bar.write(f"error: {_message(outcome.error)}", sys.stderr)
                 else:
-                    path = outcome.source
-                    if not args.no_draw:
-                        name = targets[path].name
-                        try:
-                            folder.path(name).write_bytes(_encode_drawing(outcome.image, outcome.results, targets[path].suffix))
-                            keep.append(name)
-                        except (OSError, cv2.error) as error:
-                            ok = False
-                            tqdm.write(f"error: {out_dir / name}: cannot write the drawing: {error}", file=sys.stderr)
-                    processed.append((path, outcome.results))
-                    tqdm.write(_summary(path, outcome.results), file=sys.stdout)
+                    found = outcome.detections.clip() if args.clip else outcome.detections
+                    width, height = outcome.context["width"], outcome.context["height"]
+                    results = found.to_results(width, height)
+                    problems = writer.add(outcome.source, width=width, height=height, records=image_records(results),
+                                          image=outcome.image, results=results)
+                    for problem in problems:
+                        ok = False
+                        bar.write(f"error: {problem}", sys.stderr)
+                    bar.write(_summary(outcome.source, results), sys.stdout)
                 if stop.requested:
                     interrupted = True
                     break
         except KeyboardInterrupt:  # a second Ctrl-C: keep what is consistent so far
             interrupted = True
-            keep = [targets[path].name for path, _ in processed if targets[path].name in keep]
-        if not processed:
+        if not writer.processed:
             raise CommandError(f"no image could be processed; {out_dir} is left as it was")
-        # Ids once the good images are known, so running numbers count only those.
-        image_ids, running_numbers = assign_image_ids([path for path, _ in processed])
-        records = [record for path, found in processed for record in to_coco_results(found, image_ids[path])]
-        write_coco_results(folder.path("detections.json"), records)
-        keep.append("detections.json")
-        if running_numbers:
-            folder.write_json("image_ids.json", {str(image_ids[path]): path for path, _ in processed}, indent=1)
-            keep.append("image_ids.json")
-        folder.commit({"images": len(processed), "detections": len(records), "interrupted": interrupted}, only=keep)
-    print(f"wrote {out_dir / 'detections.json'} ({len(records)} detections, {len(processed)} image{'s' if len(processed) != 1 else ''})"
-          + (f", {out_dir / 'image_ids.json'}" if running_numbers else ""), file=sys.stderr)
+        writer.commit({"images": writer.processed, "detections": writer.num_detections, "interrupted": interrupted,
+                       "clipped": bool(args.clip)})
+    say(f"wrote {writer.describe()}", sys.stderr)
     if interrupted:
-        print(f"interrupted: {out_dir} holds the {len(processed)} image(s) finished before Ctrl-C", file=sys.stderr)
-        return 130
+        by = "SIGTERM" if stop.signum == signal.SIGTERM else "Ctrl-C"
+        say(f"interrupted: {out_dir} holds the {writer.processed} image(s) finished before {by}", sys.stderr)
+        return 128 + (stop.signum or signal.SIGINT)
     return 0 if ok else 1

@@ -17,10 +17,11 @@ head outputs encoded from each image's ground truth, decoded by the postprocesso
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..distributed.cli import add_ray_arguments, eval_records
+from .ray import add_ray_arguments, eval_records
 from ..evaluation.accuracy.coco_eval import EVALUATORS
 from ..evaluation.accuracy.confusion import CONF_THRESHOLD
 from ..postprocess.defaults import SCORE_THRESHOLD
@@ -33,7 +34,7 @@ from ._common import (
     positive_int,
     probability,
 )
-from ._progress import Progress
+from ._progress import Progress, say
 
 __all__ = ["register", "run"]
 
@@ -81,7 +82,7 @@ def register(subparsers: Any) -> None:
         help="skip pr_curves.png, per_class_ap.csv and confusion_matrix.csv/.png (and matplotlib)",
     )
     add_model_arguments(parser)
-    add_ray_arguments(parser)  # --ray [ADDRESS]: distributed/cli.py
+    add_ray_arguments(parser)  # --ray [ADDRESS]: cli/ray.py
     parser.set_defaults(func=run)
 
 
@@ -142,7 +143,10 @@ def run(args: argparse.Namespace) -> int:
 
         require_matplotlib()
     gt = load_ground_truth(args.annotations)
-    images = list_images(gt, args.images, args.limit)
+    skipped: list = []
+    images = list_images(gt, args.images, args.limit, skipped=skipped)
+    for message in skipped:  # a symbolic link loop, a FIFO ... at an annotated name: the others are evaluated
+        say(f"warning: {message}", sys.stderr)
     if not images:
         raise CommandError(f"none of the {len(gt.imgs)} images of {args.annotations} is in {args.images}")
     out = Path(args.out)
@@ -179,9 +183,9 @@ def run(args: argparse.Namespace) -> int:
             summary["confusion"] = write_eval_plots(folder.path, gt, result, records,
                                                     conf_threshold=args.conf_threshold, source=source)
         folder.commit(summary)
-    print(f"{len(images)} images, {len(records)} detections -> {out / 'coco_results.json'}")
+    say(f"{len(images)} images, {len(records)} detections -> {out / 'coco_results.json'}")
     if not args.no_plots:  # before the summary: mAP= stays the last line, as accuracy-coco.py prints it
-        print(f"plots: {', '.join(str(out / name) for name in ('pr_curves.png', 'confusion_matrix.png'))}")
-    print(result.summary)
-    print(f"mAP={result.map:.4f}")
+        say(f"plots: {', '.join(str(out / name) for name in ('pr_curves.png', 'confusion_matrix.png'))}")
+    say(result.summary)
+    say(f"mAP={result.map:.4f}")
     return 0

@@ -22,7 +22,7 @@ driver gathers the per-image results in input order and writes the single-machin
 - ``worker.py``: :class:`ImageDetector` (the actor), :class:`ModelSpec` (the model it loads);
 - ``inputs.py``: the input list (local files and folders, object-storage URIs), in ``detect``'s order;
 - ``cluster.py``: connecting to a cluster or starting a local instance; :func:`require_ray`;
-- ``cli.py``: ``--ray [ADDRESS]`` of the ``detect`` and ``eval`` commands.
+(``--ray [ADDRESS]`` of the ``detect`` and ``eval`` commands is :mod:`ssd_resnet34.cli.ray`.)
 """
 
 from __future__ import annotations

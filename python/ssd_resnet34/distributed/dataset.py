@@ -9,6 +9,7 @@ result per image and counts what it received, so nothing is lost or counted twic
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..engines import AUTO, CUDA_DEVICES, THROUGHPUT
+from ..image.listing import display_path
 from .cluster import cluster_resources, ray_session, require_ray, resolve_address
 from .inputs import Inputs, list_inputs, read_key
 from .worker import ImageDetector, ModelSpec
@@ -74,7 +76,8 @@ class DetectionRun:
     ``duplicates``: rows for an image already received (dropped; 0 expected); ``workers``: the
     actor pool's largest size; ``seconds``: wall time of the Ray Data execution; ``interrupted``:
     Ctrl-C stopped it; ``out`` / ``files``: the output folder and the files written there
-    (when written).
+    (when written, ``run.json`` last); ``description``: those files as ``detect``'s closing line
+    names them.
     """
 
     images: List[ImageDetections]
@@ -86,6 +89,7 @@ class DetectionRun:
     interrupted: bool = False
     out: Optional[Path] = None
     files: List[Path] = field(default_factory=list)
+    description: str = ""
 
     @property
     def processed(self) -> int:
@@ -128,21 +132,22 @@ def _check_engine_options(device: Any, options: Dict[str, Any]) -> None:
 
 
 def _model_spec(model: Any, model_path: Any, synthetic: bool, seed: int, verify: bool, use_native: bool,
-                score_threshold: float) -> ModelSpec:
+                score_threshold: float, clip: bool = False) -> ModelSpec:
     chosen = [name for name, given in (("model", model is not None), ("model_path", model_path is not None),
                                        ("synthetic", bool(synthetic))) if given]
     if len(chosen) > 1:
         raise ValueError(f"give at most one of model, model_path and synthetic, got {' and '.join(chosen)}")
     if model is not None:
-        return ModelSpec.from_model(model)
+        return dataclasses.replace(ModelSpec.from_model(model), clip=bool(clip))
     if synthetic:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        return ModelSpec("synthetic", seed=seed, use_native=use_native, score_threshold=score_threshold)
+        return ModelSpec("synthetic", seed=seed, use_native=use_native, score_threshold=score_threshold,
+                         clip=bool(clip))
     if model_path is not None and not isinstance(model_path, (str, os.PathLike)):
         raise TypeError(f"model_path must be a str or os.PathLike, got {type(model_path).__name__}")
     return ModelSpec("official", None if model_path is None else os.fspath(model_path), verify=bool(verify),
-                     use_native=use_native, score_threshold=score_threshold)
+                     use_native=use_native, score_threshold=score_threshold, clip=bool(clip))
 
 
 # -- the dataset -----------------------------------------------------------------------------
@@ -218,35 +223,15 @@ def _collect(dataset: Any, inputs: Inputs) -> tuple:
                     duplicates += 1
                     continue
                 path = inputs.paths[index]
+                records = [{key: value for key, value in record.items() if key != "image_id"}
+                           for record in row["detections"] or []]
                 by_index[index] = ImageDetections(
-                    index, path, row["width"], row["height"], row["detections"] or [],
-                    None if row["error"] is None else f"{path}: {row['error']}",
+                    index, path, row["width"], row["height"], records,
+                    None if row["error"] is None else f"{display_path(path)}: {row['error']}",
                 )
     except KeyboardInterrupt:
         return by_index, rows, duplicates, True
     return by_index, rows, duplicates, False
-
-
-def _write_parquet(path: Path, images: Sequence[ImageDetections], ids: Dict[str, int]) -> None:
-    """One row per image: ``path``, ``image_id`` (null for an error), ``width``, ``height``,
-    ``error``, ``detections`` (its COCO results records, with ``image_id``)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    record = pa.struct([("image_id", pa.int64()), ("category_id", pa.int64()), ("bbox", pa.list_(pa.float64())),
-                        ("score", pa.float64())])
-    schema = pa.schema([("path", pa.string()), ("image_id", pa.int64()), ("width", pa.int64()),
-                        ("height", pa.int64()), ("error", pa.string()), ("detections", pa.list_(record))])
-    columns: Dict[str, List[Any]] = {name: [] for name in schema.names}
-    for image in images:
-        image_id = ids.get(image.path) if image.ok else None
-        columns["path"].append(image.path)
-        columns["image_id"].append(image_id)
-        columns["width"].append(image.width)
-        columns["height"].append(image.height)
-        columns["error"].append(image.error)
-        columns["detections"].append(image.coco_records(image_id) if image.ok else [])
-    pq.write_table(pa.Table.from_pydict(columns, schema=schema), path)
 
 
 def detect_dataset(
@@ -269,6 +254,7 @@ def detect_dataset(
     images_per_task: Optional[int] = None,
     max_restarts: Optional[int] = None,
     limit: Optional[int] = None,
+    clip: bool = False,
     progress: bool = True,
     runtime_env: Optional[dict] = None,
     **engine_options: Any,
@@ -302,6 +288,8 @@ def detect_dataset(
         max_restarts: restarts of an actor that dies (None: Ray Data's default, always); its
             tasks are retried, so a killed node or actor loses no image.
         limit: process only the first ``limit`` images.
+        clip: clip each box to its image in the records (``detect --clip``; default: not clipped,
+            as the MLPerf reference).
         progress: show Ray Data's progress bars.
         runtime_env: Ray runtime environment for the job (e.g. ``{"pip": ["ssd-resnet34"]}``).
         **engine_options: passed unchanged to :func:`ssd_resnet34.engines.create` on each actor
@@ -323,8 +311,7 @@ def detect_dataset(
     with the node's error, e.g. ``FileNotFoundError: model file not found: ...``), and what Ray
     raises when the cluster fails.
     """
-    from ..output.coco_results import assign_image_ids, write_coco_results
-    from ..output.run_folder import RunFolder
+    from ..output.run_writer import RunWriter, detection_formats
 
     if out is not None:
         if not isinstance(out, (str, os.PathLike)):
@@ -343,7 +330,7 @@ def detect_dataset(
                                      or max_restarts < -1):
         raise ValueError(f"max_restarts must be an int >= -1 (-1: always restart) or None, got {max_restarts!r}")
     _check_engine_options(device, engine_options)
-    spec = _model_spec(model, model_path, synthetic, seed, verify, use_native, score_threshold)
+    spec = _model_spec(model, model_path, synthetic, seed, verify, use_native, score_threshold, clip)
     inputs = list_inputs(paths_or_uri)
     if limit is not None:
         inputs.paths, inputs.sources = inputs.paths[:limit], inputs.sources[:limit]
@@ -360,16 +347,13 @@ def detect_dataset(
     if out is None or not processed:
         return run
     run.out = out
-    ids, running_numbers = assign_image_ids([image.path for image in processed])
-    with RunFolder(out, "detect") as folder:
-        write_coco_results(folder.path("detections.json"),
-                           (record for image in processed for record in image.coco_records(ids[image.path])))
-        if running_numbers:
-            folder.write_json("image_ids.json", {str(ids[image.path]): image.path for image in processed}, indent=1)
-        _write_parquet(folder.path("detections.parquet"), run.images, ids)
-        run.files = folder.commit({"images": len(processed), "detections": run.num_detections,
-                                   "errors": len(run.errors), "interrupted": run.interrupted, "ray": True,
+    with RunWriter(out, "detect", detection_formats(inputs.paths, out, drawings=False, table=True)) as writer:
+        for image in run.images:
+            writer.add(image.path, width=image.width, height=image.height, records=image.detections, error=image.error)
+        run.files = writer.commit({"images": writer.processed, "detections": writer.num_detections,
+                                   "errors": len(run.errors), "interrupted": run.interrupted, "clipped": bool(clip), "ray": True,
                                    "workers": run.workers})
+        run.description = writer.describe()
     return run
 
 
@@ -411,7 +395,7 @@ def _run(inputs: Inputs, spec: ModelSpec, *, address: Optional[str], workers: Op
         if image is None:
             if interrupted:
                 continue
-            image = ImageDetections(index, path, error=f"{path}: the cluster returned no result for it "
+            image = ImageDetections(index, path, error=f"{display_path(path)}: the cluster returned no result for it "
                                                        "(missing when Ray read it?)")
         images.append(image)
         if image.error is not None:

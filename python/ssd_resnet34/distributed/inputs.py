@@ -1,7 +1,7 @@
 """The input list of a distributed run: local files and folders, or object-storage URIs.
 
 The order is the one ``ssd-resnet34 detect`` uses (files as given, each folder's image files
-sorted by name, not recursive, hidden files skipped; see ``cli.detect.collect_images``), so
+sorted by name, not recursive, hidden files skipped; see :func:`ssd_resnet34.image.listing.list_images`), so
 image ids and the order of ``detections.json`` are the single-machine run's. Local inputs go
 to Ray as absolute paths (every node must see them: one machine, or a shared file system);
 URIs (``s3://bucket/prefix/``, ``gs://...``, ``file:///...``) are listed here with pyarrow's
@@ -111,7 +111,7 @@ def list_inputs(paths_or_uri: Any) -> Inputs:
     Raises ``TypeError`` for a value that is not a path/URI or a sequence of them, ``ValueError``
     for an empty sequence or for local paths mixed with remote URIs (run them separately).
     """
-    from ..cli.detect import IMAGE_SUFFIXES, collect_images
+    from ..image.listing import IMAGE_SUFFIXES, list_images
 
     items = _as_list(paths_or_uri)
     schemes = {(_URI.match(item).group(1).lower() if is_uri(item) else "file") for item in items}
@@ -120,10 +120,10 @@ def list_inputs(paths_or_uri: Any) -> Inputs:
                          "run each file system's inputs separately")
     inputs = Inputs()
     if schemes == {"file"} and not any(is_uri(item) for item in items):
-        paths, errors = collect_images(items)
-        inputs.paths = paths
-        inputs.sources = [os.path.abspath(path) for path in paths]
-        inputs.errors = errors
+        listing = list_images(items)  # a FIFO or a symbolic link loop is reported here, as detect does
+        inputs.paths = listing.paths
+        inputs.sources = [os.path.abspath(path) for path in listing.paths]
+        inputs.errors = listing.problems
         return inputs
     for item in items:
         _list_uri(item, IMAGE_SUFFIXES, inputs)

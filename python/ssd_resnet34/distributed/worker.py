@@ -41,6 +41,8 @@ class ModelSpec:
     verify: bool = True
     use_native: bool = True
     score_threshold: float = 0.05
+    #: Clip each box to its image before the records are made (``detect --clip``).
+    clip: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -76,22 +78,13 @@ class ModelSpec:
 
 
 def result_schema() -> Any:
-    """The ``pyarrow`` schema of the rows :class:`ImageDetector` returns, one per image:
+    """The ``pyarrow`` schema of the rows :class:`ImageDetector` returns, one per image: the one
+    table of :mod:`ssd_resnet34.output.parquet` (``detections.parquet``). In these rows
+    ``image_id`` (of the row and of its records) is the COCO id in the file name, else null (the
+    driver numbers the others, as ``detect`` does)."""
+    from ..output.parquet import schema
 
-    - ``path`` (string): the file as Ray Data read it;
-    - ``image_id`` (int64, null): the COCO id in its file name, else null (the driver numbers
-      the others, as ``detect`` does);
-    - ``width``, ``height`` (int64, null when unreadable): the original image size in pixels;
-    - ``error`` (string, null when processed): why the image could not be processed;
-    - ``detections`` (list of struct ``category_id`` int64, ``bbox`` list<double> ``[x, y, w, h]``
-      in pixels, ``score`` double): the COCO results records without their ``image_id``, score
-      descending, values exactly as :func:`ssd_resnet34.output.coco_results.to_coco_results`.
-    """
-    import pyarrow as pa
-
-    record = pa.struct([("category_id", pa.int64()), ("bbox", pa.list_(pa.float64())), ("score", pa.float64())])
-    return pa.schema([("path", pa.string()), ("image_id", pa.int64()), ("width", pa.int64()), ("height", pa.int64()),
-                      ("error", pa.string()), ("detections", pa.list_(record))])
+    return schema()
 
 
 def _reason(error: BaseException) -> str:
@@ -123,33 +116,30 @@ class ImageDetector:
         self._model = spec.build(device)
         self._engine = engines.create(self._model, device=device, **dict(engine_options or {}))
         self._batch_size = batch_size
+        self._clip = spec.clip
 
     def __call__(self, batch: Any) -> Any:
-        import pyarrow as pa
-
         from ..image import EncodedImage
-        from ..output.coco_results import image_id_from_file_name, to_coco_results
+        from ..output.coco_results import image_id_from_file_name, image_records
+        from ..output.parquet import rows_table
         from ..pipeline import run_pipeline
 
         paths = batch.column("path").to_pylist()
         items = [EncodedImage(path, data) for path, data in zip(paths, batch.column("bytes").to_pylist())]
-        rows: Dict[str, List[Any]] = {name: [] for name in result_schema().names}
+        rows: List[Dict[str, Any]] = []
         for outcome in run_pipeline(items, self._engine, self._model.postprocessor, batch_size=self._batch_size):
             path = paths[outcome.index]
-            rows["path"].append(path)
-            rows["image_id"].append(image_id_from_file_name(path))
             context = outcome.context or {}
-            rows["width"].append(context.get("width"))
-            rows["height"].append(context.get("height"))
-            if outcome.error is not None:
-                rows["error"].append(_reason(outcome.error))
-                rows["detections"].append([])
-                continue
-            rows["error"].append(None)
-            records = to_coco_results(outcome.results, 0)
-            rows["detections"].append([{key: value for key, value in record.items() if key != "image_id"}
-                                       for record in records])
-        return pa.Table.from_pydict(rows, schema=result_schema())
+            failed = outcome.error is not None
+            rows.append({"path": path, "image_id": image_id_from_file_name(path), "width": context.get("width"),
+                         "height": context.get("height"), "error": _reason(outcome.error) if failed else None,
+                         "detections": [] if failed else image_records(self._results(outcome))})
+        return rows_table(rows)
+
+    def _results(self, outcome: Any) -> Any:
+        if not self._clip:
+            return outcome.results
+        return outcome.detections.clip().to_results(outcome.context["width"], outcome.context["height"])
 
     def __del__(self) -> None:
         engine = getattr(self, "_engine", None)

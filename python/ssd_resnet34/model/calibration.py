@@ -14,17 +14,15 @@ from typing import Any, Union
 
 import numpy as np
 
+from ..image.listing import IMAGE_SUFFIXES, list_images
 from ..layout import INPUT_SHAPE
 
-__all__ = ["IMAGE_SUFFIXES", "CalibrationImages", "calibration_files"]
-
-#: File name suffixes taken from a calibration folder (case-insensitive).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+__all__ = ["CalibrationImages", "calibration_files"]
 
 
 def calibration_files(images: Union[str, "os.PathLike[str]", Iterable[Any]], count: int) -> list[Path]:
     """The calibration photos: the first ``count`` image files of a folder (sorted by name;
-    suffixes :data:`IMAGE_SUFFIXES`), or the first ``count`` paths of an iterable.
+    suffixes :data:`ssd_resnet34.image.listing.IMAGE_SUFFIXES`, as ``detect`` lists a folder), or the first ``count`` paths of an iterable.
 
     Raises:
         TypeError: ``count`` is not an int, or ``images`` is neither a path nor an iterable of paths.
@@ -42,9 +40,9 @@ def calibration_files(images: Union[str, "os.PathLike[str]", Iterable[Any]], cou
         if not folder.is_dir():
             raise ValueError(f"images must be a folder of photos or a list of image files; {folder} is a file "
                              "(pass [path] for one image)")
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = [Path(p) for p in list_images([folder]).paths]
         if not files:
-            raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+            raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
         return files[:int(count)]
     if not isinstance(images, Iterable):
         raise TypeError(f"images must be a folder path or an iterable of image paths, got {type(images).__name__}")

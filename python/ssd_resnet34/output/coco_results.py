@@ -18,7 +18,7 @@ from .._files import replacing
 from ..coco import label_to_category_id
 from ..types import ObjectDetectionResult
 
-__all__ = ["assign_image_ids", "image_id_from_file_name", "to_coco_results", "write_coco_results"]
+__all__ = ["assign_image_ids", "image_id_from_file_name", "image_records", "to_coco_results", "write_coco_results"]
 
 # COCO 2017 names ("000000397133.jpg") and COCO 2014 names ("COCO_val2014_000000397133.jpg").
 _COCO_NAME = re.compile(r"^(?:COCO_[A-Za-z]+\d{4}_)?(\d{12})\.[A-Za-z0-9]+$")
@@ -95,6 +95,14 @@ def to_coco_results(detections: Iterable[ObjectDetectionResult], image_id: int) 
             }
         )
     return records
+
+
+def image_records(detections: Iterable[ObjectDetectionResult]) -> List[Dict[str, Any]]:
+    """One image's COCO results records without ``image_id`` (``category_id``, ``bbox``,
+    ``score``; values as :func:`to_coco_results`): what a run keeps per image until the image
+    ids are known (``detect`` numbers the non-COCO names once the good images are known)."""
+    return [{key: value for key, value in record.items() if key != "image_id"}
+            for record in to_coco_results(detections, 0)]
 
 
 def write_coco_results(path: Union[str, "os.PathLike[str]"], records: Iterable[Dict[str, Any]]) -> Path:

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any, Iterable, List, Optional
 
 from .._files import replacing
+from .._manifest import MANIFEST, recorded_files
 
 __all__ = ["MANIFEST", "RunFolder"]
 
-#: The file that lists the current set of output files (relative names).
-MANIFEST = "run.json"
 _STAGING_PREFIX = ".ssd-resnet34-run-"
 
 
@@ -84,12 +83,7 @@ class RunFolder:
         return self.out / name
 
     def _previous(self) -> List[str]:
-        try:
-            recorded = json.loads((self.out / MANIFEST).read_text(encoding="utf-8"))
-            files = recorded.get("files", []) if isinstance(recorded, dict) else []
-        except (OSError, ValueError):
-            return []
-        return [f for f in files if isinstance(f, str) and os.path.basename(f) == f and f != MANIFEST]
+        return recorded_files(self.out)
 
     def commit(self, summary: Optional[dict] = None, only: Optional[Iterable[str]] = None) -> List[Path]:
         """Replace the previous set by the files written (or by those of them named in ``only``):

@@ -20,6 +20,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ...coco import category_id_to_label
+from ...image.listing import display_path, file_problem
 
 __all__ = ["CocoImage", "list_images", "load_coco_ground_truth", "read_annotations"]
 
@@ -181,12 +182,15 @@ def load_coco_ground_truth(
 
 
 def list_images(annotations: Any, images_dir: Union[str, "os.PathLike[str]"],
-                limit: Optional[int] = None) -> List[CocoImage]:
+                limit: Optional[int] = None, skipped: Optional[List[str]] = None) -> List[CocoImage]:
     """The images of ``annotations`` whose ``file_name`` exists in ``images_dir``, sorted by image id.
 
     ``annotations``: as :func:`load_coco_ground_truth` takes it. ``limit``: keep only the first
     ``limit`` of them (>= 1). Returns :class:`CocoImage` with ``path`` set (always inside
-    ``images_dir``: :func:`read_annotations` refuses absolute names and ``..``). Raises
+    ``images_dir``: :func:`read_annotations` refuses absolute names and ``..``). An annotated name
+    that is there but not a readable regular file (a symbolic link loop, a dangling link, a FIFO:
+    :func:`ssd_resnet34.image.listing.file_problem`) is left out and, when ``skipped`` is a list,
+    reported there as ``"path: reason; skipped"``. Raises
     ``NotADirectoryError`` when ``images_dir`` is not a directory and ``ValueError`` for a bad
     ``limit`` or annotation file.
     """
@@ -199,7 +203,13 @@ def list_images(annotations: Any, images_dir: Union[str, "os.PathLike[str]"],
     found = {}
     for image in sorted(data["images"], key=lambda im: im["id"]):
         path = folder / image["file_name"]
-        if path.is_file():
+        if not os.path.lexists(path):
+            continue  # not in this folder (a subset of the annotations)
+        problem = file_problem(path)
+        if problem is not None:
+            if skipped is not None:
+                skipped.append(f"{display_path(path)}: {problem}; skipped")
+        else:
             found[image["id"]] = path
             if limit is not None and len(found) == limit:
                 break

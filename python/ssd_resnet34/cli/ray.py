@@ -3,7 +3,8 @@
 ``detect IMAGES... --ray`` starts a local Ray instance for the run; ``--ray ADDRESS`` (``auto``,
 ``HOST:6379``, ``ray://HOST:10001``) connects to a cluster. The model options mean what they mean
 without ``--ray``; the driver loads the model first (so a missing file fails at once), then each
-actor loads it on its node. Importing this module does not import Ray.
+actor loads it on its node. Importing this module does not import Ray. The command line imports
+:mod:`ssd_resnet34.distributed`, never the reverse.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ ENGINE_FLAGS = ("engine", "precision")
 
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--ray [ADDRESS]`` and ``--ray-workers N`` to a command's parser."""
-    from ..cli._common import positive_int
+    from ._common import positive_int
 
     group = parser.add_argument_group("Ray cluster (pip install 'ssd-resnet34[ray]')")
     group.add_argument(
@@ -38,7 +39,7 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _address(args: argparse.Namespace) -> Any:
-    from ..cli._common import CommandError
+    from ._common import CommandError
 
     if args.ray == LOCAL:
         return None
@@ -51,7 +52,7 @@ def _address(args: argparse.Namespace) -> Any:
 def _options(args: argparse.Namespace, score_threshold: float = 0.05) -> Dict[str, Any]:
     """detect_dataset's model and engine arguments from the command's options; the model is
     loaded here first (the warning for --synthetic, a clear error for missing weights)."""
-    from ..cli._common import load_model
+    from ._common import load_model
 
     load_model(args, score_threshold=score_threshold)
     options: Dict[str, Any] = {
@@ -71,26 +72,26 @@ def _options(args: argparse.Namespace, score_threshold: float = 0.05) -> Dict[st
 def detect_command(args: argparse.Namespace) -> int:
     """``detect ... --ray``: exit status 0, 1 after a bad input (one ``error:`` line each), 130
     when interrupted; raises ``CommandError`` when nothing could be processed."""
-    from ..cli._common import CommandError
-    from .dataset import detect_dataset
+    from ..distributed.dataset import detect_dataset
+    from ._common import CommandError
+    from ._progress import say
 
     if not args.no_draw:
         print("note: --ray writes no drawings (detections.json, detections.parquet and image_ids.json only)",
               file=sys.stderr)
     options = _options(args, args.score_threshold)
     try:
-        run = detect_dataset(args.images, args.out, limit=args.limit, **options)
+        run = detect_dataset(args.images, args.out, limit=args.limit, clip=args.clip, **options)
     except ValueError as error:
         raise CommandError(f"{error}; {args.out} is left as it was") from None
     for message in run.errors:
-        print(f"error: {message}", file=sys.stderr)
+        say(f"error: {message}", sys.stderr)
     if not run.files:
         raise CommandError(f"no image could be processed; {args.out} is left as it was")
-    names = ", ".join(str(path) for path in run.files if path.name != "run.json")
-    print(f"wrote {names} ({run.num_detections} detections, {run.processed} images, {run.workers} Ray "
-          f"worker{'s' if run.workers != 1 else ''}, {run.seconds:.1f} s)", file=sys.stderr)
+    say(f"wrote {run.description} ({run.workers} Ray worker{'s' if run.workers != 1 else ''}, "
+        f"{run.seconds:.1f} s)", sys.stderr)
     if run.interrupted:
-        print(f"interrupted: {args.out} holds the {run.processed} image(s) finished before Ctrl-C", file=sys.stderr)
+        say(f"interrupted: {args.out} holds the {run.processed} image(s) finished before Ctrl-C", sys.stderr)
         return 130
     return 1 if run.errors else 0
 
@@ -98,8 +99,8 @@ def detect_command(args: argparse.Namespace) -> int:
 def eval_records(args: argparse.Namespace, images: List[Any]) -> List[Dict[str, Any]]:
     """``eval ... --ray``: the COCO results records of ``images`` (``CocoImage``), in order, with
     their annotation ids. A COCO image that cannot be processed is an error of the evaluation."""
-    from ..cli._common import CommandError
-    from .dataset import detect_dataset
+    from ._common import CommandError
+    from ..distributed.dataset import detect_dataset
 
     if args.oracle:
         raise CommandError("--oracle runs no model: do not combine it with --ray")
