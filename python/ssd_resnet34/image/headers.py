@@ -25,7 +25,16 @@ from typing import NamedTuple, Optional, Tuple
 
 from PIL import Image
 
-__all__ = ["HeaderError", "ImageHeader", "read_header", "sniff_format"]
+__all__ = [
+    "DECODER_MAX_BYTES",
+    "HeaderError",
+    "ImageHeader",
+    "METADATA_BYTES",
+    "SIGNATURE_BYTES",
+    "max_file_bytes",
+    "read_header",
+    "sniff_format",
+]
 
 
 class HeaderError(ValueError):
@@ -81,6 +90,39 @@ _PREFIXES: Tuple[Tuple[bytes, Tuple[str, Optional[str]]], ...] = (
     (b"Pf", _PFM),
     *((b"P" + str(k).encode(), _PNM) for k in range(1, 7)),
 )
+
+
+#: Bytes :func:`sniff_format` needs from the start of a file.
+SIGNATURE_BYTES = 32
+
+#: ``cv2.imdecode`` takes at most this many bytes (its buffer is one OpenCV matrix row, whose
+#: length is a C ``int``): a larger buffer is an OpenCV assertion, never an image.
+DECODER_MAX_BYTES = 2**31 - 1
+
+#: What a file may hold besides its pixels (ICC profile, EXIF, XMP, palettes, thumbnails), in
+#: bytes: 64 MiB.
+METADATA_BYTES = 64 * 2**20
+
+#: The most bytes one pixel takes in the largest legitimate encoding of each format OpenCV
+#: decodes (uncompressed or a codec's worst-case expansion, at the widest sample type):
+#: JPEG 8 (4:4:4 quality 100 noise measures 4.1, CMYK and progressive more), PNG 8 (16-bit RGBA),
+#: BMP 4 (32-bit), TIFF 32 (4 channels of float64), WebP 8 (lossless noise measures 3.0), GIF 2
+#: (12-bit LZW codes for 8-bit pixels), Sun raster 8 (RLE of 32-bit), JPEG 2000 and AVIF 16
+#: (16-bit 4 channels and codec overhead), PNM 24 (ASCII ``P3`` with 16-bit samples, ``65535 ``
+#: and line breaks), PAM 8 (4 channels of 16 bits), PFM 12 (3 channels of float32), Radiance HDR
+#: 5 (RGBE, RLE overhead).
+BYTES_PER_PIXEL = {
+    _JPEG[0]: 8, _PNG[0]: 8, _BMP[0]: 4, _TIFF[0]: 32, _WEBP[0]: 8, _GIF[0]: 2, _SUN[0]: 8,
+    _JP2[0]: 16, _AVIF[0]: 16, _PNM[0]: 24, _PAM[0]: 8, _PFM[0]: 12, _HDR[0]: 5, _EXR[0]: 32,
+}
+
+
+def max_file_bytes(format_name: str, max_pixels: int) -> int:
+    """The largest file, in bytes, that can hold an image of ``max_pixels`` pixels in the format
+    ``format_name`` (a name :func:`sniff_format` returns): ``max_pixels`` times the format's
+    ``BYTES_PER_PIXEL``, plus ``METADATA_BYTES``, and never above ``DECODER_MAX_BYTES``. A larger
+    file is not an image within the limit, and is refused before it is read."""
+    return min(max_pixels * BYTES_PER_PIXEL[format_name] + METADATA_BYTES, DECODER_MAX_BYTES)
 
 
 def sniff_format(data: bytes) -> Tuple[str, Optional[str]]:
