@@ -9,7 +9,8 @@ read from its header:
 - by Pillow's header parser, restricted to the recognized format (JPEG, PNG, BMP, TIFF and
   BigTIFF, WebP, GIF, Sun raster, JPEG 2000, AVIF, PBM/PGM/PPM), which reads the header only
   (Pillow decodes lazily);
-- by this module for the formats Pillow does not read: Radiance HDR, PAM and PFM.
+- by this module for the formats Pillow does not read: Radiance HDR (line for line as OpenCV's
+  ``rgbe.cpp`` reads it, so the guard and the decoder never disagree on the size), PAM and PFM.
 
 A file whose signature is none of these, or whose header cannot be read, is refused
 (:class:`HeaderError`) rather than handed to a decoder that would allocate first. OpenEXR is
@@ -140,21 +141,61 @@ def sniff_format(data: bytes) -> Tuple[str, Optional[str]]:
     raise HeaderError("not an image (unrecognized format: the first bytes are no known image signature)")
 
 
-_HDR_SIZE = re.compile(rb"^([-+])([XY]) (\d+) ([-+])([XY]) (\d+)$")
+#: The longest Radiance header read (bytes up to the resolution line); a longer one is refused.
+_HDR_MAX_HEADER = 2**20
+_HDR_FORMAT = b"FORMAT=32-bit_rle_rgbe\n"
+# sscanf(line, "-Y %d +X %d"): a space matches any run of C whitespace, %d skips it too.
+_C_SPACE = rb"[ \t\n\v\f\r]*"
+_HDR_SIZE = re.compile(rb"-Y" + _C_SPACE + rb"([+-]?[0-9]+)" + _C_SPACE + rb"\+X" + _C_SPACE + rb"([+-]?[0-9]+)")
+
+
+def _fgets(data: bytes, position: int) -> Tuple[Optional[bytes], int]:
+    """C's ``fgets(buf, 128, file)`` at ``position``: up to 127 bytes, through the first newline;
+    None at the end of the data."""
+    if position >= len(data):
+        return None, position
+    newline = data.find(b"\n", position, position + 127)
+    end = position + 127 if newline < 0 else newline + 1
+    return data[position:end], min(end, len(data))
+
+
+def _c_int(digits: bytes) -> int:
+    """What glibc's ``sscanf("%d")`` stores: ``strtol`` (clamped to 64 bits), cast to a 32-bit int."""
+    value = max(-(2**63), min(int(digits), 2**63 - 1))
+    return (value + 2**31) % 2**32 - 2**31
 
 
 def _radiance_size(data: bytes) -> Tuple[int, int]:
-    """Radiance RGBE: text lines, an empty line, then the resolution line ``-Y H +X W``."""
-    lines = data[:65536].split(b"\n")
-    for k, line in enumerate(lines):
-        if line.strip() == b"" and k > 0 and k + 1 < len(lines):
-            match = _HDR_SIZE.match(lines[k + 1].strip())
-            if match is None or match.group(2) == match.group(5):
-                break
-            first, second = int(match.group(3)), int(match.group(6))
-            # "-Y H +X W": rows first (height), then columns; "+X W -Y H" the other way round.
-            return (second, first) if match.group(2) == b"Y" else (first, second)
-    raise HeaderError("cannot read its Radiance HDR header (no resolution line after the header)")
+    """Radiance RGBE, read exactly as OpenCV's ``RGBE_ReadHeader`` (``imgcodecs/src/rgbe.cpp``) reads
+    it, line by line as ``fgets(buf, 128)`` splits them: the first line is skipped; then the header
+    ends at the first line that starts with a newline (a line of spaces does not end it); lines
+    starting with ``#`` are comments; ``FORMAT=32-bit_rle_rgbe`` must be one of the lines; the line
+    after the header is ``-Y H +X W`` as ``sscanf`` reads it (the only orientation OpenCV decodes).
+    OpenCV refuses a width or height <= 0, and so does this."""
+    limit = data[: _HDR_MAX_HEADER]
+    _, position = _fgets(limit, 0)
+    has_format = False
+    while True:
+        line, position = _fgets(limit, position)
+        if line is None:
+            raise HeaderError(
+                "cannot read its Radiance HDR header (no empty line ending it"
+                f"{' in its first 1 MiB' if len(data) > _HDR_MAX_HEADER else ''})"
+            )
+        if line[:1] == b"\n":
+            break
+        if line[:1] != b"#" and line.split(b"\0", 1)[0] == _HDR_FORMAT:
+            has_format = True
+    if not has_format:
+        raise HeaderError("cannot read its Radiance HDR header (no FORMAT=32-bit_rle_rgbe line)")
+    line, _ = _fgets(limit, position)
+    match = _HDR_SIZE.match((line or b"").split(b"\0", 1)[0])
+    if match is None:
+        raise HeaderError("cannot read its Radiance HDR header (no resolution line -Y H +X W after the header)")
+    height, width = _c_int(match.group(1)), _c_int(match.group(2))
+    if width <= 0 or height <= 0:
+        raise HeaderError(f"cannot read its Radiance HDR header (it declares {width}x{height} pixels)")
+    return width, height
 
 
 def _pam_size(data: bytes) -> Tuple[int, int]:
