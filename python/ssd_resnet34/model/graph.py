@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, external_data_helper, helper
 
 from ..layout import INPUT_SHAPE
 
@@ -32,8 +32,9 @@ _SMALL_INITIALIZER = 4096
 Shape = tuple  # tuple[int | None, ...]; None for a dimension inference left unknown
 
 
-def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
-    """Load an ONNX model file.
+def load_onnx(path: str | os.PathLike, *, data: bytes | None = None) -> onnx.ModelProto:
+    """Load an ONNX model file; with ``data``, parse those bytes (the file's, already read and
+    checked) instead of reading the file again (external data is still read from beside it).
 
     Raises:
         FileNotFoundError: no such file.
@@ -41,11 +42,15 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
             the message names the file.
     """
     path = Path(path)
-    size = path.stat().st_size
+    size = path.stat().st_size if data is None else len(data)
     if size == 0:
         raise ValueError(f"{path} is empty (0 bytes), not an ONNX model")
     try:
-        return onnx.load(str(path))
+        if data is None:
+            return onnx.load(str(path))
+        model = onnx.load_model_from_string(data)
+        external_data_helper.load_external_data_for_model(model, str(path.parent))
+        return model
     except Exception as error:  # google.protobuf DecodeError, onnx's own parse errors
         raise ValueError(f"{path} is not an ONNX model ({size:,} bytes that protobuf cannot parse as "
                          f"onnx.ModelProto: {type(error).__name__}: {error})") from None
