@@ -223,8 +223,9 @@ def read_header(data: bytes) -> ImageHeader:
     """The format and declared size of an image file's bytes, without decoding the image.
 
     Raises :class:`HeaderError` when the format is not recognized, cannot be checked (OpenEXR) or
-    its header is unreadable, and ``PIL.Image.DecompressionBombError`` when Pillow finds the
-    declared size beyond twice its own limit (the caller reports both as too large / unusable).
+    its header is unreadable (the message says why, e.g. a 12-bit JPEG), and
+    ``PIL.Image.DecompressionBombError`` when a Pillow plugin (WebP) finds the declared size
+    beyond twice Pillow's own limit (the caller reports it as too large).
     """
     name, plugin = sniff_format(data)
     if name == _HDR[0]:
@@ -233,17 +234,42 @@ def read_header(data: bytes) -> ImageHeader:
         width, height = _pam_size(data)
     elif name == _PFM[0]:
         width, height = _pfm_size(data)
+    elif name == _PNG[0]:
+        width, height = _png_size(data)
     elif plugin is None:
         raise HeaderError(f"{name} images are not accepted (their size cannot be checked before decoding)")
     else:
-        try:
-            with warnings.catch_warnings():
-                # Pillow warns between its own limit and twice that; the caller decides.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data), formats=[plugin]) as header:
-                    width, height = header.size
-        except Image.DecompressionBombError:
-            raise
-        except Exception as error:  # Pillow's own errors for a broken header
-            raise HeaderError(f"cannot read its {name} header ({error})") from None
+        width, height = _pillow_size(data, name, plugin)
     return ImageHeader(name, int(width), int(height))
+
+
+def _png_size(data: bytes) -> Tuple[int, int]:
+    """PNG: the IHDR chunk, which must come first (as libpng requires). Read here rather than by
+    Pillow, which parses every chunk before the image data and refuses a legitimate ICC profile
+    over 1 MB (``PngImagePlugin.MAX_TEXT_CHUNK``); libpng, OpenCV's decoder, reads it."""
+    if len(data) < 24 or data[8:16] != b"\x00\x00\x00\x0dIHDR":
+        raise HeaderError("cannot read its PNG header (the IHDR chunk must come first)")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _pillow_size(data: bytes, name: str, plugin: str) -> Tuple[int, int]:
+    """Width and height from Pillow's parser for ``plugin``, called directly so that its own
+    reason reaches the message (``Image.open`` replaces it by "cannot identify image file
+    <_io.BytesIO object at 0x...>"). Pillow's decompression-bomb check is not needed: the caller
+    compares the size with its own limit."""
+    Image.init()  # registers the plugins once
+    factory = Image.OPEN[plugin][0]
+    try:
+        with warnings.catch_warnings():
+            # Some plugins (WebP) check Pillow's own limit, warning between it and twice it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with factory(io.BytesIO(data), "") as header:
+                return header.size
+    except Image.DecompressionBombError:
+        raise
+    except Exception as error:  # Pillow's own errors for a broken header
+        reason = _OBJECT_REPR.sub("", str(error)).strip() or type(error).__name__
+        raise HeaderError(f"cannot read its {name} header ({reason})") from None
