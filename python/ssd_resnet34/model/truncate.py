@@ -29,7 +29,7 @@ from onnx import TensorProto, helper
 
 from .._files import cache_dir, replacing, trust_file, write_stamp
 from ..layout import HEAD_SHAPES, INPUT_SHAPE, NUM_CLASSES
-from .graph import infer_shapes, load_onnx, model_input, producers
+from .graph import check_model_size, infer_shapes, load_onnx, model_input, producers
 from .optimize import constant_weights, dynamic_batch, fold_batch_norms
 
 __all__ = [
@@ -263,6 +263,7 @@ def _intact(target: Path, expected: str | None) -> bool:
 def _load_checked(src: Path, source_sha256: str) -> onnx.ModelProto:
     """The source model parsed from bytes read once, whose sha256 must be ``source_sha256`` (the
     digest it was verified or keyed with): a file swapped after its check is refused."""
+    check_model_size(src)  # before it is read whole
     data = src.read_bytes()
     got = hashlib.sha256(data).hexdigest()
     if got != source_sha256:
