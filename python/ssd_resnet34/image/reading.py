@@ -65,30 +65,25 @@ def _read_bytes(path: Union[str, "os.PathLike[str]"]) -> bytes:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as error:
         raise ImageError(path, f"cannot read it ({error.strerror or error})") from None
-    with open(descriptor, "rb", buffering=0) as file:
+    with open(descriptor, "rb") as file:
         try:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode):  # replaced since the os.stat above
                 raise ImageError(path, "not a regular file")
-            if info.st_size == 0:
-                raise ImageError(path, "empty file (0 bytes)")
             start = file.read(SIGNATURE_BYTES)
+            if not start:
+                raise ImageError(path, "empty file (0 bytes)")
             limit = _byte_limit(start, path)
             if info.st_size > limit:
                 raise ImageError(path, _too_many_bytes(info.st_size, limit, start))
-            chunks = [start]
-            size = len(start)
-            while size <= limit:
-                chunk = file.read(min(limit + 1 - size, 2**24))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
+            file.seek(0)
+            data = file.read(info.st_size + 1)  # one allocation; one byte more shows growth
+            if len(data) > info.st_size:  # it grows while it is read: never past the limit
+                data += file.read(limit + 1 - len(data)) if len(data) <= limit else b""
         except OSError as error:
             raise ImageError(path, f"cannot read it ({error.strerror or error})") from None
-    if size > limit:  # it grew while it was read
-        raise ImageError(path, _too_many_bytes(size, limit, start))
-    data = b"".join(chunks)
+    if len(data) > limit:
+        raise ImageError(path, _too_many_bytes(len(data), limit, start))
     if not data:
         raise ImageError(path, "empty file (0 bytes)")
     return data
