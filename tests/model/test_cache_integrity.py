@@ -180,15 +180,16 @@ def test_a_planted_heads_graph_with_a_forged_stamp_is_rebuilt(tmp_path, cache, s
     assert all(p.key != "planted" for p in onnx.load(str(heads)).metadata_props)
 
 
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
 def test_a_heads_file_swapped_after_its_check_is_refused_by_the_engine(tmp_path, cache, synthetic_full_path,
-                                                                        synthetic_heads_path):
+                                                                        synthetic_heads_path, engine):
     src = tmp_path / "model.onnx"
     shutil.copyfile(synthetic_full_path, src)
     heads = truncated_model_path(src)  # checked: trusted with its digest
     assert read_trusted(heads) == heads.read_bytes()
     shutil.copyfile(synthetic_heads_path, heads)  # swapped between the check and the load
     with pytest.raises(ValueError, match=r"model\.heads\.onnx changed after it was checked .* refused"):
-        create(heads, device="cpu", engine="onnxruntime", precision="fp32")
+        create(heads, device="cpu", engine=engine, precision="fp32")
 
 
 def test_the_source_swapped_after_its_check_is_refused(tmp_path, cache, synthetic_full_path):
