@@ -6,11 +6,15 @@ pixels, and OpenCV allocates the whole image before it finds out the data is mis
 format is recognized by its signature (the first bytes), and the declared width and height are
 read from its header:
 
-- by Pillow's header parser, restricted to the recognized format (JPEG, PNG, BMP, TIFF and
-  BigTIFF, WebP, GIF, Sun raster, JPEG 2000, AVIF, PBM/PGM/PPM), which reads the header only
-  (Pillow decodes lazily);
+- by Pillow's header parser, restricted to the recognized format (JPEG, BMP, TIFF and BigTIFF,
+  WebP, GIF, Sun raster, JPEG 2000, AVIF, PBM/PGM/PPM), which reads the header only (Pillow
+  decodes lazily); its own reason is in the error (e.g. "cannot handle 12-bit layers");
 - by this module for the formats Pillow does not read: Radiance HDR (line for line as OpenCV's
-  ``rgbe.cpp`` reads it, so the guard and the decoder never disagree on the size), PAM and PFM.
+  ``rgbe.cpp`` reads it, so the guard and the decoder never disagree on the size), PAM and PFM;
+  and for PNG (its IHDR chunk, which comes first: Pillow would parse every chunk before the
+  pixels, and refuses an ICC profile over 1 MB).
+
+Every file is also bounded in bytes before it is read (:func:`max_file_bytes`).
 
 A file whose signature is none of these, or whose header cannot be read, is refused
 (:class:`HeaderError`) rather than handed to a decoder that would allocate first. OpenEXR is
