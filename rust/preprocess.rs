@@ -31,22 +31,32 @@ pub(crate) struct NormalizeLut {
 }
 
 impl NormalizeLut {
-    /// `mean`, `std`: per RGB channel, rounded to float32. Errors: a non-finite value or
-    /// a zero/non-finite std (`ValueError`).
+    /// `mean`, `std`: per RGB channel, rounded to float32. Errors (`ValueError`): a non-finite
+    /// mean; a std that is not a normal float32 (zero, subnormal, e.g. 1e-40, or non-finite),
+    /// or a mean and std whose normalized values overflow float32 (±inf for some pixel).
     pub(crate) fn new(mean: [f64; 3], std: [f64; 3]) -> Result<Self, Error> {
         let mean32 = mean.map(|m| m as f32);
         let std32 = std.map(|s| s as f32);
         if !mean32.iter().all(|m| m.is_finite()) {
             return Err(Error::InvalidArgument(format!("mean = {mean:?} must be 3 finite values")));
         }
-        if !std32.iter().all(|s| s.is_finite() && *s != 0.0) {
-            return Err(Error::InvalidArgument(format!("std = {std:?} must be 3 finite non-zero values")));
+        if !std32.iter().all(|s| s.is_normal()) {
+            return Err(Error::InvalidArgument(format!(
+                "std = {std:?} must be 3 finite non-zero values, each a normal float32 (magnitude at least {:e}; \
+                 a smaller one divides pixels to infinity)",
+                f32::MIN_POSITIVE
+            )));
         }
         let mut table = [[0.0f32; 256]; 3];
         for (c, row) in table.iter_mut().enumerate() {
             for (v, t) in row.iter_mut().enumerate() {
                 *t = normalize_value(v as u8, mean32[c], std32[c]);
             }
+        }
+        if let Some(c) = (0..3).find(|&c| !table[c].iter().all(|t| t.is_finite())) {
+            return Err(Error::InvalidArgument(format!(
+                "mean = {mean:?} and std = {std:?} overflow float32 for channel {c}: (v / 255 - mean) / std must be finite"
+            )));
         }
         Ok(NormalizeLut { table })
     }
@@ -131,6 +141,13 @@ mod tests {
         assert!(NormalizeLut::new(IMAGENET_MEAN, [0.2, 0.0, 0.2]).is_err());
         assert!(NormalizeLut::new([f64::NAN, 0.0, 0.0], IMAGENET_STD).is_err());
         assert!(NormalizeLut::new(IMAGENET_MEAN, [1e300, 1.0, 1.0]).is_err());
+        // Issue 15: a subnormal float32 std (1e-40) or one that rounds to 0 divided pixels to ±inf.
+        assert!(NormalizeLut::new(IMAGENET_MEAN, [1e-40, 1.0, 1.0]).is_err());
+        assert!(NormalizeLut::new(IMAGENET_MEAN, [1.0, 1e-50, 1.0]).is_err());
+        assert!(NormalizeLut::new(IMAGENET_MEAN, [1.0, 1.0, -1e-39]).is_err());
+        // Normal values whose quotient overflows float32.
+        assert!(NormalizeLut::new([3e38, 0.0, 0.0], [1e-3, 1.0, 1.0]).is_err());
+        assert!(NormalizeLut::new([0.485, -1e36, 0.406], [0.229, 1e-3, 0.225]).is_err());
         let lut = NormalizeLut::new(IMAGENET_MEAN, IMAGENET_STD).unwrap();
         let mut out = vec![0.0; 12];
         assert!(normalize_bgr_to_rgb_chw(&lut, &[0; 12], 2, 2, &mut out).is_ok());

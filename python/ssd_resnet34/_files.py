@@ -6,10 +6,18 @@ truncated copies of models whose own folder is read-only, the synthetic test mod
 engine caches and their stamps. Nothing in it is precious: deleting the folder only costs a
 re-download or a rebuild.
 
-A *stamp* is a small JSON file beside (or about) a file: its size, modification time, sha256 and
-a caller-chosen key (what it was built from). :func:`stamp_matches` accepts the file when size
-and key match and either the mtime is unchanged or, after a change, the sha256 still is; so a
-truncated or overwritten cache entry is detected and rebuilt (:func:`build_cached`).
+A *stamp* is a small JSON file beside (or about) a file: its identity (size, modification and
+status-change times in ns, inode and device), sha256 and a caller-chosen key (what it was built
+from). :func:`stamp_matches` accepts the file when size and key match and either the whole
+identity is unchanged or, after a change, the sha256 still is; so a truncated or overwritten
+cache entry is detected and rebuilt (:func:`build_cached`). The ctime cannot be set back by a
+user (any write, rename or ``utime`` moves it), so a file rewritten in place with its size and
+mtime restored is hashed again.
+
+A stamp is a cache, not a proof: whoever can write the stamp can forge it. Files whose content
+must be the one checked are *trusted* (:func:`trust_file`) with the digest taken from bytes this
+process read, and opened through :func:`read_trusted`: the bytes are read once, hashed, and those
+same bytes are handed to the runtime, so a file swapped after the check is refused, not loaded.
 """
 
 from __future__ import annotations
@@ -31,7 +39,11 @@ __all__ = [
     "cache_dir",
     "file_sha256",
     "replacing",
+    "file_identity",
+    "read_trusted",
+    "stamp_digest",
     "stamp_matches",
+    "trust_file",
     "write_stamp",
 ]
 
@@ -109,22 +121,65 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def write_stamp(stamp: Path, path: Path, sha256: str, key: str = "") -> None:
-    """Record that ``path``, as it is now, has this ``sha256`` and was made from ``key``.
+def file_identity(st: os.stat_result) -> dict:
+    """What a stamp compares: size, mtime and ctime in ns, inode and device."""
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+            "ino": st.st_ino, "dev": st.st_dev}
+
+
+def write_stamp(stamp: Path, path: Path, sha256: str, key: str = "", identity: Optional[dict] = None) -> None:
+    """Record that ``path``, as it is now (or as ``identity``, :func:`file_identity` of the file
+    that was hashed), has this ``sha256`` and was made from ``key``.
     Silently skipped when the stamp cannot be written (a read-only cache only costs a rehash)."""
-    st = path.stat()
-    text = json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256, "key": key})
     try:
+        identity = identity or file_identity(path.stat())
+        text = json.dumps({**identity, "sha256": sha256, "key": key})
         with replacing(stamp) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
     except OSError:
         pass
 
 
+def hash_with_identity(path: Path, chunk_size: int = 1 << 20) -> tuple[str, dict]:
+    """``(sha256, identity)`` of one open file, its identity from ``fstat`` before and after the
+    hash (hashed again, up to 3 times, while it changes under the read)."""
+    for _ in range(3):
+        with open(path, "rb") as f:
+            before = file_identity(os.fstat(f.fileno()))
+            h = hashlib.sha256()
+            while block := f.read(chunk_size):
+                h.update(block)
+            if file_identity(os.fstat(f.fileno())) == before:
+                return h.hexdigest(), before
+    raise OSError(f"{path} keeps changing while it is read")
+
+
+def stamp_digest(stamp: Path, path: Path, key: str = "") -> Optional[str]:
+    """The sha256 of ``path``: the one ``stamp`` recorded when the file's identity is unchanged
+    and the key is ``key``, else hashed now (and the stamp rewritten). None when the file cannot
+    be read."""
+    try:
+        recorded = json.loads(stamp.read_text(encoding="utf-8"))
+        st = path.stat()
+    except (OSError, ValueError):
+        recorded, st = None, None
+    if (isinstance(recorded, dict) and st is not None and recorded.get("key") == key
+            and all(recorded.get(field) == value for field, value in file_identity(st).items())
+            and isinstance(recorded.get("sha256"), str)):
+        return recorded["sha256"]
+    try:
+        digest, identity = hash_with_identity(path)
+    except OSError:
+        return None
+    write_stamp(stamp, path, digest, key, identity)
+    return digest
+
+
 def stamp_matches(stamp: Path, path: Path, key: str = "", sha256: Optional[str] = None) -> bool:
     """True when ``path`` is the file ``stamp`` recorded: same key, same size, and either the
-    same mtime or (after a touch or rewrite) the same sha256 on rehashing; with ``sha256`` the
-    recorded digest must also equal it. False for a missing file or stamp, or any damage."""
+    same identity (:func:`file_identity`) or (after a touch or rewrite) the same sha256 on
+    rehashing; with ``sha256`` the recorded digest must also equal it. False for a missing file
+    or stamp, or any damage."""
     try:
         recorded = json.loads(stamp.read_text(encoding="utf-8"))
         st = path.stat()
@@ -134,13 +189,44 @@ def stamp_matches(stamp: Path, path: Path, key: str = "", sha256: Optional[str] 
         return False
     if sha256 is not None and recorded.get("sha256") != sha256:
         return False
-    if recorded.get("mtime_ns") == st.st_mtime_ns:
+    if all(recorded.get(field) == value for field, value in file_identity(st).items()):
         return True
-    digest = file_sha256(path)
+    try:
+        digest, identity = hash_with_identity(path)
+    except OSError:
+        return False
     if digest != recorded.get("sha256"):
         return False
-    write_stamp(stamp, path, digest, key)
+    write_stamp(stamp, path, digest, key, identity)
     return True
+
+
+_TRUSTED: dict = {}
+
+
+def trust_file(path: Path, sha256: str) -> None:
+    """Remember (in this process) that ``path`` must hold exactly the bytes whose digest is
+    ``sha256`` when :func:`read_trusted` opens it."""
+    _TRUSTED[str(Path(path).resolve())] = sha256
+
+
+def read_trusted(path: Path) -> Optional[bytes]:
+    """The bytes of a file :func:`trust_file` named, read once and checked against its digest:
+    what the runtime must load (never the path again). None for a file that was not trusted.
+
+    Raises:
+        ValueError: the file's bytes are not the ones checked (it was replaced or rewritten
+            after the check); the message names the file and both digests.
+    """
+    expected = _TRUSTED.get(str(Path(path).resolve()))
+    if expected is None:
+        return None
+    data = Path(path).read_bytes()
+    got = hashlib.sha256(data).hexdigest()
+    if got != expected:
+        raise ValueError(f"{path} changed after it was checked (sha256 {got}, checked {expected}): "
+                         "it was replaced or rewritten while in use; refused. Run again to rebuild it")
+    return data
 
 
 def build_cached(path: Path, key: str, build: Callable[[Path], None]) -> Path:

@@ -34,7 +34,7 @@ from .image import preprocess as _preprocess
 from .layout import INPUT_SHAPE
 from .model.synthetic import MEANINGLESS, synthetic_model_path
 from .model.truncate import truncated_model_path
-from .model.weights import resolve_model_path
+from .model.weights import OFFICIAL_SHA256, resolve_model_path
 from .pipeline import ImageResult, check_batch_size, run_pipeline
 from .postprocess.defaults import SCORE_THRESHOLD
 from .types import ObjectDetectionResult
@@ -141,7 +141,9 @@ class SSDResNet34:
         ONNX or not an SSD-ResNet34 graph.
         """
         source = Path(resolve_model_path(model_path, download=download, verify=verify))
-        path = Path(truncated_model_path(source)) if truncate else source
+        # The heads are keyed by (and a rebuild checks) the digest the source was verified against.
+        checked = OFFICIAL_SHA256 if verify else None
+        path = Path(truncated_model_path(source, source_sha256=checked)) if truncate else source
         return cls(
             path,
             source_path=source,

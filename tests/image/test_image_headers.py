@@ -58,7 +58,7 @@ def _pam(width: int, height: int) -> bytes:
     return f"P7\nWIDTH {width}\nHEIGHT {height}\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n".encode() + b"\x00" * 64
 
 
-def _hdr(width: int, height: int) -> bytes:
+def _hdr(width: int, height: int) -> bytes:  # OpenCV reads only "-Y H +X W"
     return f"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y {height} +X {width}\n".encode() + b"\x00" * 64
 
 
@@ -116,10 +116,77 @@ def test_every_format_opencv_writes_is_read_and_sized(tmp_path, ext):
 
 
 def test_radiance_orientations():
-    assert read_header(b"#?RGBE\n\n+X 640 -Y 480\n").width == 640
-    assert read_header(b"#?RADIANCE\nEXPOSURE=1\n\n-Y 480 +X 640\n")[1:] == (640, 480)
+    # OpenCV reads only "-Y H +X W" (rows top to bottom, columns left to right) and needs FORMAT.
+    assert read_header(b"#?RADIANCE\nEXPOSURE=1\nFORMAT=32-bit_rle_rgbe\n\n-Y 480 +X 640\n")[1:] == (640, 480)
+    with pytest.raises(HeaderError, match="no resolution line -Y H"):
+        read_header(b"#?RGBE\nFORMAT=32-bit_rle_rgbe\n\n+X 640 -Y 480\n")
     with pytest.raises(HeaderError, match="Radiance HDR header"):
         read_header(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n")
+
+
+_FORMAT = b"FORMAT=32-bit_rle_rgbe\n"
+#: Radiance headers (for an 8 x 4 image) that a lenient parser reads otherwise than OpenCV.
+RADIANCE_HEADERS = {
+    "plain": b"#?RADIANCE\n" + _FORMAT + b"\n-Y 4 +X 8\n",
+    "format before another line": b"#?RADIANCE\n" + _FORMAT + b"EXPOSURE=1\n\n-Y 4 +X 8\n",
+    "no format line": b"#?RADIANCE\n\n-Y 4 +X 8\n",
+    "columns first": b"#?RADIANCE\n" + _FORMAT + b"\n+X 8 -Y 4\n",
+    "a line of spaces is not the end": b"#?RADIANCE\n \n-Y 2 +X 2\n" + _FORMAT + b"\n-Y 4 +X 8\n",
+    "32-bit overflow": b"#?RADIANCE\n" + _FORMAT + b"\n-Y 4294967300 +X 8\n",
+    "64-bit overflow": b"#?RADIANCE\n" + _FORMAT + b"\n-Y 99999999999999999999999 +X 8\n",
+    "no spaces": b"#?RADIANCE\n" + _FORMAT + b"\n-Y4+X8\n",
+    "signs, tabs and a tail": b"#?RADIANCE\n" + _FORMAT + b"\n-Y\t+4 +X   8 tail\n",
+    "a long line split at 127 bytes": b"#?RADIANCE\n" + b"A" * 127 + _FORMAT + b"\n-Y 4 +X 8\n",
+    "a 127-byte line ends the header": b"#?RADIANCE\n" + b"A" * 127 + b"\n" + _FORMAT + b"\n-Y 2 +X 2\n-Y 4 +X 8\n",
+    "a long first line": b"#?RADIANCE" + b"B" * 117 + b"\n" + _FORMAT + b"\n-Y 4 +X 8\n",
+    "comments": b"#?RADIANCE\n# FORMAT=x\n" + _FORMAT + b"\n-Y 4 +X 8\n",
+    "a NUL in the format line": b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\x00x\n\n-Y 4 +X 8\n",
+    "CRLF": b"#?RADIANCE\r\n" + _FORMAT + b"\r\n-Y 4 +X 8\r\n",
+    "negative": b"#?RADIANCE\n" + _FORMAT + b"\n-Y -4 +X 8\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(RADIANCE_HEADERS))
+def test_radiance_headers_are_read_exactly_as_opencv_reads_them(case):
+    data = RADIANCE_HEADERS[case] + bytes(4 * 8 * 4 * 4)  # flat RGBE pixels, more than enough
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        with pytest.raises(HeaderError, match="Radiance HDR header"):
+            read_header(data)
+    else:
+        header = read_header(data)
+        assert (header.height, header.width) == decoded.shape[:2] == (4, 8), case
+
+
+def _rle_rows(width: int, height: int) -> bytes:
+    """Radiance RLE scanlines of one grey value: runs of 127 bytes per channel."""
+    channel = bytearray()
+    left = width
+    while left:
+        run = min(127, left)
+        channel += bytes([128 + run, 100])
+        left -= run
+    row = b"\x02\x02" + width.to_bytes(2, "big") + bytes(channel) * 4
+    return row * height
+
+
+def test_radiance_bomb_behind_a_line_of_spaces_is_refused_from_its_header(tmp_path):
+    # Issue 15, item 1: a guard ending the header at " \n" reads 10x10; OpenCV decodes 12000x12000
+    # (9 MB of file, 1.7 GB of float32 pixels).
+    path = tmp_path / "bomb.hdr"
+    path.write_bytes(b"#?RADIANCE\n \n-Y 10 +X 10\nFORMAT=32-bit_rle_rgbe\n\n-Y 12000 +X 12000\n"
+                     + _rle_rows(12_000, 12_000))
+    assert path.stat().st_size < 10_000_000
+    assert read_header(path.read_bytes())[1:] == (12_000, 12_000)
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match=r"image too large to decode safely: 12000x12000"):
+        read_image(path)
+    assert time.perf_counter() - start < 1.0  # refused from the header: nothing was decoded
+    # The same rows under a small size are a real image OpenCV decodes.
+    small = b"#?RADIANCE\n \n-Y 10 +X 10\nFORMAT=32-bit_rle_rgbe\n\n-Y 12 +X 16\n" + _rle_rows(16, 12)
+    assert read_header(small)[1:] == (16, 12)
+    (tmp_path / "small.hdr").write_bytes(small)
+    assert read_image(tmp_path / "small.hdr").shape == (12, 16, 3)
 
 
 def test_unrecognized_and_unreadable_formats_are_refused(tmp_path):

@@ -4,17 +4,31 @@ permissions."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import stat
 import warnings
 from pathlib import Path
 
+import onnx
 import pytest
 
-from ssd_resnet34._files import build_cached, cache_dir, file_sha256, replacing, stamp_matches, write_stamp
+from ssd_resnet34._files import (
+    build_cached,
+    cache_dir,
+    file_identity,
+    file_sha256,
+    read_trusted,
+    replacing,
+    stamp_matches,
+    trust_file,
+    write_stamp,
+)
 from ssd_resnet34.cli import main
 from ssd_resnet34.detector import SSDResNet34
+from ssd_resnet34.engines import create
 from ssd_resnet34.model.synthetic import synthetic_model_path
 from ssd_resnet34.model.truncate import truncated_model_path
 
@@ -95,9 +109,11 @@ def test_a_cut_heads_model_is_rebuilt(tmp_path, synthetic_full_path):
     heads = truncated_model_path(src)
     good = heads.read_bytes()
     _cut(heads)
-    assert truncated_model_path(src) == heads and heads.read_bytes() == good
+    with pytest.warns(UserWarning, match="replaced or damaged; rebuilding it"):
+        assert truncated_model_path(src) == heads and heads.read_bytes() == good
     _flip(heads)
-    assert truncated_model_path(src) == heads and heads.read_bytes() == good
+    with pytest.warns(UserWarning, match="replaced or damaged; rebuilding it"):
+        assert truncated_model_path(src) == heads and heads.read_bytes() == good
 
 
 def test_cache_dir_that_is_a_file(tmp_path, monkeypatch, capsys):
@@ -130,3 +146,73 @@ def test_cached_files_respect_the_umask(cache, synthetic_full_path, tmp_path):
         os.umask(old)
     for path in (tmp_path / "written.json", model, model.with_name(model.name + ".stamp"), heads):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+# Issue 15, item 5: the heads file is bound to the verified source's content. A planted heads
+# graph with a forged ``.stamp`` is rebuilt, and a file swapped after its check is refused, never
+# loaded (the bytes hashed are the bytes the runtime gets).
+
+
+def _plant(heads: Path, synthetic_heads_path: Path) -> None:
+    """Replace ``heads`` by another 12-head graph and forge its stamp to describe the new file."""
+    planted = onnx.load(str(synthetic_heads_path))
+    planted.metadata_props.append(onnx.StringStringEntryProto(key="planted", value="yes"))
+    onnx.save(planted, str(heads))
+    stamp = heads.with_name(heads.name + ".stamp")
+    forged = json.loads(stamp.read_text())
+    forged.update(file_identity(heads.stat()))
+    forged["sha256"] = hashlib.sha256(heads.read_bytes()).hexdigest()
+    stamp.write_text(json.dumps(forged))
+
+
+def test_a_planted_heads_graph_with_a_forged_stamp_is_rebuilt(tmp_path, cache, synthetic_full_path,
+                                                              synthetic_heads_path):
+    src = tmp_path / "model.onnx"
+    shutil.copyfile(synthetic_full_path, src)
+    heads = truncated_model_path(src)
+    good = heads.read_bytes()
+    _plant(heads, synthetic_heads_path)
+    assert heads.read_bytes() != good
+    with pytest.warns(UserWarning, match=r"model\.heads\.onnx is not the heads model made from its source .* "
+                                         r"replaced or damaged; rebuilding it"):
+        assert truncated_model_path(src) == heads
+    assert heads.read_bytes() == good
+    assert all(p.key != "planted" for p in onnx.load(str(heads)).metadata_props)
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_a_heads_file_swapped_after_its_check_is_refused_by_the_engine(tmp_path, cache, synthetic_full_path,
+                                                                        synthetic_heads_path, engine):
+    src = tmp_path / "model.onnx"
+    shutil.copyfile(synthetic_full_path, src)
+    heads = truncated_model_path(src)  # checked: trusted with its digest
+    assert read_trusted(heads) == heads.read_bytes()
+    shutil.copyfile(synthetic_heads_path, heads)  # swapped between the check and the load
+    with pytest.raises(ValueError, match=r"model\.heads\.onnx changed after it was checked .* refused"):
+        create(heads, device="cpu", engine=engine, precision="fp32")
+
+
+def test_the_source_swapped_after_its_check_is_refused(tmp_path, cache, synthetic_full_path):
+    from ssd_resnet34.model.weights import ChecksumError
+
+    src = tmp_path / "model.onnx"
+    shutil.copyfile(synthetic_full_path, src)
+    checked = file_sha256(src)
+    model = onnx.load(str(src))
+    model.metadata_props.append(onnx.StringStringEntryProto(key="swapped", value="yes"))
+    onnx.save(model, str(src))  # after the verification, before the truncation reads it
+    with pytest.raises(ChecksumError, match=r"model\.onnx changed after it was checked"):
+        truncated_model_path(src, source_sha256=checked)
+    assert not (tmp_path / "model.heads.onnx").exists()
+
+
+def test_read_trusted(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    assert read_trusted(path) is None  # never trusted: the caller opens it as before
+    trust_file(path, hashlib.sha256(b"abc").hexdigest())
+    assert read_trusted(path) == b"abc"
+    path.write_bytes(b"abd")
+    os.utime(path, ns=(0, 0))
+    with pytest.raises(ValueError, match="changed after it was checked"):
+        read_trusted(path)

@@ -96,7 +96,11 @@ def test_truncated_model_path_is_cached_and_rebuilt_when_stale(tmp_path, synthet
     assert first == tmp_path / "model.heads.onnx"
     mtime = first.stat().st_mtime_ns
     assert truncated_model_path(src) == first and first.stat().st_mtime_ns == mtime  # reused
-    os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))  # the original "changed"
+    os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))  # touched, same content
+    assert truncated_model_path(src) == first and first.stat().st_mtime_ns == mtime  # keyed by content: reused
+    model = onnx.load(str(src))
+    model.metadata_props.append(onnx.StringStringEntryProto(key="note", value="another export"))
+    onnx.save(model, str(src))  # the original changed
     assert truncated_model_path(src) == first and first.stat().st_mtime_ns != mtime  # rebuilt
     first.unlink()
     assert truncated_model_path(src) == first and first.is_file()  # rebuilt when missing

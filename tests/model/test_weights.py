@@ -219,18 +219,20 @@ def test_checksums_of_found_files(tmp_path, cache):
         resolve_model_path(path)
 
 
-def test_verified_file_is_not_rehashed(tmp_path, cache):
+def test_verified_file_is_not_rehashed_until_its_identity_changes(tmp_path, cache):
     path = _fake(tmp_path / "m.onnx")
     verify_file(path, **FAKE)
     stamps = list((cache / "verified").glob("*.json"))
     assert len(stamps) == 1 and FAKE_SHA in stamps[0].read_text()
-    # Same size and mtime, other bytes: the stamp is trusted (no rehash) ...
+    recorded = stamps[0].read_text()
+    assert verify_file(path, **FAKE) == path and stamps[0].read_text() == recorded  # trusted, not rehashed
+    # Issue 15, item 5: rewritten in place, same size, mtime restored: the ctime moved, so the
+    # file is hashed again and the change is caught.
     st = path.stat()
-    path.write_bytes(b"FAKE MODEL BYTES")
+    with open(path, "r+b") as f:
+        f.write(b"FAKE MODEL BYTES"[: st.st_size])
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert verify_file(path, **FAKE) == path
-    # ... until the mtime changes: then it is hashed again and the change is caught.
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
     with pytest.raises(ChecksumError, match="sha256"):
         verify_file(path, **FAKE)
 

@@ -379,5 +379,12 @@ def test_normalize_image_errors(native):
         native.normalize_image(image, frozen)
     with pytest.raises(ValueError, match="std"):
         native.normalize_image(image, out, std=(0.2, 0.0, 0.2))
+    # Issue 15: a subnormal, zero or non-finite std, or values that overflow, gave ±inf silently.
+    for std in ((1e-40, 0.2, 0.2), (0.2, 1e-50, 0.2), (0.2, 0.2, float("inf")), (0.2, float("nan"), 0.2)):
+        with pytest.raises(ValueError, match=r"std = .* must be 3 finite non-zero values, each a normal float32"):
+            native.normalize_image(image, out, std=std)
+    with pytest.raises(ValueError, match=r"overflow float32 for channel 0"):
+        native.normalize_image(image, out, mean=(3e38, 0.0, 0.0), std=(1e-3, 1.0, 1.0))
+    assert np.isfinite(out).all()
     with pytest.raises(ValueError, match="mean has 2 values"):
         native.normalize_image(image, out, mean=(0.2, 0.2))

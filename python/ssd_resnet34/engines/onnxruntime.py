@@ -257,8 +257,12 @@ def _session(path: Path, options: Any, providers: list) -> Any:
 
     refused = tuple(getattr(state, name) for name in ("Fail", "InvalidGraph", "NotImplemented", "InvalidArgument",
                                                      "InvalidProtobuf", "NoSuchFile") if hasattr(state, name))
+    from .._files import read_trusted
+
     try:
-        return ort.InferenceSession(str(path), options, providers=providers)
+        # A trusted file (a heads model made here) is loaded from the bytes its digest was checked on.
+        data = read_trusted(path)
+        return ort.InferenceSession(str(path) if data is None else data, options, providers=providers)
     except refused as error:
         # "[ONNXRuntimeError] : 1 : FAIL : Load model from PATH failed:Fatal error: ..." -> "Fatal error: ..."
         detail = re.sub(r"^(\[ONNXRuntimeError\] : )?\d+ : [A-Z_]+ : ", "", str(error).strip())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, external_data_helper, helper
 
 from ..layout import INPUT_SHAPE
 
@@ -32,23 +32,83 @@ _SMALL_INITIALIZER = 4096
 Shape = tuple  # tuple[int | None, ...]; None for a dimension inference left unknown
 
 
-def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
-    """Load an ONNX model file.
+#: The most bytes of a model, its ``.onnx`` file and external data together, that are read:
+#: 1 GiB, 13 times the official model (80,363,696 bytes); an export of this network in float32
+#: is about that size, so a larger one is not this network (and would cost its size in memory,
+#: twice over, before any check).
+MAX_MODEL_BYTES = 2**30
+
+
+def _too_large(path: Path, size: int, what: str) -> ValueError:
+    return ValueError(f"{path}: {what} {size:,} bytes, more than an SSD-ResNet34 model can be (the official "
+                      f"resnet34-ssd1200.onnx is 80,363,696 bytes; at most "
+                      f"ssd_resnet34.model.graph.MAX_MODEL_BYTES = {MAX_MODEL_BYTES:,} bytes are read)")
+
+
+def check_model_size(path: str | os.PathLike) -> int:
+    """The size in bytes of the model file ``path``, checked before it is read.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is empty, or is not an ONNX model (protobuf cannot parse it);
-            the message names the file.
+        ValueError: it is empty, or larger than ``MAX_MODEL_BYTES``.
     """
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
         raise ValueError(f"{path} is empty (0 bytes), not an ONNX model")
+    if size > MAX_MODEL_BYTES:
+        raise _too_large(path, size, "the file has")
+    return size
+
+
+def _external_bytes(model: onnx.ModelProto, folder: Path) -> int:
+    """Bytes of the external data files ``model``'s tensors name (each file once; a missing or
+    unsafe location is left to onnx, which refuses it when it loads)."""
+    files = set()
+    for tensor in external_data_helper._get_all_tensors(model):
+        if external_data_helper.uses_external_data(tensor):
+            files.add(external_data_helper.ExternalDataInfo(tensor).location)
+    total = 0
+    for location in files:
+        try:
+            total += (folder / location).stat().st_size
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def load_onnx(path: str | os.PathLike, *, data: bytes | None = None) -> onnx.ModelProto:
+    """Load an ONNX model file; with ``data``, parse those bytes (the file's, already read and
+    checked) instead of reading the file again. Its size, and then the size of the external
+    data its tensors name, are checked against ``MAX_MODEL_BYTES`` before they are read.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is empty, larger than ``MAX_MODEL_BYTES`` with its external data,
+            or is not an ONNX model (protobuf cannot parse it); the message names the file.
+    """
+    path = Path(path)
+    if data is None:
+        size = check_model_size(path)
+    else:
+        size = len(data)
+        if size == 0:
+            raise ValueError(f"{path} is empty (0 bytes), not an ONNX model")
+        if size > MAX_MODEL_BYTES:
+            raise _too_large(path, size, "the file has")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False) if data is None else onnx.load_model_from_string(data)
     except Exception as error:  # google.protobuf DecodeError, onnx's own parse errors
         raise ValueError(f"{path} is not an ONNX model ({size:,} bytes that protobuf cannot parse as "
                          f"onnx.ModelProto: {type(error).__name__}: {error})") from None
+    external = _external_bytes(model, path.parent)
+    if size + external > MAX_MODEL_BYTES:
+        raise _too_large(path, size + external, "with its external data, it has")
+    try:
+        external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except Exception as error:  # a location outside the model's folder, a missing or short file
+        raise ValueError(f"{path}: cannot load its external data ({type(error).__name__}: {error})") from None
+    return model
 
 
 def model_file(model: object) -> Path:

@@ -18,16 +18,18 @@ BatchNormalizations are folded into their Convs, and the batch dim becomes symbo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import onnx
 from onnx import TensorProto, helper
 
-from .._files import build_cached, cache_dir, stamp_matches
+from .._files import cache_dir, replacing, trust_file, write_stamp
 from ..layout import HEAD_SHAPES, INPUT_SHAPE, NUM_CLASSES
-from .graph import infer_shapes, load_onnx, model_input, producers
+from .graph import check_model_size, infer_shapes, load_onnx, model_input, producers
 from .optimize import constant_weights, dynamic_batch, fold_batch_norms
 
 __all__ = [
@@ -210,52 +212,131 @@ def truncate_model(model: onnx.ModelProto, *, optimize: bool = True) -> onnx.Mod
     return result
 
 
-def _source_key(src: Path) -> str:
-    st = src.stat()
-    return f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|v{_FORMAT_VERSION}"
+def _record_path(target: Path) -> Path:
+    """Where the digest of the heads file ``target`` is kept: in the user's cache, apart from the
+    heads file and its stamp (which may sit beside the model, in a folder others can write)."""
+    name = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:32]
+    return cache_dir() / "derived" / f"{name}.json"
 
 
-def truncated_model_path(full_model_path: str | os.PathLike) -> Path:
+def _recorded_heads(target: Path, source_sha256: str) -> str | None:
+    """The sha256 recorded for ``target`` when it was made from the source with this sha256 by
+    this format version, else None."""
+    try:
+        record = json.loads(_record_path(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("source_sha256") != source_sha256:
+        return None
+    if record.get("format") != _FORMAT_VERSION or not isinstance(record.get("sha256"), str):
+        return None
+    return record["sha256"]
+
+
+def _record_heads(target: Path, source_sha256: str, heads_sha256: str) -> None:
+    text = json.dumps({"source_sha256": source_sha256, "format": _FORMAT_VERSION, "sha256": heads_sha256})
+    try:
+        with replacing(_record_path(target)) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+    except OSError:
+        pass  # a read-only cache: rebuilt on the next load, never trusted unchecked
+
+
+def _intact(target: Path, expected: str | None) -> bool:
+    """True when ``target``'s bytes hash to the digest recorded for its source."""
+    if expected is None or not target.is_file():
+        return False
+    h = hashlib.sha256()
+    try:
+        with open(target, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    except OSError:
+        return False
+    if h.hexdigest() == expected:
+        return True
+    warnings.warn(f"{target} is not the heads model made from its source (sha256 {h.hexdigest()}, "
+                  f"recorded {expected}): it was replaced or damaged; rebuilding it", stacklevel=3)
+    return False
+
+
+def _load_checked(src: Path, source_sha256: str) -> onnx.ModelProto:
+    """The source model parsed from bytes read once, whose sha256 must be ``source_sha256`` (the
+    digest it was verified or keyed with): a file swapped after its check is refused."""
+    check_model_size(src)  # before it is read whole
+    data = src.read_bytes()
+    got = hashlib.sha256(data).hexdigest()
+    if got != source_sha256:
+        from .weights import ChecksumError
+
+        raise ChecksumError(f"{src} changed after it was checked (sha256 {got}, checked {source_sha256}): "
+                            "it was replaced or rewritten while in use; refused")
+    return load_onnx(src, data=data)
+
+
+def truncated_model_path(full_model_path: str | os.PathLike, *, source_sha256: str | None = None) -> Path:
     """Path of the heads-only version of an SSD-ResNet34 .onnx file, built on first use.
 
     The truncated model is ``<stem>.heads.onnx`` next to the original, or, when that
-    folder is not writable, ``cache_dir()/<stem>-<hash of the path>.heads.onnx``. A
-    ``<name>.stamp`` beside it (:func:`ssd_resnet34._files.build_cached`) records the
-    original's path, size and mtime and the truncated file's own size and sha256; the file
-    is rebuilt when it is missing, damaged (e.g. cut short) or the original changed. The heads
-    graph is optimized (:func:`truncate_model` with ``optimize=True``: constant weights, folded
-    BatchNorms, symbolic batch dim). A file whose outputs already are the 12 heads
-    (:func:`is_heads_model`, e.g. the synthetic heads model) is returned unchanged.
+    folder is not writable, ``cache_dir()/<stem>-<hash of the path>.heads.onnx``. It is bound
+    to the original's content: keyed by the original's sha256 (``source_sha256``, the digest
+    it was verified against, else :func:`~ssd_resnet34.model.weights.file_digest`), and its own
+    sha256 is recorded in ``cache_dir()/derived/<hash of its path>.json`` with the original's
+    sha256, apart from it. Each call hashes the heads file and compares it with that record: a heads file replaced
+    or damaged (whatever its ``.stamp`` says) is rebuilt, with a warning. A rebuild parses the
+    original from the bytes it hashed (never from a second read). The path returned is trusted
+    (:func:`ssd_resnet34._files.trust_file`): the engines load it through
+    :func:`~ssd_resnet34._files.read_trusted`, so a file swapped after this check is refused,
+    not run. The heads graph is optimized (:func:`truncate_model` with ``optimize=True``:
+    constant weights, folded BatchNorms, symbolic batch dim). A file whose outputs already are
+    the 12 heads (:func:`is_heads_model`, e.g. the synthetic heads model) is returned unchanged.
 
     Raises:
         FileNotFoundError: ``full_model_path`` does not exist.
         IsADirectoryError: ``full_model_path`` is a folder.
+        ChecksumError: the original's bytes are not the ones ``source_sha256`` names (changed
+            after its check).
         ValueError: the file is empty or not an ONNX model (:func:`~ssd_resnet34.model.graph.load_onnx`),
             or not an SSD-ResNet34 graph (see :func:`find_head_outputs`).
     """
+    from .weights import file_digest
+
     src = Path(full_model_path).expanduser()
     if src.is_dir():
         raise IsADirectoryError(f"{src} is a folder, not an .onnx model file")
     if not src.is_file():
         raise FileNotFoundError(f"model file not found: {src}")
-    key = _source_key(src)
+    source_sha256 = (source_sha256 or file_digest(src)).lower()
+    key = f"sha256 {source_sha256}|v{_FORMAT_VERSION}"
     primary = src.with_name(f"{src.stem}.heads.onnx")
     digest = hashlib.sha256(str(src.resolve()).encode()).hexdigest()[:12]
     fallback = cache_dir() / f"{src.stem}-{digest}.heads.onnx"
     for target in (primary, fallback):
-        if stamp_matches(target.with_name(target.name + ".stamp"), target, key):
+        expected = _recorded_heads(target, source_sha256)
+        if _intact(target, expected):
+            trust_file(target, expected)
             return target
-    model = load_onnx(src)
+    model = _load_checked(src, source_sha256)
     if is_heads_model(model):
         return src
     heads = truncate_model(model)
-    heads.metadata_props.append(onnx.StringStringEntryProto(key=_METADATA_KEY, value=str(src.resolve())))
+    heads.metadata_props.append(onnx.StringStringEntryProto(key=_METADATA_KEY, value=f"sha256:{source_sha256}"))
     del model
+    data = heads.SerializeToString()
+    del heads
+    heads_sha256 = hashlib.sha256(data).hexdigest()
 
-    def save(tmp: Path) -> None:
-        onnx.save(heads, str(tmp))
+    def save(target: Path) -> Path:
+        # Always written (never build_cached's stamp shortcut: the stamp may be the forged part).
+        with replacing(target) as tmp:
+            tmp.write_bytes(data)
+        write_stamp(target.with_name(target.name + ".stamp"), target, heads_sha256, key)
+        return target
 
     try:
-        return build_cached(primary, key, save)
+        target = save(primary)
     except OSError:
-        return build_cached(fallback, key, save)
+        target = save(fallback)
+    _record_heads(target, source_sha256, heads_sha256)
+    trust_file(target, heads_sha256)
+    return target

@@ -6,10 +6,13 @@ mlcommons/inference), published on Zenodo (record 3228411). Its input is ``image
 (N, 3, 1200, 1200) float32; its outputs ``bboxes``, ``labels``, ``scores`` come from an
 in-graph decode + NMS, which :mod:`ssd_resnet34.model.truncate` cuts off.
 
-Verified files are remembered so the 80 MB file is not rehashed on every load: a stamp
-``cache_dir()/verified/<hash of the file's absolute path>.json`` holds the sha256, size and
-modification time (ns) of the file that passed (:mod:`ssd_resnet34._files`); a file whose size
-or mtime changed since is hashed again. A cached copy that fails the check is downloaded again.
+Digests are remembered so the 80 MB file is not rehashed on every load: a stamp
+``cache_dir()/verified/<hash of the file's absolute path>.json`` holds the sha256 and the
+identity of the file that was hashed (size, mtime and ctime in ns, inode, device;
+:mod:`ssd_resnet34._files`); a file whose identity changed since is hashed again, so a file
+rewritten in place with its size and mtime restored (its ctime moved) is caught.
+:func:`file_digest` is that remembered sha256: what the files derived from a model are keyed by
+(:mod:`ssd_resnet34.model.truncate`). A cached copy that fails the check is downloaded again.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .._files import cache_dir, file_sha256, replacing, stamp_matches, write_stamp
+from .._files import cache_dir, file_sha256, replacing, stamp_digest, write_stamp
 
 __all__ = [
     "OFFICIAL_FILENAME",
@@ -34,6 +37,7 @@ __all__ = [
     "DownloadError",
     "cached_model_path",
     "download_file",
+    "file_digest",
     "file_sha256",
     "resolve_model_path",
     "verify_file",
@@ -75,9 +79,9 @@ def verify_file(path: str | os.PathLike, expected_size: int | None = None,
                 expected_sha256: str | None = None, *, use_stamp: bool = True) -> Path:
     """Check a file's size and sha256.
 
-    With ``use_stamp``, a file that passed before and whose size and mtime have not
-    changed is not hashed again (see the module docstring); a pass writes the stamp
-    (silently skipped when the cache folder is not writable).
+    With ``use_stamp``, a file hashed before whose identity (size, mtime, ctime, inode,
+    device) has not changed is not hashed again (:func:`file_digest`); a hash writes the
+    stamp (silently skipped when the cache folder is not writable).
 
     Returns:
         ``path`` as a Path.
@@ -93,18 +97,21 @@ def verify_file(path: str | os.PathLike, expected_size: int | None = None,
     if expected_sha256 is None:
         return path
     expected_sha256 = expected_sha256.lower()
-    if use_stamp:
-        try:
-            if stamp_matches(_stamp_path(path), path, str(path.resolve()), expected_sha256):
-                return path
-        except OSError:  # no usable cache folder: hash the file
-            pass
-    got = file_sha256(path)
+    got = file_digest(path) if use_stamp else file_sha256(path)
     if got != expected_sha256:
         raise ChecksumError(f"{path}: sha256 {got}, expected {expected_sha256}")
-    if use_stamp:
-        _write_stamp(path, got)
     return path
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file, remembered by its stamp (see the module docstring): hashed only
+    when the file is new or its identity (size, mtime, ctime, inode, device) changed."""
+    path = Path(path)
+    try:
+        digest = stamp_digest(_stamp_path(path), path, str(path.resolve()))
+    except OSError:  # no usable cache folder
+        digest = None
+    return digest if digest is not None else file_sha256(path)
 
 
 def _write_stamp(path: Path, sha256: str) -> None:
