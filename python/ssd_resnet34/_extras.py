@@ -18,6 +18,7 @@ EXTRAS = {
     "eval": "COCO mAP and MLPerf LoadGen (ssd-resnet34 eval, ssd-resnet34 bench)",
     "int8": "int8 calibration for OpenVINO (ssd-resnet34 quantize)",
     "ray": "detection on a Ray cluster (--ray, ssd_resnet34.distributed)",
+    "serve": "the HTTP detection service (ssd-resnet34 serve, ssd_resnet34.serving)",
 }
 
 
