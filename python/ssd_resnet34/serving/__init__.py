@@ -31,7 +31,7 @@ from .settings import API_KEY_ENV, MODEL_NAME, ServerSettings
 __all__ = ["API_KEY_ENV", "MODEL_NAME", "ServerSettings", "bind", "create_app", "serve"]
 
 _SERVER_PACKAGES = (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("prometheus_client", "prometheus-client"),
-                    ("multipart", "python-multipart"))
+                    ("python_multipart", "python-multipart"))
 
 
 def __getattr__(name: str) -> Any:
