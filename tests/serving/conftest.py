@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -23,7 +22,6 @@ pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip ins
 import uvicorn  # noqa: E402
 from _models import tiny_heads_model  # noqa: E402
 from _paths import SHARED_DATA  # noqa: E402
-
 from ssd_resnet34 import engines  # noqa: E402
 from ssd_resnet34.detector import SSDResNet34  # noqa: E402
 from ssd_resnet34.serving import ServerSettings, bind, create_app  # noqa: E402

@@ -14,7 +14,6 @@ import time
 import httpx
 import pytest
 from _paths import REPO_ROOT
-
 from ssd_resnet34.cli import main
 
 

@@ -9,7 +9,6 @@ import time
 import httpx
 import pytest
 from conftest import TINY_SETTINGS, running_server
-
 from ssd_resnet34 import engines
 from ssd_resnet34.serving import ServerSettings
 

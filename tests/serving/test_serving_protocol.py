@@ -10,7 +10,6 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-
 from ssd_resnet34 import engines
 from ssd_resnet34.coco import COCO_CATEGORY_IDS, COCO_CLASSES
 
