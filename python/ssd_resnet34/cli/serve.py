@@ -67,6 +67,11 @@ def register(subparsers) -> None:
                      help="server processes, each with its own engine (default 1)")
     net.add_argument("--api-key", metavar="TOKEN",
                      help=f"require 'Authorization: Bearer TOKEN' (default: ${API_KEY_ENV}; none: no authentication)")
+    net.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="run as a Ray Serve deployment (pip install 'ray[serve]'): no ADDRESS starts a local Ray "
+                     "instance on 127.0.0.1; 'auto' or HOST:6379 connect to a cluster")
+    net.add_argument("--replicas", type=positive_int, default=1, metavar="N",
+                     help="with --ray: replicas, one engine each (num_gpus=1 each on GPU devices; default 1)")
     batching = parser.add_argument_group("batching")
     batching.add_argument("--max-batch", type=int_at_least(1), default=defaults.max_batch, metavar="N",
                           help=f"images per engine batch, 1..{MAX_BATCH_SIZE} (default {defaults.max_batch})")
@@ -123,13 +128,17 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host) and api_key is None:
         print(f"warning: listening on {args.host} without --api-key: anyone who can reach it can use it",
               file=sys.stderr)
+    engine_options = {"device": args.device, "engine": args.engine, "precision": args.precision,
+                      "threads": args.threads}
+    if args.ray is not None:
+        return _run_on_ray(args, settings, engine_options)
+    if args.replicas != 1:
+        raise CommandError("--replicas goes with --ray (without Ray, --workers N runs N processes)")
     try:
         sock = serving.bind(args.host, args.port)
     except OSError as error:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {error}") from None
     model = load_model(args, score_threshold=args.score_threshold)
-    engine_options = {"device": args.device, "engine": args.engine, "precision": args.precision,
-                      "threads": args.threads}
     engine = open_engine(args, model) if args.workers == 1 else None
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -138,3 +147,16 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     return serving.serve(settings, model, engine=engine, engine_options=engine_options, workers=args.workers,
                          sock=sock, log_level=args.log_level)
+
+
+def _run_on_ray(args: argparse.Namespace, settings, engine_options) -> int:
+    """``serve --ray``: the same application as a Ray Serve deployment of ``--replicas`` replicas."""
+    from ..serving.ray_serve import serve_on_ray
+
+    if args.workers != 1:
+        raise CommandError("--workers does not go with --ray: use --replicas N")
+    if args.port == 0:
+        raise CommandError("--ray needs a port (Ray Serve's proxy takes no port 0)")
+    model = load_model(args, score_threshold=args.score_threshold)
+    return serve_on_ray(settings, model, engine_options, address=args.ray or None, replicas=args.replicas,
+                        host=args.host, port=args.port)

@@ -107,10 +107,7 @@ def serve(settings: ServerSettings, model: Any, *, host: str = "127.0.0.1", port
     if workers > 1:
         if engine is not None:
             raise ValueError("workers > 1 open one engine per process: pass engine_options, not an open engine")
-        os.environ[WORKER_ENV] = json.dumps({
-            "settings": json.loads(settings.to_json()), "model_path": str(model.model_path),
-            "is_synthetic": bool(model.is_synthetic), "postprocessor": type(model.postprocessor).__name__,
-            "engine_options": engine_options or {}})
+        os.environ[WORKER_ENV] = json.dumps(worker_spec(settings, model, engine_options))
         config = uvicorn.Config("ssd_resnet34.serving.server:worker_app", factory=True, workers=workers,
                                 log_level=log_level, **options)
         from uvicorn.supervisors import Multiprocess
@@ -123,14 +120,26 @@ def serve(settings: ServerSettings, model: Any, *, host: str = "127.0.0.1", port
     return 0 if server.started else 1
 
 
-def worker_app():
-    """The application of one worker process of ``serve(workers=N)`` (uvicorn's factory): its
-    settings from :data:`WORKER_ENV`, its own engine."""
+def worker_spec(settings: ServerSettings, model: Any, engine_options: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """What a process that serves ``model`` on its own needs (JSON): the settings, the heads
+    model's path, its kind and postprocessor, the engine options."""
+    return {"settings": json.loads(settings.to_json()), "model_path": str(model.model_path),
+            "is_synthetic": bool(model.is_synthetic), "postprocessor": type(model.postprocessor).__name__,
+            "engine_options": dict(engine_options or {})}
+
+
+def app_from_spec(spec: Dict[str, Any]):
+    """The application a :func:`worker_spec` describes, with an engine of its own (opened at startup)."""
     from ..detector import SSDResNet34
     from .app import create_app
 
-    spec = json.loads(os.environ[WORKER_ENV])
     model = SSDResNet34(spec["model_path"], is_synthetic=spec["is_synthetic"],
                         use_native=spec["postprocessor"] != "PythonPostProcessor",
                         score_threshold=spec["settings"]["score_threshold"])
     return create_app(ServerSettings(**spec["settings"]), model, None, spec["engine_options"])
+
+
+def worker_app():
+    """The application of one worker process of ``serve(workers=N)`` (uvicorn's factory), from
+    :data:`WORKER_ENV`."""
+    return app_from_spec(json.loads(os.environ[WORKER_ENV]))
