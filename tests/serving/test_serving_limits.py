@@ -40,6 +40,43 @@ def test_slow_client_gets_408_and_holds_nothing(tiny_server):
     assert elapsed < 5
 
 
+def test_slow_or_silent_request_heads_are_closed(tiny_server, monkeypatch):
+    """A connection that sends nothing, or its headers a byte at a time, is closed after the head
+    deadline (10 s by default; 1 s here), not held."""
+    from ssd_resnet34.serving.protocol import GuardedH11Protocol
+
+    monkeypatch.setattr(GuardedH11Protocol, "head_timeout_s", 1.0)
+    host, port = tiny_server.removeprefix("http://").split(":")
+    for trickle in (b"", b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: "):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            started = time.monotonic()
+            sock.settimeout(0.2)
+            closed = False
+            for byte in trickle:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    break
+                time.sleep(0.05)
+            while time.monotonic() - started < 8 and not closed:
+                try:
+                    closed = sock.recv(4096) == b""
+                except socket.timeout:
+                    if trickle:
+                        try:
+                            sock.sendall(b"a")
+                        except OSError:
+                            closed = True
+                except OSError:
+                    closed = True
+            assert closed and time.monotonic() - started < 6, trickle
+    # a normal request on a kept-alive connection is unaffected
+    with httpx.Client(base_url=tiny_server) as http:
+        assert http.get("/v2/health/live").status_code == 200
+        time.sleep(1.5)
+        assert http.get("/v2/health/live").status_code == 200
+
+
 def test_bearer_token(tiny_model, cat_bytes):
     engine = engines.create(tiny_model, engine="onnxruntime", precision="fp32")
     settings = ServerSettings(**dict(TINY_SETTINGS, api_key="s3cret-token"))

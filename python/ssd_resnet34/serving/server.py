@@ -32,8 +32,12 @@ def uvicorn_options(settings: ServerSettings) -> Dict[str, Any]:
     """The uvicorn settings that follow from ``settings``: no access log of its own (the
     application writes one line per request), idle keep-alive connections closed after
     ``keep_alive_s``, at most ``max_connections`` at once (503 beyond), request heads bounded by
-    :data:`MAX_HEADER_BYTES`, and the graceful-shutdown bound."""
+    :data:`MAX_HEADER_BYTES` and in time (:class:`~.protocol.GuardedH11Protocol`), and the
+    graceful-shutdown bound."""
+    from .protocol import GuardedH11Protocol
+
     return {
+        "http": GuardedH11Protocol,
         "access_log": False,
         "timeout_keep_alive": settings.keep_alive_s,
         "limit_concurrency": settings.max_connections,
