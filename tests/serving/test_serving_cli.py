@@ -71,6 +71,24 @@ def test_graceful_shutdown_finishes_in_flight_and_exits_0(tiny_model, cat_bytes,
     assert '"POST /v1/detect HTTP/1.1" 200' in log and "Traceback" not in log
 
 
+def test_two_worker_processes(tiny_model, cat_bytes):
+    process = _start(tiny_model.model_path, "--workers", "2")
+    lines = []
+    try:
+        base = _wait_ready(process, lines)
+        for _ in range(4):
+            reply = httpx.post(f"{base}/v1/detect", content=cat_bytes, timeout=30)
+            assert reply.status_code == 200 and reply.json()["count"] > 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    log = "".join(lines)
+    assert "2 workers" in log and log.count('"POST /v1/detect HTTP/1.1" 200') == 4 and "Traceback" not in log
+
+
 def test_usage_errors(capsys):
     assert main(["serve", "--synthetic", "--max-batch", "500"]) == 1
     assert "batch_size 500 is too large" in capsys.readouterr().err

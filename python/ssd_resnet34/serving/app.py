@@ -234,9 +234,9 @@ def create_app(settings: ServerSettings, model: Any, engine: Any = None,
     ):
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         data = await _image_from_body(request, body)
-        accept = request.headers.get("accept", "")
-        as_png = "image/png" in accept
-        draw = draw or as_png or "image/jpeg" in accept
+        accepted = {part.split(";")[0].strip().lower() for part in request.headers.get("accept", "").split(",")}
+        as_png = "image/png" in accepted
+        draw = draw or as_png or "image/jpeg" in accepted
         options = read_options({"score_threshold": score_threshold, "classes": classes,
                                 "max_detections": max_detections})
         service.options(options)

@@ -111,12 +111,12 @@ def serve(settings: ServerSettings, model: Any, *, host: str = "127.0.0.1", port
     if workers > 1:
         if engine is not None:
             raise ValueError("workers > 1 open one engine per process: pass engine_options, not an open engine")
-        os.environ[WORKER_ENV] = json.dumps(worker_spec(settings, model, engine_options))
+        os.environ[WORKER_ENV] = json.dumps({**worker_spec(settings, model, engine_options), "log_level": log_level})
         config = uvicorn.Config("ssd_resnet34.serving.server:worker_app", factory=True, workers=workers,
                                 log_level=log_level, **options)
         from uvicorn.supervisors import Multiprocess
 
-        Multiprocess(config, target=_server_class()(config).run, sockets=[sock]).run()
+        Multiprocess(config, sockets=[sock]).run()
         return 0
     app = create_app(settings, model, engine, engine_options)
     server = _server_class()(uvicorn.Config(app, log_level=log_level, **options))
@@ -146,4 +146,6 @@ def app_from_spec(spec: Dict[str, Any]):
 def worker_app():
     """The application of one worker process of ``serve(workers=N)`` (uvicorn's factory), from
     :data:`WORKER_ENV`."""
-    return app_from_spec(json.loads(os.environ[WORKER_ENV]))
+    spec = json.loads(os.environ[WORKER_ENV])
+    _configure_logging(spec.get("log_level", "info"))  # a fresh process: its own access log handler
+    return app_from_spec(spec)
