@@ -34,8 +34,10 @@ START_TIMEOUT_S = 120.0
 
 
 @contextlib.contextmanager
-def running_server(settings: ServerSettings, model, engine=None, engine_options=None) -> Iterator[str]:
-    """Serve ``model`` on 127.0.0.1:<ephemeral>; yields the base URL once ready; stops the server
+def running_server(settings: ServerSettings, model, engine=None, engine_options=None, *,
+                   wait_for: str = "ready") -> Iterator[str]:
+    """Serve ``model`` on 127.0.0.1:<ephemeral>; yields the base URL once ``/v2/health/<wait_for>``
+    answers 200 (``"ready"``, or ``"live"``); stops the server
     (graceful, then forced) and joins its thread at the end, whatever happened."""
     app = create_app(settings, model, engine, engine_options)
     sock = bind("127.0.0.1", 0)
@@ -50,7 +52,7 @@ def running_server(settings: ServerSettings, model, engine=None, engine_options=
             if not thread.is_alive():
                 raise RuntimeError("the server stopped during startup")
             try:
-                if httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200:
+                if httpx.get(f"{base}/v2/health/{wait_for}", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

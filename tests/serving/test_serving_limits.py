@@ -117,6 +117,22 @@ def test_metrics_and_one_access_log_line_per_request(tiny_server, cat_bytes, cap
         assert needle in text, needle
 
 
+def test_live_before_ready_and_an_engine_that_cannot_start(tiny_model, cat_bytes):
+    """The server answers at once; the engine opens in the background. One that cannot open (no
+    NPU here) leaves it live but not ready, saying why, and requests get 503, not 500."""
+    with running_server(ServerSettings(**TINY_SETTINGS), tiny_model, engine_options={"device": "npu"},
+                        wait_for="live") as base, httpx.Client(base_url=base, timeout=30) as http:
+        deadline = time.monotonic() + 60
+        while "could not start" not in http.get("/v2/health/ready").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        reply = http.get("/v2/health/ready")
+        assert reply.status_code == 503 and "npu" in reply.json()["error"].lower()
+        assert http.get("/v2/health/live").status_code == 200
+        assert http.post("/v1/detect", content=cat_bytes).status_code == 503
+        assert http.get("/v2/models/ssd-resnet34/ready").status_code == 503
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="batch_size 500 is too large"):
         ServerSettings(max_batch=500)

@@ -37,7 +37,6 @@ from .v2 import encode_response, parse_request
 __all__ = ["OPEN_PATHS", "Observe", "create_app"]
 
 _access = logging.getLogger("ssd_resnet34.serving.access")
-_log = logging.getLogger("ssd_resnet34.serving")
 
 #: The paths open without the bearer token: the health checks.
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
@@ -96,20 +95,25 @@ def _deadline(request: Request, timeout_s: float) -> float:
 
 
 def create_app(settings: ServerSettings, model: Any, engine: Any = None,
-               engine_options: Optional[Dict[str, Any]] = None) -> FastAPI:
+               engine_options: Optional[Dict[str, Any]] = None, *, warm_up_in_background: bool = True) -> FastAPI:
     """The server's ASGI application for ``model`` (an ``SSDResNet34``).
 
     ``engine``: an open engine (the application closes it at shutdown), or None to open one at
     startup with ``engine_options`` (``device``, ``engine``, ``precision``, ``threads``, as
-    :func:`ssd_resnet34.engines.create`). Serve it with uvicorn (:func:`ssd_resnet34.serving.serve`).
+    :func:`ssd_resnet34.engines.create`). ``warm_up_in_background``: open and warm up the engine
+    on a thread after startup, so that the server answers at once (``/v2/health/live`` 200,
+    ``/v2/health/ready`` 503 until warmed up); False: before the server accepts anything (Ray Serve,
+    whose replica is routed to once constructed). Serve it with uvicorn
+    (:func:`ssd_resnet34.serving.serve`).
     """
     service = Service(settings, model, engine, engine_options)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        await run_in_threadpool(service.start)
-        engine_ = service.engine
-        _log.info("ready: model %s on %s %s %s", settings.model_name, engine_.name, engine_.device, engine_.precision)
+        if warm_up_in_background:
+            service.start_in_background()
+        else:
+            await run_in_threadpool(service.start)
         try:
             yield
         finally:
@@ -133,6 +137,11 @@ def create_app(settings: ServerSettings, model: Any, engine: Any = None,
     async def on_http(_request: Request, error: StarletteHTTPException):
         return _error(error.status_code, str(error.detail), getattr(error, "headers", None))
 
+    def _not_ready() -> JSONResponse:
+        if service.failure is not None:
+            return _error(503, f"not ready: the engine could not start ({service.failure})")
+        return _error(503, "not ready: the engine is starting", {"Retry-After": "5"})
+
     def check_model(name: str, version: Optional[str] = None) -> None:
         if name != settings.model_name:
             raise HTTPError(404, f"unknown model {name!r}; this server serves {settings.model_name!r}")
@@ -147,7 +156,7 @@ def create_app(settings: ServerSettings, model: Any, engine: Any = None,
     @app.get("/v2/health/ready", summary="The engine is open and warmed up")
     async def ready():
         if not service.ready:
-            return _error(503, "not ready: the engine is starting", {"Retry-After": "5"})
+            return _not_ready()
         return {"ready": True}
 
     @app.get("/v2", summary="Server metadata")
@@ -170,7 +179,7 @@ def create_app(settings: ServerSettings, model: Any, engine: Any = None,
     def model_ready(name: str, version: Optional[str] = None):
         check_model(name, version)
         if not service.ready:
-            return _error(503, "not ready: the engine is starting", {"Retry-After": "5"})
+            return _not_ready()
         return {"name": name, "ready": True}
 
     @app.get("/v2/models/{model_name}", summary="Model metadata")

@@ -39,8 +39,8 @@ def deployment(settings: ServerSettings, model: Any, engine_options: Optional[Di
     spec = worker_spec(settings, model, engine_options)
     gpus = 1 if str((engine_options or {}).get("device", "auto")).split(".")[0] in GPU_DEVICES else 0
 
-    def build():
-        return app_from_spec(spec)
+    def build():  # in the replica: ready (routed to) once its engine is open and warmed up
+        return app_from_spec(spec, warm_up_in_background=False)
 
     @serve.deployment(name="ssd-resnet34", num_replicas=replicas, max_ongoing_requests=settings.max_queue,
                       ray_actor_options={"num_cpus": 1 if cpus_per_replica is None else cpus_per_replica,

@@ -132,15 +132,17 @@ def worker_spec(settings: ServerSettings, model: Any, engine_options: Optional[D
             "engine_options": dict(engine_options or {})}
 
 
-def app_from_spec(spec: Dict[str, Any]):
-    """The application a :func:`worker_spec` describes, with an engine of its own (opened at startup)."""
+def app_from_spec(spec: Dict[str, Any], warm_up_in_background: bool = True):
+    """The application a :func:`worker_spec` describes, with an engine of its own (opened at
+    startup; see :func:`~ssd_resnet34.serving.create_app`)."""
     from ..detector import SSDResNet34
     from .app import create_app
 
     model = SSDResNet34(spec["model_path"], is_synthetic=spec["is_synthetic"],
                         use_native=spec["postprocessor"] != "PythonPostProcessor",
                         score_threshold=spec["settings"]["score_threshold"])
-    return create_app(ServerSettings(**spec["settings"]), model, None, spec["engine_options"])
+    return create_app(ServerSettings(**spec["settings"]), model, None, spec["engine_options"],
+                      warm_up_in_background=warm_up_in_background)
 
 
 def worker_app():

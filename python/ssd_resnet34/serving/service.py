@@ -5,6 +5,7 @@ running work finished, engine closed)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -19,6 +20,8 @@ from .options import Options, PostprocessorCache
 from .settings import ServerSettings
 
 __all__ = ["Service"]
+
+_log = logging.getLogger("ssd_resnet34.serving")
 
 
 class Service:
@@ -36,6 +39,8 @@ class Service:
         self.batcher: Optional[Batcher] = None
         self.metrics: Optional[Metrics] = None
         self.ready = False
+        self.failure: Optional[str] = None
+        self._closed = False
         self._start_lock = threading.Lock()
 
     def start(self) -> None:
@@ -43,7 +48,7 @@ class Service:
         from .. import engines
 
         with self._start_lock:
-            if self.batcher is not None:
+            if self.batcher is not None or self._closed:
                 return
             if self.engine is None:
                 self.engine = engines.create(self.model, mode=engines.THROUGHPUT, **self.engine_options)
@@ -57,10 +62,30 @@ class Service:
             batcher.start()
             self.batcher = batcher
             self.ready = True
+            engine = self.engine
+            _log.info("ready: model %s on %s %s %s", settings.model_name, engine.name, engine.device, engine.precision)
+
+    def start_in_background(self) -> threading.Thread:
+        """:meth:`start` on a thread, so that the server answers (live, not ready) meanwhile; a
+        failure is logged and kept in :attr:`failure` (``/v2/health/ready`` says it)."""
+
+        def run() -> None:
+            try:
+                self.start()
+            except Exception as error:  # reported by the ready endpoint and the log
+                self.failure = f"{type(error).__name__}: {error}"
+                _log.error("the engine could not start: %s", self.failure)
+
+        thread = threading.Thread(target=run, name="ssd-resnet34-serving-start", daemon=True)
+        thread.start()
+        return thread
 
     def close(self) -> None:
-        """Finish the queued and running work, then close the engine (idempotent)."""
+        """Finish the queued and running work, then close the engine (idempotent; waits for a
+        start in progress)."""
         self.ready = False
+        with self._start_lock:
+            self._closed = True
         if self.batcher is not None:
             self.batcher.close(self.settings.graceful_timeout_s)
         if self.engine is not None:
