@@ -62,11 +62,11 @@ def _in_process(model, photos, max_batch):
     return len(photos) / seconds, statistics.median(latencies)
 
 
-def _start_server(model_args, max_batch):
+def _start_server(model_args, max_batch, max_queue=256):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "python"), os.environ.get("PYTHONPATH", "")]))
     command = [sys.executable, "-m", "ssd_resnet34.cli", "serve", *model_args, "--engine", ENGINE["engine"],
                "--precision", ENGINE["precision"], "--port", "0", "--max-batch", str(max_batch),
-               "--max-delay-ms", "5", "--max-queue", "256", "--request-timeout", "600", "--log-level", "warning"]
+               "--max-delay-ms", "5", "--max-queue", str(max_queue), "--request-timeout", "600", "--log-level", "warning"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     for line in process.stderr:
         found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
