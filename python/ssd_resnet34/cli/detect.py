@@ -164,11 +164,7 @@ def run(args: argparse.Namespace) -> int:
     nothing could be processed; 130 when interrupted)."""
     from tqdm import tqdm
 
-    from ..output.coco_results import (
-        assign_image_ids,
-        to_coco_results,
-        write_coco_results,
-    )
+    from ..output.coco_results import assign_image_ids, to_coco_results, write_coco_results
     from ..output.run_folder import RunFolder
 
     if args.ray is not None:  # --ray [ADDRESS]: the same detection on a Ray cluster
