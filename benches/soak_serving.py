@@ -115,7 +115,7 @@ def main() -> int:
         finally:
             process.terminate()
             status = process.wait(120)
-    soak_errors = sum(n for s, n in soak.items() if s != 200)
+    soak_errors = {s: n for s, n in soak.items() if s != 200}
     print(f"{args.model} model, {cpu_name()}; capacity (4 clients, closed loop) {capacity:.2f} images/s; "
           f"server exit status {status}\n")
     print("| phase | rate /s | requests | 200 | other | p50 ms | p99 ms | RSS MB |")
