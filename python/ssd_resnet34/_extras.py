@@ -21,6 +21,7 @@ EXTRAS = {
     "ray": "detection on a Ray cluster (--ray, ssd_resnet34.distributed)",
     "video": "H.264 annotated videos through PyAV (ssd-resnet34 detect clip.mp4; mp4v without it)",
     "track": "ByteTrack ids on video detections (ssd-resnet34 detect clip.mp4 --track)",
+    "serve": "the HTTP detection service (ssd-resnet34 serve, ssd_resnet34.serving)",
 }
 
 

@@ -106,12 +106,16 @@ class ImageResult:
 class Prepared:
     """One batch ready for the engine: the (n, 3, 1200, 1200) float32 input, the contexts of its
     n images, and the :class:`ImageResult` of every input of the batch (good and bad, in order);
-    ``good[i]`` is the position in ``results`` of batch row ``i``."""
+    ``good[i]`` is the position in ``results`` of batch row ``i``. ``decode``: this batch's own
+    ``decode(heads)`` (None: :func:`run_pipeline`'s); the server uses it to decode with each
+    request's postprocess options and to answer a batch as soon as its heads are decoded, before
+    the pipeline yields it in order."""
 
     batch: Optional[np.ndarray]
     contexts: List[Dict[str, Any]]
     results: List[ImageResult]
     good: List[int]
+    decode: Optional[Decode] = None
 
 
 def prepare_images(chunk: Sequence[Tuple[int, Any]], keep_images: bool = False, exact: bool = False) -> Prepared:
@@ -199,7 +203,7 @@ def run_pipeline(
     def process(chunk: Sequence[Tuple[int, Any]]) -> List[ImageResult]:
         prepared = prepare_fn(chunk)
         if prepared.batch is not None:
-            detections = engine.submit(prepared.batch, then=decode_fn).result()
+            detections = engine.submit(prepared.batch, then=prepared.decode or decode_fn).result()
             for position, found in zip(prepared.good, detections):
                 prepared.results[position].detections = found
         return prepared.results

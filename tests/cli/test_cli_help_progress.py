@@ -70,7 +70,7 @@ def test_a_missing_extra_names_the_extra():
     assert str(info.value) == ("MLPerf LoadGen needs mlcommons-loadgen, which is not installed: "
                                "pip install 'ssd-resnet34[eval]'")
     assert isinstance(info.value, ImportError)
-    assert set(EXTRAS) == {"eval", "int8", "plots", "ray", "video", "track"}
+    assert set(EXTRAS) == {"eval", "int8", "plots", "ray", "video", "track", "serve"}
     with pytest.raises(ValueError, match="unknown extra"):
         install_hint("gpu")
 
@@ -80,7 +80,7 @@ def test_the_extras_exist_and_readme_names_them_where_the_commands_appear():
     for extra in EXTRAS:
         assert re.search(rf"^{extra} = \[", pyproject, re.M), extra
     readme = (REPO_ROOT / "README.md").read_text()
-    for command, extra in (("eval", "eval"), ("bench", "eval"), ("quantize", "int8")):
+    for command, extra in (("eval", "eval"), ("bench", "eval"), ("quantize", "int8"), ("serve", "serve")):
         section = readme[readme.index(f"- **`{command}`**"):]
         section = section[: section.index("\n- **") if "\n- **" in section else len(section)]
         assert f"pip install 'ssd-resnet34[{extra}]'" in section, command

@@ -24,7 +24,7 @@ from ._progress import say
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Command modules, in the order ``--help`` lists them. One that is not installed is skipped.
-COMMANDS = ("detect", "eval", "bench", "quantize")
+COMMANDS = ("detect", "eval", "bench", "quantize", "serve")
 
 
 def _version() -> str:

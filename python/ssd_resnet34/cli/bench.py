@@ -31,6 +31,7 @@ from typing import Any
 
 from ..engines import LATENCY, THROUGHPUT
 from ..evaluation.performance.loadgen.settings import SCENARIOS, TEST_MODES
+from ..serving.settings import API_KEY_ENV
 from ._common import (
     CommandError,
     add_model_arguments,
@@ -128,6 +129,11 @@ def register(subparsers: Any) -> None:
         help=f"smoke run: min_duration 0 ms and {SHORT_MIN_QUERY_COUNT} queries unless given; not an MLPerf-compliant "
         "result even where LoadGen says VALID",
     )
+    lg.add_argument("--sut-url", metavar="URL",
+                    help="send the queries to the open-inference-protocol server at URL (e.g. http://127.0.0.1:8000, "
+                    "ssd-resnet34 serve) instead of running the model here: MLPerf's network division")
+    lg.add_argument("--api-key", metavar="TOKEN", help="--sut-url: the server's bearer token (default: "
+                    "$SSD_RESNET34_API_KEY)")
     lg.add_argument("--out", default="mlperf-logs", metavar="DIR",
                     help="LoadGen log folder, and where latency.png / stages.png go (default ./mlperf-logs)")
     parser.add_argument("--no-plots", action="store_true",
@@ -233,6 +239,9 @@ def _run_loadgen(args: argparse.Namespace) -> int:
         raise CommandError("--oracle checks accuracy and runs no model: use it with --mode AccuracyOnly")
     if args.oracle and (args.synthetic or args.model):
         raise CommandError("--oracle replaces the model: do not combine it with --model or --synthetic")
+    if args.sut_url and (args.oracle or args.synthetic or args.model):
+        raise CommandError("--sut-url runs the model on the server: do not combine it with --model, --synthetic or "
+                           "--oracle")
     settings = _settings(args)
     coco_gt = images = None
     if args.annotations:
@@ -249,7 +258,12 @@ def _run_loadgen(args: argparse.Namespace) -> int:
         paths = [str(image.path) for image in images]
     else:
         paths = _image_paths(args, None)
-    if args.oracle:
+    if args.sut_url:
+        import contextlib
+
+        library = ImageSampleLibrary(paths, preprocess)
+        engine, decode = contextlib.nullcontext(), None
+    elif args.oracle:
         from .. import postprocess
 
         library: Any = OracleSampleLibrary(images, seed=args.seed)
@@ -261,12 +275,13 @@ def _run_loadgen(args: argparse.Namespace) -> int:
         mode = LATENCY if args.scenario == "SingleStream" else THROUGHPUT
         engine = open_engine(args, model, mode=mode)
         decode = model.postprocessor.decode
-    source = "oracle" if args.oracle else "synthetic" if args.synthetic else "model"
+    source = "oracle" if args.oracle else "synthetic" if args.synthetic else args.sut_url if args.sut_url else "model"
     _forget_plot(args.out, "latency.png")
     with engine, Progress(len(paths) if accuracy else None, f"bench {args.scenario} {args.mode} ({source})",
                           "samples") as bar:
         result = run_loadgen(library, engine, decode, settings, args.out, progress=bar.update,
-                             trace=not (args.no_plots or accuracy))
+                             trace=not (args.no_plots or accuracy), sut_url=args.sut_url,
+                             api_key=args.api_key or os.environ.get(API_KEY_ENV) or None)
     print(result.summary.rstrip())
     if not result.valid and result.invalid_reasons:
         print("INVALID because: " + "; ".join(f"{reason}: NO" for reason in result.invalid_reasons))

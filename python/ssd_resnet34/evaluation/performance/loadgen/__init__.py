@@ -30,7 +30,9 @@ LoadGen sees it); everything but the built-in file is written to
 exact settings. AccuracyOnly writes ``mlperf_log_accuracy.json``, which :func:`score_accuracy_log`
 (``scoring.py``) scores as MLCommons' ``tools/accuracy-coco.py`` does. :func:`run_loadgen`
 (``runner.py``) runs one test; :func:`parse_summary` (``summary.py``) reads its verdict;
-``oracle_source.py`` serves head outputs encoded from the ground truth instead of a model (``bench --oracle``).
+``oracle_source.py`` serves head outputs encoded from the ground truth instead of a model (``bench --oracle``);
+``network.py`` sends the queries to a server on the open inference protocol instead (``bench --sut-url``,
+MLPerf's network division).
 
 Requires ``mlcommons-loadgen`` (``import mlperf_loadgen``): ``pip install 'ssd-resnet34[eval]'``.
 """

@@ -30,6 +30,8 @@ def run_loadgen(
     *,
     progress: Optional[Callable[[int], None]] = None,
     trace: bool = False,
+    sut_url: Optional[str] = None,
+    api_key: Optional[str] = None,
 ) -> LoadGenResult:
     """Run one LoadGen test and return its summary.
 
@@ -39,7 +41,10 @@ def run_loadgen(
     (created); it also receives the ``user.conf`` given to LoadGen. ``progress(n)``: called
     as n more samples are answered. ``trace``: LoadGen also writes ``mlperf_log_trace.json`` (its
     Chrome trace; each sample's latency as LoadGen measured it, read by :mod:`.trace`; off by
-    default, as MLPerf runs it). Re-raises the first error
+    default, as MLPerf runs it).
+    ``sut_url``: run no model here but send the queries to the
+    V2 server there (:class:`~.network.NetworkSUT`; ``engine`` and ``decode`` unused; ``api_key``
+    its bearer token). Re-raises the first error
     of the SUT or the QSL (the queries it failed are answered empty so LoadGen finishes).
     Raises ``ValueError`` for settings that fail :func:`~.settings.check_test_settings` (before
     LoadGen starts), ``RuntimeError`` when LoadGen rejects the configuration or wrote no summary,
@@ -75,8 +80,14 @@ def run_loadgen(
     log.enable_trace = bool(trace)
 
     responder = Responder(lg, progress)
-    if settings.scenario == "Server":
-        sut_impl: Any = ServerSUT(library, engine, decode, settings.max_batch, settings.batch_timeout_ms / 1e3, responder)
+    if sut_url is not None:
+        from .network import NetworkSUT
+
+        batch = settings.batch_size if settings.scenario == "Offline" else 1
+        sut_impl: Any = NetworkSUT(library, sut_url, responder, batch_size=batch, api_key=api_key,
+                                   concurrency=max(16, 4 * settings.max_batch))
+    elif settings.scenario == "Server":
+        sut_impl = ServerSUT(library, engine, decode, settings.max_batch, settings.batch_timeout_ms / 1e3, responder)
     else:
         sut_impl = PipelineSUT(library, engine, decode, settings.batch_size, responder)
 
