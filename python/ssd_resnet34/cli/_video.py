@@ -9,7 +9,9 @@ with ``run.json``; its video formats, ``detection_formats(..., videos=sources)``
   frame rate and frame count as the input (:mod:`ssd_resnet34.output.video_writer`), unless
   ``--no-draw``.
 
-This module keeps the sources, the sampling and the command line; the files are the writer's.
+This module keeps the sources, the sampling and the command line; the files are the writer's
+(each result goes to ``RunWriter.add_frame``; the closing ``wrote ...`` line is its ``describe``).
+
 All sources share one engine; their frames are interleaved into the same batches, each stream
 in its own order. ``--track`` adds ByteTrack ids (``track_id`` in the jsonl, ``#id`` on the
 boxes). The first Ctrl-C or a SIGTERM stops after the frames in flight and writes what
