@@ -214,24 +214,25 @@ def open_engine(args: argparse.Namespace, model: Any, **options: Any) -> Any:
     return engine
 
 
-def open_run(args: argparse.Namespace, out: Any, command: str, **engine_options: Any) -> Any:
-    """``(model, engine, folder)`` of a ``detect`` run: the model ``args`` name with its
+def open_run(args: argparse.Namespace, out: Any, command: str, formats: Any, **engine_options: Any) -> Any:
+    """``(model, engine, writer)`` of a ``detect`` run: the model ``args`` name with its
     ``--score-threshold`` / ``--classes`` (:func:`load_model`), its engine (:func:`open_engine`)
     (``engine_options`` go to it, e.g. ``mode``) and the
-    :class:`~ssd_resnet34.output.run_folder.RunFolder` ``out`` (the engine is closed and
-    :class:`CommandError` raised when the folder cannot be used)."""
-    from ..output.run_folder import RunFolder
+    :class:`~ssd_resnet34.output.run_writer.RunWriter` of the output folder ``out`` with the
+    output ``formats`` (the engine is closed and :class:`CommandError` raised when the folder
+    cannot be used)."""
+    from ..output.run_writer import RunWriter
 
     model = load_model(args, score_threshold=args.score_threshold)
     if args.classes is not None:
         model.configure_postprocessor(score_threshold=args.score_threshold, classes=args.classes)
     engine = open_engine(args, model, **engine_options)
     try:
-        folder = RunFolder(out, command)
+        writer = RunWriter(out, command, formats)
     except OSError as error:
         engine.close()
         raise CommandError(f"cannot use the output folder {out}: {error}") from None
-    return model, engine, folder
+    return model, engine, writer
 
 
 class Interrupt:

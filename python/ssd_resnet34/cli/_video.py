@@ -1,13 +1,16 @@
 """``ssd-resnet34 detect`` on videos: files, ``rtsp://`` / ``http(s)://`` streams and cameras.
 
 ``detect clip.mp4 [b.mkv rtsp://... http://...] [--camera 0] [--every N] [--realtime] [--no-draw]``
-writes, in the run folder (:class:`~ssd_resnet34.output.run_folder.RunFolder`, one set with
-``run.json``):
+writes, through the one run writer (:class:`~ssd_resnet34.output.run_writer.RunWriter`, one set
+with ``run.json``; its video formats, ``detection_formats(..., videos=sources)``):
 
 - ``detections.jsonl``: one line per processed frame (:mod:`ssd_resnet34.output.jsonl`);
 - ``<stem>.mp4`` per input (``camera0.mp4`` for ``--camera 0``): the annotated video, same size,
   frame rate and frame count as the input (:mod:`ssd_resnet34.output.video_writer`), unless
   ``--no-draw``.
+
+This module keeps the sources, the sampling and the command line; the files are the writer's
+(each result goes to ``RunWriter.add_frame``; the closing ``wrote ...`` line is its ``describe``).
 
 All sources share one engine; their frames are interleaved into the same batches, each stream
 in its own order. ``--track`` adds ByteTrack ids (``track_id`` in the jsonl, ``#id`` on the
@@ -20,8 +23,6 @@ stderr: the frames before it are kept), 130 after Ctrl-C, 143 after SIGTERM.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import signal
 import statistics
 import sys
@@ -30,11 +31,9 @@ import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Dict, List, Optional
-from urllib.parse import urlparse
 
 from .. import engines
-from ..output.jsonl import JSONL_NAME, JsonlWriter
-from ..output.video_writer import AnnotatedVideoWriter
+from ..output.run_writer import AnnotatedVideos, detection_formats
 from ..video.detect import iter_detect_frames
 from ..video.source import (
     DEFAULT_TIMEOUT_S,
@@ -52,7 +51,7 @@ from ._common import (
 )
 from ._progress import Progress
 
-__all__ = ["LATENCY_WINDOW", "add_video_arguments", "output_names", "run_video", "wants_video"]
+__all__ = ["LATENCY_WINDOW", "add_video_arguments", "run_video", "wants_video"]
 
 #: The median latency in run.json is over the last this many frames (memory stays bounded).
 LATENCY_WINDOW = 10_000
@@ -90,30 +89,6 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
 def wants_video(args: argparse.Namespace) -> bool:
     """True when ``detect``'s inputs are videos, stream URLs or cameras."""
     return bool(getattr(args, "camera", None)) or any(is_video_input(item) for item in args.images)
-
-
-def output_names(sources: List[VideoSource], out_dir: Path) -> Dict[int, str]:
-    """``<stem>.mp4`` per source in ``out_dir`` (``camera<N>.mp4``, a URL's last path part or
-    host), unique and never one of the input files."""
-    used = {JSONL_NAME}
-    inputs = {os.path.realpath(str(s.target)) for s in sources if not (s.camera or s.url)}
-    names: Dict[int, str] = {}
-    for source in sources:
-        if source.camera:
-            stem = f"camera{source.target}"
-        elif source.url:
-            parsed = urlparse(str(source.target))
-            stem = os.path.splitext(os.path.basename(parsed.path.rstrip("/")))[0] or parsed.hostname or "stream"
-        else:
-            stem = os.path.splitext(os.path.basename(str(source.target)))[0] or "video"
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
-        candidate, k = f"{stem}.mp4", 1
-        while candidate.lower() in used or os.path.realpath(out_dir / candidate) in inputs:
-            k += 1
-            candidate = f"{stem}-{k}.mp4"
-        used.add(candidate.lower())
-        names[source.stream] = candidate
-    return names
 
 
 class _Stop:
@@ -166,19 +141,14 @@ def _trackers(args: argparse.Namespace, sources: List[VideoSource]) -> Dict[int,
     return {s.stream: StreamTracker(s.fps / args.every if s.fps else None) for s in sources}
 
 
-def _labelled(results: List[Any], track_ids: List[Optional[int]]) -> List[Any]:
-    """The boxes to draw, their labels prefixed with ``#<track id>``."""
-    return [dataclasses.replace(r, label=f"#{t} {r.label}") if t is not None else r
-            for r, t in zip(results, track_ids)]
-
-
 def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_dir: Path) -> int:
     trackers = _trackers(args, sources)  # ImportError (naming the extra) before the model loads
     # --realtime: one request on all cores (the latency mode) gives each frame its result soonest
     mode = engines.LATENCY if args.realtime else engines.THROUGHPUT
-    model, engine, folder = open_run(args, out_dir, "detect", mode=mode)
     draw = not args.no_draw
-    names = output_names(sources, out_dir)
+    formats = detection_formats([], out_dir, drawings=draw, table=False, videos=sources)
+    videos = next((f for f in formats if isinstance(f, AnnotatedVideos)), None)
+    model, engine, writer = open_run(args, out_dir, "detect", formats, mode=mode)
     known = [s.frame_count for s in sources]
     total = None if args.realtime or None in known else sum(-(-n // args.every) for n in known)
     if args.limit is not None:
@@ -189,7 +159,7 @@ def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_
     # endless streams) and the largest
     latencies: "deque[float]" = deque(maxlen=LATENCY_WINDOW)
     worst = 0.0
-    with folder, engine, graceful_interrupt("stopping after the frames in flight (Ctrl-C again to abort)") as interrupt:
+    with writer, engine, graceful_interrupt("stopping after the frames in flight (Ctrl-C again to abort)") as interrupt:
         stop = _Stop(interrupt)
         previous_term = None
         if threading.current_thread() is threading.main_thread():
@@ -198,64 +168,51 @@ def _detect(args: argparse.Namespace, sources: List[VideoSource], ok: bool, out_
                 print("SIGTERM: stopping after the frames in flight", file=sys.stderr)
 
             previous_term = signal.signal(signal.SIGTERM, on_term)
-        jsonl = JsonlWriter(folder)
-        videos: Dict[int, Any] = {}
         try:
-            if draw:
-                for source in sources:
-                    videos[source.stream] = AnnotatedVideoWriter(folder, names[source.stream], source.width,
-                                                                 source.height, source.fps)
             results = iter_detect_frames(sources, engine, model.postprocessor.decode, every=args.every,
                                          realtime=args.realtime, batch_size=args.batch_size, keep_images=draw,
                                          exact=args.exact)
             with Progress(total, "detect", unit="frames", rate=True) as progress:
                 try:
                     for result in results:
-                        track_ids = trackers[result.stream].track(result) if trackers else None
-                        jsonl.add(result, track_ids)
-                        if draw:
-                            drawn = _labelled(result.results, track_ids) if track_ids is not None else None
-                            videos[result.stream].add(result, drawn)
+                        writer.add_frame(result, trackers[result.stream].track(result) if trackers else None)
                         latencies.append(time.monotonic() - result.read_at)
                         worst = max(worst, latencies[-1])
                         frames[result.stream] += 1
                         dropped[result.stream] += result.dropped_before
                         progress.update(1)
-                        if stop.requested or (args.limit is not None and jsonl.frames >= args.limit):
+                        if stop.requested or (args.limit is not None and writer.frames >= args.limit):
                             break
                 except KeyboardInterrupt:  # a second Ctrl-C: keep what is written so far
                     stop.signal = signal.SIGINT
                 finally:
                     results.close()
         finally:
-            written = jsonl.close()
-            for writer in videos.values():
-                written += writer.close()
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
         for source in sources:
             if source.error is not None:
                 ok = False
                 print(f"error: {source.error}", file=sys.stderr)
-        if jsonl.frames == 0:
+        if writer.frames == 0:
             raise CommandError(f"no frame could be processed; {out_dir} is left as it was")
         summary = {
-            "frames": jsonl.frames, "detections": jsonl.detections, "every": args.every, "realtime": args.realtime,
-            "interrupted": stop.signal is not None, "track": bool(trackers),
+            "frames": writer.frames, "detections": writer.num_detections, "every": args.every,
+            "realtime": args.realtime, "interrupted": stop.signal is not None, "track": bool(trackers),
             "latency_s": {"median": round(statistics.median(latencies), 4), "max": round(worst, 4)},
             "streams": [{"source": s.name, "frames": frames[s.stream], "frames_read": s.frames_read,
                          "dropped": dropped[s.stream], "width": s.width, "height": s.height, "fps": s.fps,
-                         "video": names[s.stream] if draw else None,
-                         "codec": videos[s.stream].codec if draw else None,
+                         "video": videos.targets[s.stream].name if videos else None,
+                         "codec": videos.codec(s.stream) if videos else None,
                          "error": None if s.error is None else str(s.error)} for s in sources],
         }
-        folder.commit(summary, only=written)
+        writer.commit(summary)  # finalizes the videos and the jsonl, then moves the set into place
     for source in sources:
         extra = f", {dropped[source.stream]} dropped (--realtime)" if args.realtime else ""
-        video = f" -> {out_dir / names[source.stream]}" if draw else ""
+        video = f" -> {out_dir / videos.targets[source.stream].name}" if videos else ""
         print(f"{source.name}: {frames[source.stream]} frame(s) processed of {source.frames_read} read{extra}{video}",
               file=sys.stderr)
-    print(f"wrote {out_dir / JSONL_NAME} ({jsonl.frames} frames, {jsonl.detections} detections)", file=sys.stderr)
+    print(f"wrote {writer.describe()}", file=sys.stderr)
     if stop.signal is not None:
         print(f"interrupted: {out_dir} holds the frames finished before the signal", file=sys.stderr)
         return 130 if stop.signal == signal.SIGINT else 143

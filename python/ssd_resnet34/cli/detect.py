@@ -32,8 +32,7 @@ from ._common import (
     add_classes_argument,
     add_model_arguments,
     graceful_interrupt,
-    load_model,
-    open_engine,
+    open_run,
     positive_int,
     probability,
 )
@@ -116,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``detect`` with parsed ``args``; returns the exit status (0; 1 after a bad input or when
     nothing could be processed; 130 when interrupted by Ctrl-C, 143 by SIGTERM)."""
     from ..output.coco_results import image_records
-    from ..output.run_writer import RunWriter, detection_formats
+    from ..output.run_writer import detection_formats
 
     if wants_video(args):  # video files, stream URLs, --camera: cli/_video.py
         return run_video(args)
@@ -131,15 +130,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     if not paths:
         raise CommandError(f"no image to process; {out_dir} is left as it was")
-    model = load_model(args, score_threshold=args.score_threshold)
-    if args.classes is not None:
-        model.configure_postprocessor(score_threshold=args.score_threshold, classes=args.classes)
-    engine = open_engine(args, model)
-    try:
-        writer = RunWriter(out_dir, "detect", detection_formats(paths, out_dir, drawings=not args.no_draw, table=False))
-    except OSError as error:
-        engine.close()
-        raise CommandError(f"cannot use the output folder {out_dir}: {error}") from None
+    model, engine, writer = open_run(args, out_dir, "detect",
+                                     detection_formats(paths, out_dir, drawings=not args.no_draw, table=False))
     ok = not errors
     interrupted = False
     bar = Progress(len(paths), "detect", enabled=len(paths) > 1)

@@ -42,11 +42,13 @@ def frame_record(result: Any, track_ids: Optional[Iterable[Optional[int]]] = Non
 
 
 class JsonlWriter:
-    """Writes ``detections.jsonl`` into a :class:`~ssd_resnet34.output.run_folder.RunFolder`
-    (its staging copy; moved into place by the folder's commit).
+    """Writes ``detections.jsonl`` into a run's staging area: ``folder`` is anything with
+    ``path(name)``, a :class:`~ssd_resnet34.output.run_writer.RunWriter` (its format
+    :class:`~ssd_resnet34.output.run_writer.FrameLines`) or a
+    :class:`~ssd_resnet34.output.run_folder.RunFolder`; moved into place by their commit.
 
     ``add(result, track_ids=None)`` writes one frame's line (flushed); ``close()`` closes the
-    file and returns the names written (``[JSONL_NAME]``), for ``RunFolder.commit(only=...)``.
+    file and returns the names written (``[JSONL_NAME]``).
     ``frames`` and ``detections`` count what was written. Raises ``OSError`` when the file
     cannot be written.
     """

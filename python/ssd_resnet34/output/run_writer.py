@@ -1,53 +1,69 @@
-"""The one writer of a detection run's output folder, for ``detect`` and for the Ray path
-(:func:`ssd_resnet34.distributed.detect_dataset`).
+"""The one writer of a detection run's output folder: ``detect`` on images, on videos, streams
+and cameras (``cli/_video.py``), and the Ray path (:func:`ssd_resnet34.distributed.detect_dataset`).
 
 A :class:`RunWriter` stages the run's files in a :class:`~ssd_resnet34.output.run_folder.RunFolder`
 (all or nothing: :meth:`RunWriter.commit` replaces the previous set, leaving the block without it
 leaves the folder as it was). The files themselves come from *output formats*, each an
-:class:`OutputFormat` with two hooks:
+:class:`OutputFormat` with these hooks:
 
-- ``add(run, image) -> names``: called once per image as it finishes, in input order (an image
-  that could not be processed too: ``image.ok`` is False); writes what belongs to that image
-  (a drawing) under ``run.path(name)`` and returns the names written. It may raise ``OSError``
-  (the image's file could not be written: reported, the run goes on).
+- ``add(run, item) -> names``: called once per item as it finishes, in input order: a
+  :class:`WrittenImage` in an image run (:meth:`RunWriter.add`; an image that could not be
+  processed too: ``item.ok`` is False), a :class:`WrittenFrame` in a video run
+  (:meth:`RunWriter.add_frame`, each stream in its frame order); writes what belongs to that item
+  (a drawing, a ``detections.jsonl`` line, the frames of an annotated video) under
+  ``run.path(name)`` and returns the names written. In an image run it may raise ``OSError`` (the
+  image's file could not be written: reported, the run goes on).
 - ``finish(run, images, image_ids) -> names``: called once at :meth:`RunWriter.commit` with every
   image added and the image ids of the processed ones (COCO names keep their id, the others get
-  running numbers, :func:`~ssd_resnet34.output.coco_results.assign_image_ids`); writes the
-  run-wide files (COCO results JSON, a Parquet table) and returns their names.
+  running numbers, :func:`~ssd_resnet34.output.coco_results.assign_image_ids`; both empty in a
+  video run, which keeps no frames); writes the run-wide files (COCO results JSON, a Parquet
+  table) or closes the files written along (the jsonl, the videos) and returns their names.
+- ``close(run)``: releases what the format holds open; called when the run is committed or
+  discarded (after ``finish``, or without it), possibly twice.
+- ``describe(run, names)`` gives the parts of the closing ``wrote ...`` line for the names it wrote.
 
-``describe(run, names)`` gives the parts of the closing ``wrote ...`` line for the names it wrote.
-A new output format (say a video writer: ``detections.jsonl`` a line per frame in ``add`` and the
-annotated video, frames appended in ``add`` and closed in ``finish``) is one class here and one
-line in :func:`detection_formats`; ``detect`` and the Ray path then both write it.
+A new output format is one class here and one line in :func:`detection_formats`; ``detect`` (on
+images or videos, as it fits) and the Ray path then write it.
 
-The formats of a detection run (:func:`detection_formats`): :class:`CocoResults`
+The formats of an image run (:func:`detection_formats`): :class:`CocoResults`
 (``detections.json``, ``image_ids.json`` when some names are not COCO names), :class:`Drawings`
 (``<stem><ext>`` per image with the boxes drawn; needs the decoded image), :class:`ParquetTable`
-(``detections.parquet``, :mod:`ssd_resnet34.output.parquet`).
+(``detections.parquet``, :mod:`ssd_resnet34.output.parquet`). Of a video run
+(``detection_formats(..., videos=sources)``): :class:`FrameLines` (``detections.jsonl``, a line
+per frame, :mod:`ssd_resnet34.output.jsonl`) and :class:`AnnotatedVideos` (``<stem>.mp4`` per
+stream, :mod:`ssd_resnet34.output.video_writer`; needs the decoded frames).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from urllib.parse import urlparse
 
 import numpy as np
 
 from ..types import ObjectDetectionResult
 from .coco_results import assign_image_ids, write_coco_results
+from .jsonl import JSONL_NAME, JsonlWriter
 from .run_folder import MANIFEST, RunFolder
 
 __all__ = [
+    "AnnotatedVideos",
     "CocoResults",
     "Drawings",
+    "FrameLines",
     "OutputFormat",
     "ParquetTable",
     "RunWriter",
+    "VideoTarget",
+    "WrittenFrame",
     "WrittenImage",
     "detection_formats",
     "drawing_names",
+    "video_names",
 ]
 
 # Suffixes OpenCV writes; a drawing of any other image is written as PNG.
@@ -81,14 +97,31 @@ class WrittenImage:
         return self.error is None
 
 
+@dataclass
+class WrittenFrame:
+    """One processed video frame, as the output formats see it.
+
+    ``result``: its :class:`~ssd_resnet34.video.FrameResult` (``image`` and the images of its
+    ``held`` frames when the run keeps them); ``track_ids``: one per detection (int, or None for
+    an untracked box) with ``--track``, else None. The run keeps no frame once every format's
+    ``add`` has seen it (memory stays bounded on an endless stream).
+    """
+
+    result: Any
+    track_ids: Optional[List[Optional[int]]] = None
+
+
 class OutputFormat:
     """An output format of a run (see the module docstring); the hooks default to writing nothing."""
 
-    def add(self, run: "RunWriter", image: WrittenImage) -> List[str]:
+    def add(self, run: "RunWriter", item: Union[WrittenImage, WrittenFrame]) -> List[str]:
         return []
 
     def finish(self, run: "RunWriter", images: Sequence[WrittenImage], image_ids: Dict[str, int]) -> List[str]:
         return []
+
+    def close(self, run: "RunWriter") -> None:
+        return None
 
     def describe(self, run: "RunWriter", names: Sequence[str]) -> List[str]:
         return [str(run.out / name) for name in names]
@@ -184,12 +217,139 @@ class ParquetTable(OutputFormat):
         return ["detections.parquet"]
 
 
+class FrameLines(OutputFormat):
+    """``detections.jsonl``: a line per processed frame, flushed as it is written, so a run stopped
+    at any point has complete lines (:mod:`ssd_resnet34.output.jsonl`). Opened at the first frame."""
+
+    def __init__(self) -> None:
+        self.writer: Optional[JsonlWriter] = None
+
+    def add(self, run, frame):
+        if self.writer is None:
+            self.writer = JsonlWriter(run)
+        self.writer.add(frame.result, frame.track_ids)
+        return []
+
+    def finish(self, run, images, image_ids):
+        return [] if self.writer is None else self.writer.close()
+
+    def close(self, run):
+        if self.writer is not None:
+            self.writer.close()
+
+    def describe(self, run, names):
+        if not names:
+            return []
+        return [f"{run.out / names[0]} ({run.frames} frames, {run.num_detections} detections)"]
+
+
+@dataclass(frozen=True)
+class VideoTarget:
+    """The annotated video of one stream: its file ``name`` in the run folder and the input's
+    ``width`` x ``height`` (pixels) and ``fps`` (None when the input declares none)."""
+
+    name: str
+    width: int
+    height: int
+    fps: Optional[float]
+
+
+def video_names(sources: Sequence[Any], out: "str | os.PathLike[str]") -> Dict[int, str]:
+    """``<stem>.mp4`` per video source (a :class:`~ssd_resnet34.video.VideoSource`: its
+    ``stream``, ``target``, ``camera``, ``url``) in ``out``: ``camera<N>.mp4`` for a camera, a
+    URL's last path part or its host, a file's stem; unique, never one of the input files nor
+    ``detections.jsonl``."""
+    out = Path(out)
+    used = {JSONL_NAME}
+    inputs = {os.path.realpath(str(s.target)) for s in sources if not (s.camera or s.url)}
+    names: Dict[int, str] = {}
+    for source in sources:
+        if source.camera:
+            stem = f"camera{source.target}"
+        elif source.url:
+            parsed = urlparse(str(source.target))
+            stem = os.path.splitext(os.path.basename(parsed.path.rstrip("/")))[0] or parsed.hostname or "stream"
+        else:
+            stem = os.path.splitext(os.path.basename(str(source.target)))[0] or "video"
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+        candidate, k = f"{stem}.mp4", 1
+        while candidate.lower() in used or os.path.realpath(out / candidate) in inputs:
+            k += 1
+            candidate = f"{stem}-{k}.mp4"
+        used.add(candidate.lower())
+        names[source.stream] = candidate
+    return names
+
+
+def _labelled(results: List[ObjectDetectionResult], track_ids: List[Optional[int]]) -> List[ObjectDetectionResult]:
+    """The boxes to draw, their labels prefixed with ``#<track id>``."""
+    return [dataclasses.replace(r, label=f"#{t} {r.label}") if t is not None else r
+            for r, t in zip(results, track_ids)]
+
+
+class AnnotatedVideos(OutputFormat):
+    """The annotated video of each stream (:class:`~ssd_resnet34.output.video_writer.AnnotatedVideoWriter`:
+    every frame of the input, the boxes drawn, ``#<track id>`` before the label with track ids),
+    ``targets`` by stream. All are opened at the first frame (a stream that ends before its first
+    frame still gets its video) and finalized at the commit, also after Ctrl-C / SIGTERM, so each
+    is playable up to its last frame. Needs the frames' images. ``codec(stream)``: the encoder
+    used (``"h264"`` or ``"mp4v"``), None before the first frame."""
+
+    def __init__(self, targets: Mapping[int, VideoTarget], codec: str = "auto") -> None:
+        self.targets = dict(targets)
+        self._codec = codec
+        self.writers: Dict[int, Any] = {}
+
+    def codec(self, stream: int) -> Optional[str]:
+        writer = self.writers.get(stream)
+        return None if writer is None else writer.codec
+
+    def add(self, run, frame):
+        from .video_writer import AnnotatedVideoWriter
+
+        if not self.writers:
+            for stream, target in self.targets.items():
+                self.writers[stream] = AnnotatedVideoWriter(run, target.name, target.width, target.height,
+                                                            target.fps, self._codec)
+        result = frame.result
+        drawn = _labelled(result.results, frame.track_ids) if frame.track_ids is not None else None
+        self.writers[result.stream].add(result, drawn)
+        return []
+
+    def finish(self, run, images, image_ids):
+        return [name for writer in self.writers.values() for name in writer.close()]
+
+    def close(self, run):
+        for writer in self.writers.values():
+            writer.close()
+
+    def describe(self, run, names):
+        if not names:
+            return []
+        if len(names) == 1:
+            return [str(run.out / names[0])]
+        return [f"{len(names)} annotated videos in {run.out}{os.sep}"]
+
+
 def detection_formats(paths: Sequence[str], out: "str | os.PathLike[str]", *, drawings: bool,
-                      table: bool) -> List[OutputFormat]:
-    """The formats of a detection run over ``paths`` into ``out``: COCO results always, drawings
-    (local ``detect`` unless ``--no-draw``) and the Parquet table (the Ray path) when asked. The one
-    place a new format is wired in."""
-    formats: List[OutputFormat] = [CocoResults()]
+                      table: bool, videos: Optional[Sequence[Any]] = None) -> List[OutputFormat]:
+    """The formats of a detection run into ``out``. Over the images ``paths``: COCO results
+    always, drawings (local ``detect`` unless ``--no-draw``) and the Parquet table (the Ray path)
+    when asked. Over the video sources ``videos`` instead (:class:`~ssd_resnet34.video.VideoSource`,
+    ``paths`` empty, no table): ``detections.jsonl`` always and, with ``drawings``, the annotated
+    videos (named by :func:`video_names`). The one place a new format is wired in. Raises
+    ``ValueError`` for images and videos together, or a table of videos."""
+    if videos is not None:
+        if paths or table:
+            raise ValueError("a video run writes detections.jsonl and the annotated videos: "
+                             "no image paths and no Parquet table")
+        formats: List[OutputFormat] = [FrameLines()]
+        if drawings:
+            names = video_names(videos, out)
+            formats.append(AnnotatedVideos({s.stream: VideoTarget(names[s.stream], s.width, s.height, s.fps)
+                                            for s in videos}))
+        return formats
+    formats = [CocoResults()]
     if drawings:
         formats.append(Drawings(paths, out))
     if table:
@@ -200,7 +360,8 @@ def detection_formats(paths: Sequence[str], out: "str | os.PathLike[str]", *, dr
 class RunWriter:
     """Write a run's output folder ``out`` with ``formats``, as one set.
 
-    ``add(...)`` each image as it finishes (in input order); ``commit(summary)`` writes the run-wide
+    ``add(...)`` each image as it finishes (in input order), or ``add_frame(...)`` each processed
+    video frame; ``commit(summary)`` writes the run-wide
     files and ``run.json`` and replaces the previous set; leaving the ``with`` block without
     commit discards everything (the folder stays as the previous run left it). Raises ``OSError``
     when ``out`` cannot be created or is a file.
@@ -213,6 +374,9 @@ class RunWriter:
         self.images: List[WrittenImage] = []
         self._names: List[List[str]] = [[] for _ in self.formats]
         self.files: List[Path] = []
+        #: Video frames added, and their detections.
+        self.frames = 0
+        self._frame_detections = 0
         #: Whether some processed image got a running number (set by :meth:`commit`).
         self.running_numbers = False
 
@@ -231,7 +395,8 @@ class RunWriter:
 
     @property
     def num_detections(self) -> int:
-        return sum(len(image.records) for image in self.images if image.ok)
+        """Detections of the images processed and of the frames added."""
+        return sum(len(image.records) for image in self.images if image.ok) + self._frame_detections
 
     # -- for the run -----------------------------------------------------------------------
     def add(self, path: str, *, width: Optional[int] = None, height: Optional[int] = None,
@@ -255,6 +420,17 @@ class RunWriter:
             names.extend(new)
         return problems
 
+    def add_frame(self, result: Any, track_ids: Optional[Iterable[Optional[int]]] = None) -> None:
+        """Add one processed video frame (see :class:`WrittenFrame`) to every format: written, not
+        kept. Raises ``OSError`` when a file cannot be written and ``ValueError`` when a format
+        needs the frame's image and the run did not keep it: a video's file cannot skip a frame,
+        so the run stops (leaving the ``with`` block discards its files)."""
+        entry = WrittenFrame(result, None if track_ids is None else list(track_ids))
+        for output, names in zip(self.formats, self._names):
+            names.extend(output.add(self, entry))
+        self.frames += 1
+        self._frame_detections += len(result.detections)
+
     def commit(self, summary: Optional[dict] = None) -> List[Path]:
         """Write the run-wide files, then replace the previous set by this run's files and
         ``run.json`` (whose ``summary`` is ``summary``). Returns the final paths (``run.json``
@@ -269,11 +445,19 @@ class RunWriter:
 
     def describe(self) -> str:
         """The files committed, for the closing line: ``OUT/detections.json (N detections, M
-        images), OUT/image_ids.json, 3 drawings in OUT/, OUT/run.json``."""
+        images), OUT/image_ids.json, 3 drawings in OUT/, OUT/run.json``; of a video run
+        ``OUT/detections.jsonl (N frames, M detections), OUT/clip.mp4, OUT/run.json``."""
         parts = [part for output, names in zip(self.formats, self._names) for part in output.describe(self, names)]
         return ", ".join(parts + [str(self.out / MANIFEST)])
 
     def discard(self) -> None:
+        """Close the formats' files and forget what was not committed (a file that cannot be closed
+        cleanly is removed all the same)."""
+        for output in self.formats:
+            try:
+                output.close(self)
+            except (OSError, ValueError, RuntimeError):
+                pass  # its file goes with the staging folder
         self.folder.discard()
 
     def __enter__(self) -> "RunWriter":

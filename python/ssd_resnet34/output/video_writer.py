@@ -118,9 +118,10 @@ def open_encoder(path: "str | Path", width: int, height: int, fps: Optional[floa
 
 
 class AnnotatedVideoWriter:
-    """The annotated video of one stream, written into a
-    :class:`~ssd_resnet34.output.run_folder.RunFolder` as ``name`` (moved into place by the
-    folder's commit).
+    """The annotated video of one stream, written as ``name`` into a run's staging area:
+    ``folder`` is anything with ``path(name)``, a :class:`~ssd_resnet34.output.run_writer.RunWriter`
+    (its format :class:`~ssd_resnet34.output.run_writer.AnnotatedVideos`, one writer per stream) or
+    a :class:`~ssd_resnet34.output.run_folder.RunFolder`; moved into place by their commit.
 
     ``width``, ``height``, ``fps``: the input's (frames of another size are resized to it).
     ``add(result)`` writes a :class:`~ssd_resnet34.video.FrameResult` (its ``image`` and the
