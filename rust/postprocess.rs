@@ -6,8 +6,8 @@
 use crate::anchors::default_boxes;
 use crate::decode::AnchorBoxes;
 use crate::error::Error;
-use crate::layout::{OutputId, OutputKind, LEVELS, NUM_CLASSES, NUM_LEVELS};
-use crate::scores::{score_pass, Candidate, Candidates, ScoreConfig};
+use crate::layout::{Head, OutputId, OutputKind, LEVELS, NUM_CLASSES, NUM_LEVELS};
+use crate::scores::{score_pass_heads, Candidate, Candidates, ScoreConfig};
 use crate::nms::{greedy_nms_into, NmsScratch};
 use crate::simd::reject::all_finite;
 use crate::simd::Isa;
@@ -332,7 +332,12 @@ impl Postprocessor {
     /// # Panics
     /// When a slice does not have its level's length (`decode_image` checks them).
     pub fn score_pass(&self, logits: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Candidates, Error> {
-        score_pass(logits, &self.scores, parallelism == Parallelism::WithinImage)
+        self.score_pass_heads(logits.map(Head::F32), parallelism)
+    }
+
+    /// [`Self::score_pass`] on float32 or float16 logits.
+    fn score_pass_heads(&self, logits: [Head<'_>; NUM_LEVELS], parallelism: Parallelism) -> Result<Candidates, Error> {
+        score_pass_heads(logits, &self.scores, parallelism == Parallelism::WithinImage)
             .map_err(|l| Error::NonFinite { output: OutputId::logits(l), item: 0 })
     }
 
@@ -390,12 +395,17 @@ impl Postprocessor {
 
     /// [`Self::decode_image`] with a chosen parallelism.
     pub fn decode_image_with(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Detections, Error> {
+        let (logits, offsets) = (logits.map(Head::F32), offsets.map(Head::F32));
         check_lengths(logits, offsets, 1)?;
         self.decode_checked(logits, offsets, parallelism)
     }
 
-    fn decode_checked(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Detections, Error> {
-        let mut candidates = self.score_pass(logits, parallelism)?;
+    fn decode_checked(&self, logits: [Head<'_>; NUM_LEVELS], offsets: [Head<'_>; NUM_LEVELS], parallelism: Parallelism) -> Result<Detections, Error> {
+        let mut candidates = self.score_pass_heads(logits, parallelism)?;
+        // float16 offsets (4 x 15,130 values) are converted whole, after the score pass
+        // (when it refuses the logits, nothing more is read).
+        let converted = offsets.map(|o| o.to_f32());
+        let offsets: [&[f32]; NUM_LEVELS] = std::array::from_fn(|l| &*converted[l]);
         let check_offsets = || match (0..NUM_LEVELS).find(|&l| !all_finite(offsets[l])) {
             Some(l) => Err(Error::NonFinite { output: OutputId::offsets(l), item: 0 }),
             None => Ok(()),
@@ -439,15 +449,23 @@ impl Postprocessor {
     /// Errors: [`Error::Length`]; [`Error::NonFinite`] for the lowest `outputs[k]` with a
     /// bad value, naming the lowest batch item with one there.
     pub fn decode_batch(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], batch: usize) -> Result<Vec<Detections>, Error> {
+        self.decode_batch_heads(logits.map(Head::F32), offsets.map(Head::F32), batch)
+    }
+
+    /// [`Self::decode_batch`] on float32 or float16 tensors, each of the 12 either: the
+    /// result is that of each tensor converted exactly to float32 first
+    /// (docs/postprocess.md, "Head outputs"); float16 logits are converted chunk by chunk
+    /// as the score pass reads them.
+    pub fn decode_batch_heads(&self, logits: [Head<'_>; NUM_LEVELS], offsets: [Head<'_>; NUM_LEVELS], batch: usize) -> Result<Vec<Detections>, Error> {
         check_lengths(logits, offsets, batch)?;
         let image = |n: usize| {
-            let li: [&[f32]; NUM_LEVELS] = std::array::from_fn(|l| {
+            let li: [Head; NUM_LEVELS] = std::array::from_fn(|l| {
                 let len = LEVELS[l].logits_len();
-                &logits[l][n * len..(n + 1) * len]
+                logits[l].slice(n * len..(n + 1) * len)
             });
-            let oi: [&[f32]; NUM_LEVELS] = std::array::from_fn(|l| {
+            let oi: [Head; NUM_LEVELS] = std::array::from_fn(|l| {
                 let len = LEVELS[l].offsets_len();
-                &offsets[l][n * len..(n + 1) * len]
+                offsets[l].slice(n * len..(n + 1) * len)
             });
             (li, oi)
         };
@@ -481,7 +499,7 @@ impl Postprocessor {
 }
 
 /// Checks that every slice holds `batch` images of its tensor.
-fn check_lengths(logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], batch: usize) -> Result<(), Error> {
+fn check_lengths(logits: [Head<'_>; NUM_LEVELS], offsets: [Head<'_>; NUM_LEVELS], batch: usize) -> Result<(), Error> {
     for (kind, slices) in [(OutputKind::ClassLogits, logits), (OutputKind::BoxOffsets, offsets)] {
         for (l, s) in slices.iter().enumerate() {
             let output = OutputId { kind, level: l };
@@ -736,6 +754,44 @@ mod tests {
             1,
         );
         assert!(e.is_ok());
+    }
+
+    #[test]
+    fn float16_batch_equals_its_float32_conversion() {
+        use half::f16;
+        let pp = Postprocessor::new(Params::default()).unwrap();
+        let imgs: Vec<_> = (0..2).map(|s| synthetic_image(300 + s)).collect();
+        let lg = concat(&imgs.iter().map(|i| i.0.as_slice()).collect::<Vec<_>>());
+        let of = concat(&imgs.iter().map(|i| i.1.as_slice()).collect::<Vec<_>>());
+        let half = |v: &Vec<Vec<f32>>| -> Vec<Vec<f16>> { v.iter().map(|l| l.iter().map(|&x| f16::from_f32(x)).collect()).collect() };
+        let (lg16, of16) = (half(&lg), half(&of));
+        let back = |v: &Vec<Vec<f16>>| -> Vec<Vec<f32>> { v.iter().map(|l| l.iter().map(|x| x.to_f32()).collect()).collect() };
+        let (lg32, of32) = (back(&lg16), back(&of16));
+        for batch in [1, 2] {
+            let cut = |_l: usize, n: usize| n * batch;
+            let want = pp
+                .decode_batch(std::array::from_fn(|l| &lg32[l][..cut(l, LEVELS[l].logits_len())]), std::array::from_fn(|l| &of32[l][..cut(l, LEVELS[l].offsets_len())]), batch)
+                .unwrap();
+            assert!(want[0].len() > 10);
+            // All float16, and mixed: float16 logits with float32 offsets and the reverse.
+            for (lf16, of_16) in [(true, true), (true, false), (false, true)] {
+                let l: [Head; 6] = std::array::from_fn(|l| {
+                    let n = cut(l, LEVELS[l].logits_len());
+                    if lf16 { Head::F16(&lg16[l][..n]) } else { Head::F32(&lg32[l][..n]) }
+                });
+                let o: [Head; 6] = std::array::from_fn(|l| {
+                    let n = cut(l, LEVELS[l].offsets_len());
+                    if of_16 { Head::F16(&of16[l][..n]) } else { Head::F32(&of32[l][..n]) }
+                });
+                assert_eq!(pp.decode_batch_heads(l, o, batch).unwrap(), want, "batch {batch}, {lf16} {of_16}");
+            }
+        }
+        let mut bad = of16.clone();
+        bad[5][3] = f16::NEG_INFINITY;
+        let e = pp.decode_batch_heads(std::array::from_fn(|l| Head::F16(&lg16[l][..])), std::array::from_fn(|l| Head::F16(&bad[l][..])), 2);
+        assert_eq!(e.unwrap_err(), Error::NonFinite { output: OutputId::offsets(5), item: 0 });
+        let e = pp.decode_batch_heads(std::array::from_fn(|l| Head::F16(&lg16[l][..])), std::array::from_fn(|l| Head::F16(&of16[l][..])), 3);
+        assert!(matches!(e.unwrap_err(), Error::Length { .. }));
     }
 
     #[test]

@@ -25,6 +25,7 @@ class NativePostProcessor(PostProcessorBase):
     max_detections)``, defaults (0.05, 0.5, 200, 200) from :mod:`ssd_resnet34.postprocess.defaults`.
 
     - ``decode(outputs)``: ``outputs`` the model's 12 NCHW float tensors with batch size N
+      (float32; float16 ones are read natively, the result that of ``astype(np.float32)``)
       (``outputs[0..5]`` class logits (N, 324, 50, 50), (N, 486, 25, 25), (N, 486, 13, 13),
       (N, 486, 7, 7), (N, 324, 3, 3), (N, 324, 3, 3); ``outputs[6..11]`` box offsets (N, 16, 50, 50),
       (N, 24, 25, 25), (N, 24, 13, 13), (N, 24, 7, 7), (N, 16, 3, 3), (N, 16, 3, 3)). Returns a
@@ -41,6 +42,10 @@ class NativePostProcessor(PostProcessorBase):
     ``TypeError``/``ValueError`` for bad parameters or input (identical messages to the
     reference), ``ImportError`` when the extension is not built.
     """
+
+    # float16 heads go to Rust as they are: it converts them exactly while reading, half the
+    # bytes of float32 (docs/postprocess.md, "Head outputs").
+    _reads_float16 = True
 
     def _setup(self) -> None:
         self._native = load_native().Postprocessor(
