@@ -186,8 +186,8 @@ struct Postprocessor {
 #[pymethods]
 impl Postprocessor {
     #[new]
-    #[pyo3(signature = (score_threshold = 0.05, iou_threshold = 0.5, max_candidates_per_class = Count::Value(200), max_detections = Count::Value(200), *, classes = None, class_score_thresholds = None, class_agnostic = false))]
-    #[pyo3(text_signature = "(score_threshold=0.05, iou_threshold=0.5, max_candidates_per_class=200, max_detections=200, *, classes=None, class_score_thresholds=None, class_agnostic=False)")]
+    #[pyo3(signature = (score_threshold = 0.05, iou_threshold = 0.5, max_candidates_per_class = Count::Value(200), max_detections = Count::Value(200), *, classes = None, class_score_thresholds = None, class_agnostic = false, within_image = false))]
+    #[pyo3(text_signature = "(score_threshold=0.05, iou_threshold=0.5, max_candidates_per_class=200, max_detections=200, *, classes=None, class_score_thresholds=None, class_agnostic=False, within_image=False)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         score_threshold: f64,
@@ -197,6 +197,7 @@ impl Postprocessor {
         classes: Option<Vec<i64>>,
         class_score_thresholds: Option<std::collections::BTreeMap<i64, f64>>,
         class_agnostic: bool,
+        within_image: bool,
     ) -> PyResult<Self> {
         let label = |name: &'static str, c: i64| -> Result<usize, Error> {
             if (1..NUM_CLASSES as i64).contains(&c) {
@@ -233,6 +234,7 @@ impl Postprocessor {
             class_thresholds,
             classes,
             class_agnostic,
+            within_image,
         };
         Ok(Postprocessor { inner: CorePostprocessor::new(params)? })
     }
@@ -252,6 +254,12 @@ impl Postprocessor {
     #[getter]
     fn class_agnostic(&self) -> bool {
         self.inner.params().class_agnostic
+    }
+
+    /// Whether a batch of one is split across the threads (see the .pyi stub).
+    #[getter]
+    fn within_image(&self) -> bool {
+        self.inner.params().within_image
     }
 
     #[getter]

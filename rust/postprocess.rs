@@ -37,6 +37,13 @@ pub struct Params {
     /// One NMS over the candidates of all classes (by score desc, label asc, anchor asc)
     /// instead of one per class; it stops once `max_detections` boxes are kept.
     pub class_agnostic: bool,
+    /// Split the work of a batch of one across the rayon pool (the score pass over anchor
+    /// ranges, the classes in two halves). Off by default: measured on the 2-core machine
+    /// of the project (README, "Postprocess threads"), one image decodes faster on one
+    /// core unless the other is idle and awake, which it is not while the inference
+    /// engine runs. A batch of several images always runs one image per thread. The
+    /// result is the same either way.
+    pub within_image: bool,
 }
 
 impl Default for Params {
@@ -50,6 +57,7 @@ impl Default for Params {
             class_thresholds: None,
             classes: None,
             class_agnostic: false,
+            within_image: false,
         }
     }
 }
@@ -385,12 +393,22 @@ impl Postprocessor {
     }
 
     /// Decodes one image; `logits[l]` and `offsets[l]` are the image's slices of level l
-    /// (`(81*nd, F, F)` and `(4*nd, F, F)` in C order). Splits the work across the rayon pool.
+    /// (`(81*nd, F, F)` and `(4*nd, F, F)` in C order). Splits the work across the rayon
+    /// pool when [`Params::within_image`].
     ///
     /// Errors: [`Error::Length`] for a slice of the wrong length, [`Error::NonFinite`]
     /// (batch item 0) for NaN/inf in any tensor; nothing is decoded then.
     pub fn decode_image(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS]) -> Result<Detections, Error> {
-        self.decode_image_with(logits, offsets, Parallelism::WithinImage)
+        self.decode_image_with(logits, offsets, self.single_image_parallelism())
+    }
+
+    /// The parallelism of a batch of one ([`Params::within_image`]).
+    fn single_image_parallelism(&self) -> Parallelism {
+        if self.params.within_image {
+            Parallelism::WithinImage
+        } else {
+            Parallelism::Serial
+        }
     }
 
     /// [`Self::decode_image`] with a chosen parallelism.
@@ -443,8 +461,8 @@ impl Postprocessor {
     }
 
     /// Decodes a batch; `logits[l]` / `offsets[l]` hold all `batch` images of level l
-    /// (the full `(N, C, F, F)` tensor in C order). One image: parallel within it;
-    /// several: rayon over images.
+    /// (the full `(N, C, F, F)` tensor in C order). One image: parallel within it when
+    /// [`Params::within_image`]; several: rayon over images.
     ///
     /// Errors: [`Error::Length`]; [`Error::NonFinite`] for the lowest `outputs[k]` with a
     /// bad value, naming the lowest batch item with one there.
@@ -471,7 +489,7 @@ impl Postprocessor {
         };
         if batch == 1 {
             let (li, oi) = image(0);
-            return Ok(vec![self.decode_checked(li, oi, Parallelism::WithinImage)?]);
+            return Ok(vec![self.decode_checked(li, oi, self.single_image_parallelism())?]);
         }
         let results: Vec<Result<Detections, Error>> = (0..batch)
             .into_par_iter()
@@ -711,6 +729,10 @@ mod tests {
         assert_eq!(det.boxes, all.iter().map(|x| x.3).collect::<Vec<_>>());
         let serial = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::Serial).unwrap();
         assert_eq!(serial, det);
+        let within = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::WithinImage).unwrap();
+        assert_eq!(within, det);
+        let split = Postprocessor::new(Params { within_image: true, ..Params::default() }).unwrap();
+        assert_eq!(split.decode_batch(arrays(&lg), arrays(&of), 1).unwrap(), vec![det]);
     }
 
     fn concat(images: &[&[Vec<f32>]]) -> Vec<Vec<f32>> {

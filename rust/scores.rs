@@ -352,12 +352,15 @@ fn score_level_head(level: &Level, logits: Head<'_>, range: std::ops::Range<usiz
     let mut start = range.start;
     while start < range.end {
         let len = F16_CHUNK.min(range.end - start);
-        scratch.resize(NUM_CLASSES * len, 0.0);
+        if scratch.len() < NUM_CLASSES * F16_CHUNK {
+            scratch.resize(NUM_CLASSES * F16_CHUNK, 0.0);
+        }
+        let chunk_logits = &mut scratch[..NUM_CLASSES * len];
         for c in 0..NUM_CLASSES {
-            x.read_into(c * a_l + start, &mut scratch[c * len..][..len]);
+            x.read_into(c * a_l + start, &mut chunk_logits[c * len..][..len]);
         }
         let chunk = Level { num_anchors: len, first_anchor: level.first_anchor + start, ..*level };
-        if !score_level_range(&chunk, scratch, 0..len, cfg, out) {
+        if !score_level_range(&chunk, chunk_logits, 0..len, cfg, out) {
             return false;
         }
         start += len;

@@ -54,6 +54,10 @@ class Postprocessor:
       others use ``score_threshold``.
     - ``class_agnostic``: one greedy NMS over the top-k candidates of all classes, in
       merge order (score desc, label asc, anchor asc), stopped at ``max_detections`` kept.
+    - ``within_image``: split a batch of one across the rayon pool (the score pass over
+      anchor ranges, the classes in two halves). Off by default: it pays only when other
+      cores are idle and awake (README, "Postprocess threads"). A batch of N images runs
+      one image per thread either way; the detections are the same.
 
     Counts above the number of candidates mean no limit: any size is accepted (``2**63``,
     ``10**30``) and values above ``2**64 - 1`` read back as ``2**64 - 1``.
@@ -73,6 +77,7 @@ class Postprocessor:
         classes: Optional[Sequence[int]] = None,
         class_score_thresholds: Optional[Dict[int, float]] = None,
         class_agnostic: bool = False,
+        within_image: bool = False,
     ) -> "Postprocessor": ...
     @property
     def classes(self) -> Optional[List[int]]: ...
@@ -80,6 +85,8 @@ class Postprocessor:
     def class_score_thresholds(self) -> Optional[Dict[int, float]]: ...
     @property
     def class_agnostic(self) -> bool: ...
+    @property
+    def within_image(self) -> bool: ...
     @property
     def score_threshold(self) -> float: ...
     @property

@@ -144,3 +144,14 @@ def test_float16_beyond_float16_range_is_impossible_but_float32_heads_are_unchan
         heads = half(outputs)
     with pytest.raises(ValueError, match=r"outputs\[0\].*NaN or infinite"):
         Native().decode(heads)
+
+
+def test_within_image_split_gives_the_same_detections(Native, native):
+    """``within_image`` (README, "Postprocess threads") changes who computes, not what."""
+    for outputs in (realistic(13), half(realistic(14)), random_head_outputs(1, seed=9)):
+        want = Native().decode(outputs)
+        assert_same(Native(within_image=True).decode(outputs), want)
+    assert Native().within_image is False and Native(within_image=True).within_image is True
+    assert native.Postprocessor(within_image=True).within_image is True
+    with pytest.raises(TypeError, match="within_image must be a bool, got int"):
+        Native(within_image=1)
