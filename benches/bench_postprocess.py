@@ -187,8 +187,18 @@ def bench_set(title: str, images, args, native_module, furiosa) -> List[str]:
     if furiosa is not None:
         unbatched = [([t[0] for t in o[6:]], [t[0] for t in o[:6]]) for o in images]
         runs.append((lambda a: furiosa.eval(*a), unbatched, 1))
-    cold = time_interleaved(runs + [(native_pp.decode, batches, BATCH)], args.rounds)
-    warm = time_interleaved(runs, max(1, args.rounds // args.repeat), repeat=args.repeat)
+    baseline_runs = []
+    if args.baseline is not None:
+        base = load_baseline(args.baseline).Postprocessor()
+        baseline_runs = [(lambda o: base.decode(o[:6], o[6:]), images, 1)]
+    cold = time_interleaved(runs + [(native_pp.decode, batches, BATCH)] + baseline_runs,
+                            args.rounds)
+    warm = time_interleaved(runs + baseline_runs, max(1, args.rounds // args.repeat),
+                            repeat=args.repeat)
+    if baseline_runs:
+        lines.append(row(f"baseline _native.Postprocessor.decode, batch 1 ({args.baseline})",
+                         cold[-1], warm[-1], "another build, for before/after"))
+        cold, warm = cold[:-1], warm[:-1]
     lines.append(row("NativePostProcessor.decode, batch 1", cold[0], warm[0]))
     lines.append(row(f"NativePostProcessor.decode, batch {BATCH} (per image)", cold[-1],
                      note=f"{BATCH} images = {BATCH * 4.9:.0f} MB, so cold only"))
@@ -412,7 +422,7 @@ def main(argv=None) -> int:
                         help="the regimes table (dense inputs, with furiosa; see the docstring)")
     parser.add_argument("--regimes-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--baseline", type=Path, default=None,
-                        help="another _native.abi3.so to time beside this build (--regimes)")
+                        help="another _native.abi3.so to time beside this build (before/after)")
     parser.add_argument("--float16", action="store_true", help="the float16 heads table")
     args = parser.parse_args(argv)
     if args.regimes_child:

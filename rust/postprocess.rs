@@ -139,7 +139,18 @@ pub enum Parallelism {
     Serial,
     /// Score pass over anchor chunks and NMS over classes run on the rayon pool.
     WithinImage,
+    /// The score pass on the calling thread; the classes in two halves on the rayon pool
+    /// only when the image has at least [`DENSE_CLASSES_MIN_CANDIDATES`] candidates and the
+    /// pool more than one thread (there the NMS costs milliseconds, far more than waking a
+    /// worker). The default for a batch of one (README, "Postprocess threads").
+    DenseClasses,
 }
+
+/// Candidates from which [`Parallelism::DenseClasses`] splits the classes: measured, a
+/// trained model's density (2,000-3,500) decodes faster on one thread (the split saves at
+/// most its 0.1 ms of selection and NMS, less than a worker's wake-up on a busy machine),
+/// and random logits (34,000) about twice as fast split; nothing was measured between.
+pub const DENSE_CLASSES_MIN_CANDIDATES: usize = 10_000;
 
 /// One candidate that survived top-k and decoding.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -407,7 +418,7 @@ impl Postprocessor {
         if self.params.within_image {
             Parallelism::WithinImage
         } else {
-            Parallelism::Serial
+            Parallelism::DenseClasses
         }
     }
 
@@ -438,7 +449,12 @@ impl Postprocessor {
             }
             return Ok(agnostic_nms(self.scores.isa, items, self.params.iou_threshold as f32, self.params.max_detections));
         }
-        let kept = if parallelism == Parallelism::WithinImage && keys.len() >= PARALLEL_CLASSES_MIN_CANDIDATES {
+        let split_classes = match parallelism {
+            Parallelism::Serial => false,
+            Parallelism::WithinImage => keys.len() >= PARALLEL_CLASSES_MIN_CANDIDATES,
+            Parallelism::DenseClasses => keys.len() >= DENSE_CLASSES_MIN_CANDIDATES && rayon::current_num_threads() > 1,
+        };
+        let kept = if split_classes {
             // The offsets check beside the decoding of the boxes (two halves of the
             // anchors), then two halves of the classes by candidate count; a bad offset
             // discards the boxes (NaN offsets only make boxes that are dropped).
@@ -606,9 +622,16 @@ mod tests {
         let par = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::WithinImage).unwrap();
         assert!(par.len() > 1000, "{}", par.len());
         assert_eq!(par, pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::Serial).unwrap());
+        assert_eq!(pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::DenseClasses).unwrap(), par);
+        // Random logits with no background bump: tens of thousands of candidates, so that
+        // DenseClasses splits the classes too.
+        let flat: Vec<Vec<f32>> = LEVELS.iter().map(|lv| (0..lv.logits_len()).map(|_| (rng.next_f64() * 4.0) as f32).collect()).collect();
+        assert!(pp.score_pass(arrays(&flat), Parallelism::Serial).unwrap().len() >= DENSE_CLASSES_MIN_CANDIDATES);
+        let want = pp.decode_image_with(arrays(&flat), arrays(&of), Parallelism::Serial).unwrap();
+        assert_eq!(pp.decode_image_with(arrays(&flat), arrays(&of), Parallelism::DenseClasses).unwrap(), want);
         // The offsets check runs beside the classes and still refuses the image.
         of[2][17] = f32::NAN;
-        for parallelism in [Parallelism::WithinImage, Parallelism::Serial] {
+        for parallelism in [Parallelism::WithinImage, Parallelism::Serial, Parallelism::DenseClasses] {
             let e = pp.decode_image_with(arrays(&lg), arrays(&of), parallelism).unwrap_err();
             assert_eq!(e, Error::NonFinite { output: OutputId::offsets(2), item: 0 });
         }
@@ -732,7 +755,9 @@ mod tests {
         let within = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::WithinImage).unwrap();
         assert_eq!(within, det);
         let split = Postprocessor::new(Params { within_image: true, ..Params::default() }).unwrap();
-        assert_eq!(split.decode_batch(arrays(&lg), arrays(&of), 1).unwrap(), vec![det]);
+        assert_eq!(split.decode_batch(arrays(&lg), arrays(&of), 1).unwrap(), vec![det.clone()]);
+        let dense = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::DenseClasses).unwrap();
+        assert_eq!(dense, det);
     }
 
     fn concat(images: &[&[Vec<f32>]]) -> Vec<Vec<f32>> {

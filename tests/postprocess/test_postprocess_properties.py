@@ -35,6 +35,7 @@ def bounded(examples: int):
     """``settings`` with ``examples`` (or the long-run count), no deadline (the reference takes
     ~0.2 s a decode), derandomized in CI so that a failure reproduces."""
     return settings(max_examples=LONG or examples, deadline=None, derandomize=not LONG,
+                    database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -94,8 +95,10 @@ def parameters(draw):
                                           st.floats(0, 1))),
         "iou_threshold": draw(st.one_of(st.sampled_from([0.5, 1.0, 1e-6]),
                                         st.floats(0, 1, exclude_min=True))),
-        "max_candidates_per_class": draw(st.sampled_from([1, 2, 200, 10**9])),
-        "max_detections": draw(st.sampled_from([1, 7, 200, 2**70])),
+        # Bounded: with threshold 0 every (anchor, class) pair is a candidate, and the
+        # reference's NMS is quadratic in a class's candidates (huge limits: other tests).
+        "max_candidates_per_class": draw(st.sampled_from([1, 2, 200, 400])),
+        "max_detections": draw(st.sampled_from([1, 7, 200, 300])),
     }
     if draw(st.booleans()):
         p["classes"] = draw(st.sets(st.integers(1, 80), min_size=1, max_size=5))
@@ -117,7 +120,7 @@ def decode_both(native_pp, python_pp, outputs):
     return results
 
 
-@bounded(40)
+@bounded(30)
 @given(outputs=heads(), params=parameters())
 def test_native_equals_reference_on_generated_heads(Native, outputs, params):
     got, want = decode_both(Native(**params), PythonPostProcessor(**params), outputs)
@@ -177,7 +180,7 @@ def malformed(draw):
     return o, kind
 
 
-@bounded(60)
+@bounded(50)
 @given(case=malformed())
 def test_every_error_is_a_clear_python_exception(Native, case):
     outputs, kind = case
@@ -189,7 +192,7 @@ def test_every_error_is_a_clear_python_exception(Native, case):
     assert "outputs" in message, message
 
 
-@bounded(40)
+@bounded(30)
 @given(case=malformed(), contexts=st.one_of(
     st.none(), st.just({"width": 0, "height": 5}), st.just([{"width": 3}]),
     st.just({"width": float("nan"), "height": 1}), st.just([{"width": 2, "height": 2}] * 2)))
