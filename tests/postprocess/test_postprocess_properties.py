@@ -21,11 +21,10 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not installed (pip install hypothesis)")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from ssd_resnet34 import PythonPostProcessor  # noqa: E402
-from ssd_resnet34.evaluation.accuracy.oracle import pack_head_outputs  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ssd_resnet34 import PythonPostProcessor
+from ssd_resnet34.evaluation.accuracy.oracle import pack_head_outputs
 
 A = 15130
 LONG = int(os.environ.get("SSD_RESNET34_PROPERTY_EXAMPLES", "0"))
