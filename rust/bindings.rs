@@ -10,7 +10,7 @@
 
 use crate::anchors::default_boxes;
 use crate::error::{check_output_shape, Error, ErrorKind, Subject};
-use crate::layout::{OutputId, OutputKind, NUM_CLASSES, NUM_LEVELS};
+use crate::layout::{Head, OutputId, OutputKind, NUM_CLASSES, NUM_LEVELS};
 use crate::nms::nms as nms_core;
 use crate::postprocess::{Detections, Params, Postprocessor as CorePostprocessor};
 use crate::preprocess::{normalize_bgr_to_rgb_chw, NormalizeLut, IMAGENET_MEAN, IMAGENET_STD};
@@ -96,12 +96,33 @@ fn output_list<'py>(obj: &Bound<'py, PyAny>, kind: OutputKind, argument: &'stati
     Ok(items)
 }
 
-/// Checks one output tensor (type, dtype, shape, batch) and returns its data.
-fn output_data<'py>(obj: &Bound<'py, PyAny>, output: OutputId, batch: &mut Option<usize>) -> Result<Data<'py, f32>, Error> {
+/// The data of one output tensor, float32 or float16.
+enum HeadData<'py> {
+    F32(Data<'py, f32>),
+    F16(Data<'py, half::f16>),
+}
+
+impl HeadData<'_> {
+    fn as_head(&self) -> Head<'_> {
+        match self {
+            HeadData::F32(d) => Head::F32(d.as_slice()),
+            HeadData::F16(d) => Head::F16(d.as_slice()),
+        }
+    }
+}
+
+/// Checks one output tensor (type, dtype: float32 or float16, shape, batch) and returns
+/// its data.
+fn output_data<'py>(obj: &Bound<'py, PyAny>, output: OutputId, batch: &mut Option<usize>) -> Result<HeadData<'py>, Error> {
+    const DTYPES: &str = "float32 or float16";
     let subject = Subject::Output(output);
-    let array = typed_array::<f32>(obj, subject, "float32")?;
+    if let Ok(a) = obj.cast::<PyArrayDyn<half::f16>>() {
+        *batch = Some(check_output_shape(output, a.shape(), *batch)?);
+        return Ok(HeadData::F16(Data::new(a, subject)?));
+    }
+    let array = typed_array::<f32>(obj, subject, DTYPES)?;
     *batch = Some(check_output_shape(output, array.shape(), *batch)?);
-    Data::new(&array, subject)
+    Ok(HeadData::F32(Data::new(&array, subject)?))
 }
 
 fn detections_to_py<'py>(py: Python<'py>, d: Detections) -> PyResult<Bound<'py, PyTuple>> {
@@ -165,8 +186,8 @@ struct Postprocessor {
 #[pymethods]
 impl Postprocessor {
     #[new]
-    #[pyo3(signature = (score_threshold = 0.05, iou_threshold = 0.5, max_candidates_per_class = Count::Value(200), max_detections = Count::Value(200), *, classes = None, class_score_thresholds = None, class_agnostic = false))]
-    #[pyo3(text_signature = "(score_threshold=0.05, iou_threshold=0.5, max_candidates_per_class=200, max_detections=200, *, classes=None, class_score_thresholds=None, class_agnostic=False)")]
+    #[pyo3(signature = (score_threshold = 0.05, iou_threshold = 0.5, max_candidates_per_class = Count::Value(200), max_detections = Count::Value(200), *, classes = None, class_score_thresholds = None, class_agnostic = false, within_image = false))]
+    #[pyo3(text_signature = "(score_threshold=0.05, iou_threshold=0.5, max_candidates_per_class=200, max_detections=200, *, classes=None, class_score_thresholds=None, class_agnostic=False, within_image=False)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         score_threshold: f64,
@@ -176,6 +197,7 @@ impl Postprocessor {
         classes: Option<Vec<i64>>,
         class_score_thresholds: Option<std::collections::BTreeMap<i64, f64>>,
         class_agnostic: bool,
+        within_image: bool,
     ) -> PyResult<Self> {
         let label = |name: &'static str, c: i64| -> Result<usize, Error> {
             if (1..NUM_CLASSES as i64).contains(&c) {
@@ -212,6 +234,7 @@ impl Postprocessor {
             class_thresholds,
             classes,
             class_agnostic,
+            within_image,
         };
         Ok(Postprocessor { inner: CorePostprocessor::new(params)? })
     }
@@ -231,6 +254,12 @@ impl Postprocessor {
     #[getter]
     fn class_agnostic(&self) -> bool {
         self.inner.params().class_agnostic
+    }
+
+    /// Whether a batch of one is split across the threads (see the .pyi stub).
+    #[getter]
+    fn within_image(&self) -> bool {
+        self.inner.params().within_image
     }
 
     #[getter]
@@ -274,10 +303,10 @@ impl Postprocessor {
             data.push(output_data(obj, OutputId::offsets(l), &mut batch)?);
         }
         let batch = batch.unwrap_or(0);
-        let logit_slices: [&[f32]; NUM_LEVELS] = std::array::from_fn(|l| data[l].as_slice());
-        let offset_slices: [&[f32]; NUM_LEVELS] = std::array::from_fn(|l| data[NUM_LEVELS + l].as_slice());
+        let logit_heads: [Head; NUM_LEVELS] = std::array::from_fn(|l| data[l].as_head());
+        let offset_heads: [Head; NUM_LEVELS] = std::array::from_fn(|l| data[NUM_LEVELS + l].as_head());
         let inner = &self.inner;
-        let dets = run_detached(py, "decode", || inner.decode_batch(logit_slices, offset_slices, batch))?;
+        let dets = run_detached(py, "decode", || inner.decode_batch_heads(logit_heads, offset_heads, batch))?;
         let items = dets.into_iter().map(|d| detections_to_py(py, d)).collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)
     }

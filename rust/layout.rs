@@ -167,6 +167,109 @@ impl fmt::Display for OutputId {
     }
 }
 
+/// The data of one output tensor (one image's slice, or a whole batch's) as received:
+/// float32, or float16 converted exactly to float32 as it is read (every float16 value,
+/// NaN and +-inf included, is a float32 value; docs/postprocess.md, "Head outputs"). The
+/// decode of float16 data is by definition the decode of its float32 conversion.
+#[derive(Clone, Copy, Debug)]
+pub enum Head<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
+impl<'a> Head<'a> {
+    /// Values (of either type).
+    pub fn len(&self) -> usize {
+        match self {
+            Head::F32(s) => s.len(),
+            Head::F16(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values `range`.
+    ///
+    /// # Panics
+    /// When `range` is out of bounds.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Head<'a> {
+        match self {
+            Head::F32(s) => Head::F32(&s[range]),
+            Head::F16(s) => Head::F16(&s[range]),
+        }
+    }
+
+    /// The values `src_start..src_start + dst.len()` as float32, into `dst`.
+    ///
+    /// # Panics
+    /// When that range is out of bounds.
+    #[inline]
+    pub(crate) fn read_into(&self, src_start: usize, dst: &mut [f32]) {
+        match self {
+            Head::F32(s) => dst.copy_from_slice(&s[src_start..][..dst.len()]),
+            Head::F16(s) => convert_f16(&s[src_start..][..dst.len()], dst),
+        }
+    }
+
+    /// All the values as float32 (a borrow for float32 data, a conversion for float16).
+    pub(crate) fn to_f32(&self) -> std::borrow::Cow<'a, [f32]> {
+        match *self {
+            Head::F32(s) => std::borrow::Cow::Borrowed(s),
+            Head::F16(s) => {
+                let mut v = vec![0.0; s.len()];
+                self.read_into(0, &mut v);
+                std::borrow::Cow::Owned(v)
+            }
+        }
+    }
+}
+
+/// `dst[i] = f32(src[i])`, exactly (`vcvtph2ps` with F16C, else `half`'s conversion; both
+/// exact for every value, subnormals included, NaN staying NaN).
+///
+/// # Panics
+/// When the lengths differ.
+fn convert_f16(src: &[half::f16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "convert_f16: lengths differ");
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("f16c") && std::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has F16C and AVX (checked just above; the check is cached).
+        return unsafe { convert_f16c(src, dst) };
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = s.to_f32();
+    }
+}
+
+/// [`convert_f16`] with F16C, 8 values a step.
+///
+/// # Safety
+/// The CPU must support F16C and AVX; `src` and `dst` have the same length.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn convert_f16c(src: &[half::f16], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let whole = src.len() - src.len() % 8;
+    let mut i = 0;
+    while i < whole {
+        // SAFETY: i + 8 <= whole <= both lengths; f16 is 2 bytes (repr(transparent) u16).
+        let h = _mm_loadu_si128(src.as_ptr().add(i).cast());
+        _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        i += 8;
+    }
+    for j in whole..src.len() {
+        dst[j] = src[j].to_f32();
+    }
+}
+
+impl<'a> From<&'a [f32]> for Head<'a> {
+    fn from(s: &'a [f32]) -> Self {
+        Head::F32(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +309,35 @@ mod tests {
         assert_eq!(OutputId::logits(3).image_shape(), [486, 7, 7]);
         assert_eq!(OutputId::offsets(0).image_len(), 16 * 2500);
         assert_eq!(OutputId::offsets(2).to_string(), "outputs[8] (box offsets, level 2)");
+    }
+
+    #[test]
+    fn float16_heads_read_as_their_exact_float32_values() {
+        use half::f16;
+        let specials = [f16::MAX, f16::MIN, f16::MIN_POSITIVE_SUBNORMAL, -f16::MIN_POSITIVE_SUBNORMAL, f16::NEG_ZERO, f16::INFINITY, f16::NEG_INFINITY, f16::from_f32(0.1)];
+        let h = Head::F16(&specials);
+        let mut out = [0.0f32; 8];
+        h.read_into(0, &mut out);
+        for (x, y) in specials.iter().zip(&out) {
+            assert_eq!(x.to_f32().to_bits(), y.to_bits());
+        }
+        assert_eq!(out[0], 65504.0);
+        assert_eq!(out[2], 2f32.powi(-24));
+        assert!(out[4] == 0.0 && out[4].is_sign_negative());
+        // Every float16 bit pattern, at every offset of the 8-value steps: the exact value
+        // (NaN for NaN).
+        let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+        for skip in [0, 3] {
+            let mut wide = vec![0.0f32; all.len() - skip];
+            Head::F16(&all).read_into(skip, &mut wide);
+            for (x, y) in all[skip..].iter().zip(&wide) {
+                assert!(x.to_f32().to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()), "{:#06x}", x.to_bits());
+            }
+        }
+        let nan = [f16::NAN];
+        assert!(Head::F16(&nan).to_f32()[0].is_nan());
+        assert_eq!(h.slice(2..4).len(), 2);
+        let v = [1.5f32, -0.0];
+        assert!(matches!(Head::from(&v[..]).to_f32(), std::borrow::Cow::Borrowed(_)));
     }
 }

@@ -60,7 +60,7 @@ mod simd;
 mod bindings;
 
 pub use error::{check_output_shape, Error};
-pub use layout::{Level, OutputId, OutputKind, LEVELS, NUM_LEVELS, NUM_OUTPUTS};
+pub use layout::{Head, Level, OutputId, OutputKind, LEVELS, NUM_LEVELS, NUM_OUTPUTS};
 pub use postprocess::{ClassBoxes, DecodedCandidate, Detections, Parallelism, Params, Postprocessor};
 pub use scores::{Candidate, Candidates};
 pub use simd::Isa;

@@ -6,8 +6,8 @@
 use crate::anchors::default_boxes;
 use crate::decode::AnchorBoxes;
 use crate::error::Error;
-use crate::layout::{OutputId, OutputKind, LEVELS, NUM_CLASSES, NUM_LEVELS};
-use crate::scores::{score_pass, Candidate, Candidates, ScoreConfig};
+use crate::layout::{Head, OutputId, OutputKind, LEVELS, NUM_CLASSES, NUM_LEVELS};
+use crate::scores::{score_pass_heads, Candidate, Candidates, ScoreConfig};
 use crate::nms::{greedy_nms_into, NmsScratch};
 use crate::simd::reject::all_finite;
 use crate::simd::Isa;
@@ -37,6 +37,13 @@ pub struct Params {
     /// One NMS over the candidates of all classes (by score desc, label asc, anchor asc)
     /// instead of one per class; it stops once `max_detections` boxes are kept.
     pub class_agnostic: bool,
+    /// Split the work of a batch of one across the rayon pool (the score pass over anchor
+    /// ranges, the classes in two halves). Off by default: measured on the 2-core machine
+    /// of the project (README, "Postprocess threads"), one image decodes faster on one
+    /// core unless the other is idle and awake, which it is not while the inference
+    /// engine runs. A batch of several images always runs one image per thread. The
+    /// result is the same either way.
+    pub within_image: bool,
 }
 
 impl Default for Params {
@@ -50,6 +57,7 @@ impl Default for Params {
             class_thresholds: None,
             classes: None,
             class_agnostic: false,
+            within_image: false,
         }
     }
 }
@@ -131,7 +139,18 @@ pub enum Parallelism {
     Serial,
     /// Score pass over anchor chunks and NMS over classes run on the rayon pool.
     WithinImage,
+    /// The score pass on the calling thread; the classes in two halves on the rayon pool
+    /// only when the image has at least [`DENSE_CLASSES_MIN_CANDIDATES`] candidates and the
+    /// pool more than one thread (there the NMS costs milliseconds, far more than waking a
+    /// worker). The default for a batch of one (README, "Postprocess threads").
+    DenseClasses,
 }
+
+/// Candidates from which [`Parallelism::DenseClasses`] splits the classes: measured, a
+/// trained model's density (2,000-3,500) decodes faster on one thread (the split saves at
+/// most its 0.1 ms of selection and NMS, less than a worker's wake-up on a busy machine),
+/// and random logits (34,000) about twice as fast split; nothing was measured between.
+pub const DENSE_CLASSES_MIN_CANDIDATES: usize = 10_000;
 
 /// One candidate that survived top-k and decoding.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -332,7 +351,12 @@ impl Postprocessor {
     /// # Panics
     /// When a slice does not have its level's length (`decode_image` checks them).
     pub fn score_pass(&self, logits: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Candidates, Error> {
-        score_pass(logits, &self.scores, parallelism == Parallelism::WithinImage)
+        self.score_pass_heads(logits.map(Head::F32), parallelism)
+    }
+
+    /// [`Self::score_pass`] on float32 or float16 logits.
+    fn score_pass_heads(&self, logits: [Head<'_>; NUM_LEVELS], parallelism: Parallelism) -> Result<Candidates, Error> {
+        score_pass_heads(logits, &self.scores, parallelism == Parallelism::WithinImage)
             .map_err(|l| Error::NonFinite { output: OutputId::logits(l), item: 0 })
     }
 
@@ -380,22 +404,37 @@ impl Postprocessor {
     }
 
     /// Decodes one image; `logits[l]` and `offsets[l]` are the image's slices of level l
-    /// (`(81*nd, F, F)` and `(4*nd, F, F)` in C order). Splits the work across the rayon pool.
+    /// (`(81*nd, F, F)` and `(4*nd, F, F)` in C order). Splits the work across the rayon
+    /// pool when [`Params::within_image`].
     ///
     /// Errors: [`Error::Length`] for a slice of the wrong length, [`Error::NonFinite`]
     /// (batch item 0) for NaN/inf in any tensor; nothing is decoded then.
     pub fn decode_image(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS]) -> Result<Detections, Error> {
-        self.decode_image_with(logits, offsets, Parallelism::WithinImage)
+        self.decode_image_with(logits, offsets, self.single_image_parallelism())
+    }
+
+    /// The parallelism of a batch of one ([`Params::within_image`]).
+    fn single_image_parallelism(&self) -> Parallelism {
+        if self.params.within_image {
+            Parallelism::WithinImage
+        } else {
+            Parallelism::DenseClasses
+        }
     }
 
     /// [`Self::decode_image`] with a chosen parallelism.
     pub fn decode_image_with(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Detections, Error> {
+        let (logits, offsets) = (logits.map(Head::F32), offsets.map(Head::F32));
         check_lengths(logits, offsets, 1)?;
         self.decode_checked(logits, offsets, parallelism)
     }
 
-    fn decode_checked(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], parallelism: Parallelism) -> Result<Detections, Error> {
-        let mut candidates = self.score_pass(logits, parallelism)?;
+    fn decode_checked(&self, logits: [Head<'_>; NUM_LEVELS], offsets: [Head<'_>; NUM_LEVELS], parallelism: Parallelism) -> Result<Detections, Error> {
+        let mut candidates = self.score_pass_heads(logits, parallelism)?;
+        // float16 offsets (4 x 15,130 values) are converted whole, after the score pass
+        // (when it refuses the logits, nothing more is read).
+        let converted = offsets.map(|o| o.to_f32());
+        let offsets: [&[f32]; NUM_LEVELS] = std::array::from_fn(|l| &*converted[l]);
         let check_offsets = || match (0..NUM_LEVELS).find(|&l| !all_finite(offsets[l])) {
             Some(l) => Err(Error::NonFinite { output: OutputId::offsets(l), item: 0 }),
             None => Ok(()),
@@ -410,7 +449,12 @@ impl Postprocessor {
             }
             return Ok(agnostic_nms(self.scores.isa, items, self.params.iou_threshold as f32, self.params.max_detections));
         }
-        let kept = if parallelism == Parallelism::WithinImage && keys.len() >= PARALLEL_CLASSES_MIN_CANDIDATES {
+        let split_classes = match parallelism {
+            Parallelism::Serial => false,
+            Parallelism::WithinImage => keys.len() >= PARALLEL_CLASSES_MIN_CANDIDATES,
+            Parallelism::DenseClasses => keys.len() >= DENSE_CLASSES_MIN_CANDIDATES && rayon::current_num_threads() > 1,
+        };
+        let kept = if split_classes {
             // The offsets check beside the decoding of the boxes (two halves of the
             // anchors), then two halves of the classes by candidate count; a bad offset
             // discards the boxes (NaN offsets only make boxes that are dropped).
@@ -433,27 +477,35 @@ impl Postprocessor {
     }
 
     /// Decodes a batch; `logits[l]` / `offsets[l]` hold all `batch` images of level l
-    /// (the full `(N, C, F, F)` tensor in C order). One image: parallel within it;
-    /// several: rayon over images.
+    /// (the full `(N, C, F, F)` tensor in C order). One image: parallel within it when
+    /// [`Params::within_image`]; several: rayon over images.
     ///
     /// Errors: [`Error::Length`]; [`Error::NonFinite`] for the lowest `outputs[k]` with a
     /// bad value, naming the lowest batch item with one there.
     pub fn decode_batch(&self, logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], batch: usize) -> Result<Vec<Detections>, Error> {
+        self.decode_batch_heads(logits.map(Head::F32), offsets.map(Head::F32), batch)
+    }
+
+    /// [`Self::decode_batch`] on float32 or float16 tensors, each of the 12 either: the
+    /// result is that of each tensor converted exactly to float32 first
+    /// (docs/postprocess.md, "Head outputs"); float16 logits are converted chunk by chunk
+    /// as the score pass reads them.
+    pub fn decode_batch_heads(&self, logits: [Head<'_>; NUM_LEVELS], offsets: [Head<'_>; NUM_LEVELS], batch: usize) -> Result<Vec<Detections>, Error> {
         check_lengths(logits, offsets, batch)?;
         let image = |n: usize| {
-            let li: [&[f32]; NUM_LEVELS] = std::array::from_fn(|l| {
+            let li: [Head; NUM_LEVELS] = std::array::from_fn(|l| {
                 let len = LEVELS[l].logits_len();
-                &logits[l][n * len..(n + 1) * len]
+                logits[l].slice(n * len..(n + 1) * len)
             });
-            let oi: [&[f32]; NUM_LEVELS] = std::array::from_fn(|l| {
+            let oi: [Head; NUM_LEVELS] = std::array::from_fn(|l| {
                 let len = LEVELS[l].offsets_len();
-                &offsets[l][n * len..(n + 1) * len]
+                offsets[l].slice(n * len..(n + 1) * len)
             });
             (li, oi)
         };
         if batch == 1 {
             let (li, oi) = image(0);
-            return Ok(vec![self.decode_checked(li, oi, Parallelism::WithinImage)?]);
+            return Ok(vec![self.decode_checked(li, oi, self.single_image_parallelism())?]);
         }
         let results: Vec<Result<Detections, Error>> = (0..batch)
             .into_par_iter()
@@ -481,7 +533,7 @@ impl Postprocessor {
 }
 
 /// Checks that every slice holds `batch` images of its tensor.
-fn check_lengths(logits: [&[f32]; NUM_LEVELS], offsets: [&[f32]; NUM_LEVELS], batch: usize) -> Result<(), Error> {
+fn check_lengths(logits: [Head<'_>; NUM_LEVELS], offsets: [Head<'_>; NUM_LEVELS], batch: usize) -> Result<(), Error> {
     for (kind, slices) in [(OutputKind::ClassLogits, logits), (OutputKind::BoxOffsets, offsets)] {
         for (l, s) in slices.iter().enumerate() {
             let output = OutputId { kind, level: l };
@@ -570,9 +622,16 @@ mod tests {
         let par = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::WithinImage).unwrap();
         assert!(par.len() > 1000, "{}", par.len());
         assert_eq!(par, pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::Serial).unwrap());
+        assert_eq!(pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::DenseClasses).unwrap(), par);
+        // Random logits with no background bump: tens of thousands of candidates, so that
+        // DenseClasses splits the classes too.
+        let flat: Vec<Vec<f32>> = LEVELS.iter().map(|lv| (0..lv.logits_len()).map(|_| (rng.next_f64() * 4.0) as f32).collect()).collect();
+        assert!(pp.score_pass(arrays(&flat), Parallelism::Serial).unwrap().len() >= DENSE_CLASSES_MIN_CANDIDATES);
+        let want = pp.decode_image_with(arrays(&flat), arrays(&of), Parallelism::Serial).unwrap();
+        assert_eq!(pp.decode_image_with(arrays(&flat), arrays(&of), Parallelism::DenseClasses).unwrap(), want);
         // The offsets check runs beside the classes and still refuses the image.
         of[2][17] = f32::NAN;
-        for parallelism in [Parallelism::WithinImage, Parallelism::Serial] {
+        for parallelism in [Parallelism::WithinImage, Parallelism::Serial, Parallelism::DenseClasses] {
             let e = pp.decode_image_with(arrays(&lg), arrays(&of), parallelism).unwrap_err();
             assert_eq!(e, Error::NonFinite { output: OutputId::offsets(2), item: 0 });
         }
@@ -693,6 +752,12 @@ mod tests {
         assert_eq!(det.boxes, all.iter().map(|x| x.3).collect::<Vec<_>>());
         let serial = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::Serial).unwrap();
         assert_eq!(serial, det);
+        let within = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::WithinImage).unwrap();
+        assert_eq!(within, det);
+        let split = Postprocessor::new(Params { within_image: true, ..Params::default() }).unwrap();
+        assert_eq!(split.decode_batch(arrays(&lg), arrays(&of), 1).unwrap(), vec![det.clone()]);
+        let dense = pp.decode_image_with(arrays(&lg), arrays(&of), Parallelism::DenseClasses).unwrap();
+        assert_eq!(dense, det);
     }
 
     fn concat(images: &[&[Vec<f32>]]) -> Vec<Vec<f32>> {
@@ -736,6 +801,44 @@ mod tests {
             1,
         );
         assert!(e.is_ok());
+    }
+
+    #[test]
+    fn float16_batch_equals_its_float32_conversion() {
+        use half::f16;
+        let pp = Postprocessor::new(Params::default()).unwrap();
+        let imgs: Vec<_> = (0..2).map(|s| synthetic_image(300 + s)).collect();
+        let lg = concat(&imgs.iter().map(|i| i.0.as_slice()).collect::<Vec<_>>());
+        let of = concat(&imgs.iter().map(|i| i.1.as_slice()).collect::<Vec<_>>());
+        let half = |v: &Vec<Vec<f32>>| -> Vec<Vec<f16>> { v.iter().map(|l| l.iter().map(|&x| f16::from_f32(x)).collect()).collect() };
+        let (lg16, of16) = (half(&lg), half(&of));
+        let back = |v: &Vec<Vec<f16>>| -> Vec<Vec<f32>> { v.iter().map(|l| l.iter().map(|x| x.to_f32()).collect()).collect() };
+        let (lg32, of32) = (back(&lg16), back(&of16));
+        for batch in [1, 2] {
+            let cut = |_l: usize, n: usize| n * batch;
+            let want = pp
+                .decode_batch(std::array::from_fn(|l| &lg32[l][..cut(l, LEVELS[l].logits_len())]), std::array::from_fn(|l| &of32[l][..cut(l, LEVELS[l].offsets_len())]), batch)
+                .unwrap();
+            assert!(want[0].len() > 10);
+            // All float16, and mixed: float16 logits with float32 offsets and the reverse.
+            for (lf16, of_16) in [(true, true), (true, false), (false, true)] {
+                let l: [Head; 6] = std::array::from_fn(|l| {
+                    let n = cut(l, LEVELS[l].logits_len());
+                    if lf16 { Head::F16(&lg16[l][..n]) } else { Head::F32(&lg32[l][..n]) }
+                });
+                let o: [Head; 6] = std::array::from_fn(|l| {
+                    let n = cut(l, LEVELS[l].offsets_len());
+                    if of_16 { Head::F16(&of16[l][..n]) } else { Head::F32(&of32[l][..n]) }
+                });
+                assert_eq!(pp.decode_batch_heads(l, o, batch).unwrap(), want, "batch {batch}, {lf16} {of_16}");
+            }
+        }
+        let mut bad = of16.clone();
+        bad[5][3] = f16::NEG_INFINITY;
+        let e = pp.decode_batch_heads(std::array::from_fn(|l| Head::F16(&lg16[l][..])), std::array::from_fn(|l| Head::F16(&bad[l][..])), 2);
+        assert_eq!(e.unwrap_err(), Error::NonFinite { output: OutputId::offsets(5), item: 0 });
+        let e = pp.decode_batch_heads(std::array::from_fn(|l| Head::F16(&lg16[l][..])), std::array::from_fn(|l| Head::F16(&of16[l][..])), 3);
+        assert!(matches!(e.unwrap_err(), Error::Length { .. }));
     }
 
     #[test]

@@ -34,7 +34,7 @@
 //! [`ScoreConfig::prefilter`]). docs/postprocess.md ("How the native implementation
 //! computes it") gives the arguments for each of these steps.
 
-use crate::layout::{Level, LEVELS, NUM_CLASSES, NUM_LEVELS};
+use crate::layout::{Head, Level, LEVELS, NUM_CLASSES, NUM_LEVELS};
 use crate::simd::reject::{abs_bits, foreground_max, select_survivors, NON_FINITE_ABS_BITS, SELECT_SLACK};
 use crate::simd::softmax::{softmax_lanes, Group, GroupOut};
 use crate::simd::{Isa, LANES};
@@ -42,6 +42,8 @@ use rayon::prelude::*;
 
 /// Anchors processed together in the quick-reject pass (stack buffer of running maxima).
 const CHUNK: usize = 1024;
+/// Anchors converted together from float16 (81 rows of them, 162 KB of float32: in L2).
+const F16_CHUNK: usize = 512;
 /// Anchors per task when the score pass of one image runs on the rayon pool.
 const PAR_TASK_ANCHORS: usize = 2560;
 
@@ -334,16 +336,55 @@ pub(crate) fn score_level_range(level: &Level, logits: &[f32], range: std::ops::
     true
 }
 
+/// [`score_level_range`] on a level's data of either type. float16 logits are converted
+/// to float32 chunk by chunk ([`F16_CHUNK`] anchors x 81 classes into `scratch`, which
+/// stays in cache) and each chunk is scored as a level of its own, so that the float16
+/// data is read once from memory; the candidates are those of the float32 conversion (the
+/// score of an anchor depends on its 81 logits only).
+fn score_level_head(level: &Level, logits: Head<'_>, range: std::ops::Range<usize>, cfg: &ScoreConfig, out: &mut Vec<Candidate>, scratch: &mut Vec<f32>) -> bool {
+    let x = match logits {
+        Head::F32(x) => return score_level_range(level, x, range, cfg, out),
+        Head::F16(_) => logits,
+    };
+    assert_eq!(x.len(), level.logits_len(), "score_level_head: wrong slice length");
+    assert!(range.end <= level.num_anchors, "score_level_head: range out of the level");
+    let a_l = level.num_anchors;
+    let mut start = range.start;
+    while start < range.end {
+        let len = F16_CHUNK.min(range.end - start);
+        if scratch.len() < NUM_CLASSES * F16_CHUNK {
+            scratch.resize(NUM_CLASSES * F16_CHUNK, 0.0);
+        }
+        let chunk_logits = &mut scratch[..NUM_CLASSES * len];
+        for c in 0..NUM_CLASSES {
+            x.read_into(c * a_l + start, &mut chunk_logits[c * len..][..len]);
+        }
+        let chunk = Level { num_anchors: len, first_anchor: level.first_anchor + start, ..*level };
+        if !score_level_range(&chunk, chunk_logits, 0..len, cfg, out) {
+            return false;
+        }
+        start += len;
+    }
+    true
+}
+
 /// Runs the score pass over the six levels of one image, `logits[l]` being level l's
 /// slice (`LEVELS[l].logits_len()` values, checked by the caller).
 ///
 /// `parallel`: split the anchors into tasks on the rayon pool (for a batch of one).
 /// Err(l): the class logits of level l (the lowest such level) are not all finite.
+#[cfg(test)]
 pub fn score_pass(logits: [&[f32]; NUM_LEVELS], cfg: &ScoreConfig, parallel: bool) -> Result<Candidates, usize> {
+    score_pass_heads(logits.map(Head::F32), cfg, parallel)
+}
+
+/// [`score_pass`] on float32 or float16 logits (each level either).
+pub(crate) fn score_pass_heads(logits: [Head<'_>; NUM_LEVELS], cfg: &ScoreConfig, parallel: bool) -> Result<Candidates, usize> {
     if !parallel {
         let mut out = Vec::new();
+        let mut scratch = Vec::new();
         for (lv, x) in LEVELS.iter().zip(logits) {
-            if !score_level_range(lv, x, 0..lv.num_anchors, cfg, &mut out) {
+            if !score_level_head(lv, x, 0..lv.num_anchors, cfg, &mut out, &mut scratch) {
                 return Err(lv.index);
             }
         }
@@ -364,7 +405,7 @@ pub fn score_pass(logits: [&[f32]; NUM_LEVELS], cfg: &ScoreConfig, parallel: boo
         .into_par_iter()
         .map(|(l, range)| {
             let mut out = Vec::new();
-            if score_level_range(&LEVELS[l], logits[l], range, cfg, &mut out) {
+            if score_level_head(&LEVELS[l], logits[l], range, cfg, &mut out, &mut Vec::new()) {
                 Ok(out)
             } else {
                 Err(l)
@@ -654,6 +695,39 @@ mod tests {
             let cfg = ScoreConfig { isa, ..portable };
             assert!(sorted(&score_pass(as_arrays(&v), &cfg, false).unwrap()) == want, "{isa:?}");
         }
+    }
+
+    #[test]
+    fn float16_logits_score_as_their_float32_conversion() {
+        use half::f16;
+        // Dense enough to straddle chunks; special values in some anchors.
+        let mut rng = Rng::new(5);
+        let v16: Vec<Vec<f16>> = LEVELS
+            .iter()
+            .map(|lv| {
+                (0..lv.logits_len())
+                    .map(|i| {
+                        let r = rng.next_f64();
+                        let x = (rng.next_f64() * 8.0 - 4.0) as f32 + if i < lv.num_anchors { 3.0 } else { 0.0 };
+                        f16::from_f32(if r < 0.001 { 65504.0 } else if r < 0.002 { -65504.0 } else if r < 0.003 { -0.0 } else if r < 0.004 { 6e-8 } else { x })
+                    })
+                    .collect()
+            })
+            .collect();
+        let v32: Vec<Vec<f32>> = v16.iter().map(|l| l.iter().map(|x| x.to_f32()).collect()).collect();
+        let cfg = ScoreConfig::new(0.05);
+        let heads: [Head; 6] = std::array::from_fn(|l| Head::F16(&v16[l]));
+        let want = sorted(&score_pass(as_arrays(&v32), &cfg, false).unwrap());
+        assert!(want.len() > 1000, "{}", want.len());
+        for parallel in [false, true] {
+            assert!(sorted(&score_pass_heads(heads, &cfg, parallel).unwrap()) == want, "parallel {parallel}");
+        }
+        let mut bad = v16.clone();
+        bad[3][7 * LEVELS[3].num_anchors + 100] = f16::NAN;
+        bad[4][3] = f16::INFINITY;
+        let heads: [Head; 6] = std::array::from_fn(|l| Head::F16(&bad[l]));
+        assert_eq!(score_pass_heads(heads, &cfg, false).unwrap_err(), 3);
+        assert_eq!(score_pass_heads(heads, &cfg, true).unwrap_err(), 3);
     }
 
     #[test]

@@ -10,7 +10,8 @@ threads at once; a Rust panic surfaces as ``RuntimeError``, never a crash.
 Head outputs (the model card's numbering, ``outputs[k]``): for level l = 0..5 with feature
 map F = (50, 25, 13, 7, 3, 3) and nd = (4, 6, 6, 6, 4, 4) default boxes per cell, the
 class logits ``outputs[l]`` have shape (N, 81*nd, F, F) and the box offsets
-``outputs[6+l]`` (N, 4*nd, F, F), float32, NCHW. 15,130 anchors in all, 81 classes
+``outputs[6+l]`` (N, 4*nd, F, F), float32 or float16 (each tensor on its own; float16 is
+converted exactly to float32 as it is read), NCHW. 15,130 anchors in all, 81 classes
 (0 = background, 1..80 = the COCO classes in the order of their category ids).
 """
 
@@ -26,6 +27,9 @@ _Detections = Tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[
 width/height, not clipped), labels (K,) int64 in 1..80, scores (K,) float32 softmax scores;
 sorted by (score descending, label ascending, anchor ascending), K <= max_detections.
 (A name of this stub only; the module has no such attribute.)"""
+
+_Head = Union[npt.NDArray[np.float32], npt.NDArray[np.float16]]
+"""One head output tensor: float32 or float16. (A name of this stub only.)"""
 
 @final
 class Postprocessor:
@@ -50,6 +54,10 @@ class Postprocessor:
       others use ``score_threshold``.
     - ``class_agnostic``: one greedy NMS over the top-k candidates of all classes, in
       merge order (score desc, label asc, anchor asc), stopped at ``max_detections`` kept.
+    - ``within_image``: split a batch of one across the rayon pool (the score pass over
+      anchor ranges, the classes in two halves). Off by default: it pays only when other
+      cores are idle and awake (README, "Postprocess threads"). A batch of N images runs
+      one image per thread either way; the detections are the same.
 
     Counts above the number of candidates mean no limit: any size is accepted (``2**63``,
     ``10**30``) and values above ``2**64 - 1`` read back as ``2**64 - 1``.
@@ -69,6 +77,7 @@ class Postprocessor:
         classes: Optional[Sequence[int]] = None,
         class_score_thresholds: Optional[Dict[int, float]] = None,
         class_agnostic: bool = False,
+        within_image: bool = False,
     ) -> "Postprocessor": ...
     @property
     def classes(self) -> Optional[List[int]]: ...
@@ -76,6 +85,8 @@ class Postprocessor:
     def class_score_thresholds(self) -> Optional[Dict[int, float]]: ...
     @property
     def class_agnostic(self) -> bool: ...
+    @property
+    def within_image(self) -> bool: ...
     @property
     def score_threshold(self) -> float: ...
     @property
@@ -86,21 +97,24 @@ class Postprocessor:
     def max_detections(self) -> int: ...
     def decode(
         self,
-        class_logits: Union[List[npt.NDArray[np.float32]], Tuple[npt.NDArray[np.float32], ...]],
-        box_offsets: Union[List[npt.NDArray[np.float32]], Tuple[npt.NDArray[np.float32], ...]],
+        class_logits: Union[List[_Head], Tuple[_Head, ...]],
+        box_offsets: Union[List[_Head], Tuple[_Head, ...]],
     ) -> List[_Detections]:
         """Decodes a batch of head outputs into detections, one tuple per image.
 
         ``class_logits``: a list or tuple of the 6 class-logit tensors ``outputs[0..5]`` in
-        level order, float32 (N, 81*nd, F, F); ``box_offsets``: the 6 box-offset tensors
-        ``outputs[6..11]``, float32 (N, 4*nd, F, F). All must have the same batch size N
+        level order, (N, 81*nd, F, F); ``box_offsets``: the 6 box-offset tensors
+        ``outputs[6..11]``, (N, 4*nd, F, F). Each tensor is float32 or float16 (mixes
+        allowed): float16 is read as it is (half the bytes) and each value converted
+        exactly to float32, so the result equals that of ``astype(np.float32)`` bit for bit
+        (docs/postprocess.md, "Head outputs"). All must have the same batch size N
         (N = 0 gives ``[]``). C-contiguous arrays are read in place; any other layout
         (views, transposes, Fortran order) is copied to C order first.
 
         Returns a list of N ``(boxes, labels, scores)`` tuples (see ``_Detections``).
 
         Raises ``TypeError`` when an argument is not a list/tuple, an element is not a
-        numpy array, or its dtype is not float32 (convert float16/float64 first);
+        numpy array, or its dtype is not float32 or float16 (convert float64 first);
         ``ValueError`` for not exactly 6 tensors, a wrong rank or shape, batch sizes that
         differ, or NaN/inf in any tensor. Messages name the tensor as ``outputs[k]``, e.g.
         ``outputs[3] (class logits, level 3) has shape (1, 486, 8, 7); expected (N, 486, 7, 7)``

@@ -161,14 +161,16 @@ def _plain_array(array: Any, k: int) -> np.ndarray:
     return np.asarray(array)
 
 
-def check_output_arrays(outputs: Any) -> List[np.ndarray]:
-    """Check the structure of the model's 12 head outputs; return them as 12 float32 ndarrays.
+def check_output_arrays(outputs: Any, keep_float16: bool = False) -> List[np.ndarray]:
+    """Check the structure of the model's 12 head outputs; return them as 12 float32 ndarrays
+    (float16 ones kept as they are when ``keep_float16``, for a decoder that reads float16).
 
     ``outputs``: a list or tuple of 12 numpy arrays, NCHW: ``outputs[0..5]`` class logits of
     shapes (N, 324, 50, 50), (N, 486, 25, 25), (N, 486, 13, 13), (N, 486, 7, 7), (N, 324, 3, 3),
     (N, 324, 3, 3); ``outputs[6..11]`` box offsets (N, 16, 50, 50), (N, 24, 25, 25),
     (N, 24, 13, 13), (N, 24, 7, 7), (N, 16, 3, 3), (N, 16, 3, 3); one batch size N >= 1.
-    float16/float64 arrays are converted to float32; non-contiguous arrays and ndarray subclasses
+    float16/float64 arrays are converted to float32 (exactly, for float16; float16 is kept when
+    ``keep_float16``, each array on its own); non-contiguous arrays and ndarray subclasses
     other than masked arrays are accepted. NaN/inf are checked separately (:func:`check_finite`).
 
     Raises ``TypeError`` when ``outputs`` is not a list/tuple, an element is not an ndarray (or
@@ -213,7 +215,7 @@ def check_output_arrays(outputs: Any) -> List[np.ndarray]:
                 f"{describe_output(k)} has batch size {array.shape[0]}, "
                 f"but outputs[0] has {batch_size}"
             )
-        if array.dtype != np.float32:
+        if array.dtype != np.float32 and not (keep_float16 and array.dtype == np.float16):
             with np.errstate(over="ignore"):
                 array = array.astype(np.float32)
         arrays.append(array)
@@ -316,6 +318,10 @@ class PostProcessorBase:
         )
         self._setup()
 
+    #: Whether ``_decode_batch`` takes float16 arrays as they are (else they are converted to
+    #: float32 first); the result is the same (docs/postprocess.md, "Head outputs").
+    _reads_float16 = False
+
     def _setup(self) -> None:
         """Subclass hook run after the parameters are validated and stored."""
 
@@ -395,7 +401,7 @@ class PostProcessorBase:
         ascending); K <= max_detections.
         Raises ``TypeError``/``ValueError`` for bad outputs (see :func:`check_output_arrays`, :func:`check_finite`).
         """
-        return self._decode_checked(check_output_arrays(outputs))
+        return self._decode_checked(check_output_arrays(outputs, self._reads_float16))
 
     def __call__(
         self, outputs: Sequence[np.ndarray], contexts: Any
@@ -408,7 +414,7 @@ class PostProcessorBase:
         decoding (the outputs' structure, then the contexts, then NaN/inf); raises
         ``TypeError``/``ValueError`` (see :func:`check_output_arrays`, :func:`validate_contexts`).
         """
-        arrays = check_output_arrays(outputs)
+        arrays = check_output_arrays(outputs, self._reads_float16)
         sizes = validate_contexts(contexts, arrays[0].shape[0])
         detections = self._decode_checked(arrays)
         return [d.to_results(width, height) for d, (width, height) in zip(detections, sizes)]
