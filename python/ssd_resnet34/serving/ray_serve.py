@@ -61,11 +61,13 @@ def serve_on_ray(settings: ServerSettings, model: Any, engine_options: Optional[
 
     serve = _require_serve()
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
     with ray_session(address):
         serve.start(http_options={"host": host, "port": port})
+        if threading.current_thread() is threading.main_thread():
+            # After ray.init, which installs its own SIGTERM handler (it aborts the process):
+            # SIGTERM and SIGINT stop the deployment and the command exits 0.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
         try:
             serve.run(deployment(settings, model, engine_options, replicas, cpus_per_replica), name="ssd-resnet34",
                       route_prefix="/", blocking=False)
