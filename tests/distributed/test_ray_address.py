@@ -29,13 +29,15 @@ def _command() -> list:
     return [str(script)] if script.exists() else [sys.executable, "-c", "import sys; from ssd_resnet34.cli import main; sys.exit(main())"]
 
 
-def test_detect_with_a_ray_address_nobody_listens_on_fails_fast(tmp_path):
+def _detect_with_ray(tmp_path, address: str, connect_timeout: str) -> tuple[int, str, float]:
+    """``detect IMAGE --synthetic --ray=ADDRESS`` in a process of its own: (exit status, stderr,
+    seconds); killed, and the test failed, after 120 s."""
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
-    env = {**os.environ, "SSD_RESNET34_RAY_CONNECT_TIMEOUT": "10"}
+    env = {**os.environ, "SSD_RESNET34_RAY_CONNECT_TIMEOUT": connect_timeout}
     env.pop("RAY_ADDRESS", None)
     start = time.monotonic()
-    process = subprocess.Popen([*_command(), "detect", str(image), "--synthetic", "--ray=127.0.0.1:1",
+    process = subprocess.Popen([*_command(), "detect", str(image), "--synthetic", f"--ray={address}",
                                 "--out", str(tmp_path / "O")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env, start_new_session=True)
     try:
@@ -43,10 +45,14 @@ def test_detect_with_a_ray_address_nobody_listens_on_fails_fast(tmp_path):
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
-        pytest.fail("detect --ray=127.0.0.1:1 did not return within 120 s")
-    elapsed = time.monotonic() - start
+        pytest.fail(f"detect --ray={address} did not return within 120 s")
+    return process.returncode, stderr, time.monotonic() - start
+
+
+def test_detect_with_a_ray_address_nobody_listens_on_fails_fast(tmp_path):
+    code, stderr, elapsed = _detect_with_ray(tmp_path, "127.0.0.1:1", "10")
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert process.returncode == 1, stderr
+    assert code == 1, stderr
     assert errors == ["error: no Ray cluster at 127.0.0.1:1: connection refused: nothing listens on that port; "
                       "start one (ray start --head) or give the address its head node prints (HOST:6379, or "
                       "ray://HOST:10001 for Ray Client)"], stderr
@@ -87,24 +93,10 @@ def _http_server():
 def test_detect_with_a_ray_address_that_is_not_ray_fails_within_the_bound(tmp_path, kind):
     """A port that accepts TCP connections but is not Ray's (silent, or a plain HTTP/1.1 server):
     Ray would wait inside ray.init forever; the run fails within the connect timeout, with one error."""
-    image = tmp_path / "x.png"
-    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
-    env = {**os.environ, "SSD_RESNET34_RAY_CONNECT_TIMEOUT": "3"}
-    env.pop("RAY_ADDRESS", None)
     with (_silent_server() if kind == "silent" else _http_server()) as port:
-        start = time.monotonic()
-        process = subprocess.Popen([*_command(), "detect", str(image), "--synthetic", f"--ray=127.0.0.1:{port}",
-                                    "--out", str(tmp_path / "O")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, env=env, start_new_session=True)
-        try:
-            _, stderr = process.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            pytest.fail(f"detect --ray=127.0.0.1:{port} ({kind}) did not return within 120 s")
-        elapsed = time.monotonic() - start
+        code, stderr, elapsed = _detect_with_ray(tmp_path, f"127.0.0.1:{port}", "3")
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert process.returncode == 1, stderr
+    assert code == 1, stderr
     why = (r"the port accepts connections but sent nothing within 3 s, where Ray answers at once \(gRPC over "
            r"HTTP/2\): not a Ray port \(\$SSD_RESNET34_RAY_CONNECT_TIMEOUT sets the wait\)" if kind == "silent" else
            r"the port answered b'.*', which is not Ray's protocol \(gRPC over HTTP/2\): e\.g\. a web "
