@@ -18,6 +18,12 @@ A stamp is a cache, not a proof: whoever can write the stamp can forge it. Files
 must be the one checked are *trusted* (:func:`trust_file`) with the digest taken from bytes this
 process read, and opened through :func:`read_trusted`: the bytes are read once, hashed, and those
 same bytes are handed to the runtime, so a file swapped after the check is refused, not loaded.
+
+A *derived* file (the heads model cut from a model, its float16 copy, an int8 model calibrated
+from it) is bound to its source's content: made from the source with sha256 S by version V, its
+own sha256 is recorded in ``cache_dir()/derived/<hash of its path>.json`` (:func:`record_derived`,
+apart from the file and any stamp beside it), and every open hashes the file again and compares
+(:func:`check_derived`); an intact file is trusted, so the runtime gets the bytes that were hashed.
 """
 
 from __future__ import annotations
@@ -29,21 +35,26 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import platformdirs
 
 __all__ = [
     "CACHE_ENV_VAR",
+    "DerivedFileError",
     "build_cached",
     "cache_dir",
-    "file_sha256",
-    "replacing",
+    "check_derived",
     "file_identity",
+    "file_sha256",
+    "read_checked",
     "read_trusted",
+    "record_derived",
+    "replacing",
     "stamp_digest",
     "stamp_matches",
     "trust_file",
+    "trusted_digest",
     "write_stamp",
 ]
 
@@ -127,7 +138,7 @@ def file_identity(st: os.stat_result) -> dict:
             "ino": st.st_ino, "dev": st.st_dev}
 
 
-def write_stamp(stamp: Path, path: Path, sha256: str, key: str = "", identity: Optional[dict] = None) -> None:
+def write_stamp(stamp: Path, path: Path, sha256: str, key: str = "", identity: dict | None = None) -> None:
     """Record that ``path``, as it is now (or as ``identity``, :func:`file_identity` of the file
     that was hashed), has this ``sha256`` and was made from ``key``.
     Silently skipped when the stamp cannot be written (a read-only cache only costs a rehash)."""
@@ -154,7 +165,7 @@ def hash_with_identity(path: Path, chunk_size: int = 1 << 20) -> tuple[str, dict
     raise OSError(f"{path} keeps changing while it is read")
 
 
-def stamp_digest(stamp: Path, path: Path, key: str = "") -> Optional[str]:
+def stamp_digest(stamp: Path, path: Path, key: str = "") -> str | None:
     """The sha256 of ``path``: the one ``stamp`` recorded when the file's identity is unchanged
     and the key is ``key``, else hashed now (and the stamp rewritten). None when the file cannot
     be read."""
@@ -175,7 +186,7 @@ def stamp_digest(stamp: Path, path: Path, key: str = "") -> Optional[str]:
     return digest
 
 
-def stamp_matches(stamp: Path, path: Path, key: str = "", sha256: Optional[str] = None) -> bool:
+def stamp_matches(stamp: Path, path: Path, key: str = "", sha256: str | None = None) -> bool:
     """True when ``path`` is the file ``stamp`` recorded: same key, same size, and either the
     same identity (:func:`file_identity`) or (after a touch or rewrite) the same sha256 on
     rehashing; with ``sha256`` the recorded digest must also equal it. False for a missing file
@@ -210,7 +221,28 @@ def trust_file(path: Path, sha256: str) -> None:
     _TRUSTED[str(Path(path).resolve())] = sha256
 
 
-def read_trusted(path: Path) -> Optional[bytes]:
+def trusted_digest(path: Path) -> str | None:
+    """The sha256 :func:`trust_file` recorded for ``path`` in this process, else None."""
+    return _TRUSTED.get(str(Path(path).resolve()))
+
+
+def read_checked(path: Path, sha256: str, error: type = ValueError, hint: str = "") -> bytes:
+    """The bytes of ``path``, read once, whose sha256 must be ``sha256`` (the digest it was checked
+    or keyed with): parse these, never the path again.
+
+    Raises:
+        ``error`` (ValueError by default): the bytes are another file's (replaced or rewritten
+            after the check); the message names the file and both digests, then ``hint``.
+    """
+    data = Path(path).read_bytes()
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise error(f"{path} changed after it was checked (sha256 {got}, checked {sha256}): "
+                    f"it was replaced or rewritten while in use; refused{hint}")
+    return data
+
+
+def read_trusted(path: Path) -> bytes | None:
     """The bytes of a file :func:`trust_file` named, read once and checked against its digest:
     what the runtime must load (never the path again). None for a file that was not trusted.
 
@@ -218,15 +250,69 @@ def read_trusted(path: Path) -> Optional[bytes]:
         ValueError: the file's bytes are not the ones checked (it was replaced or rewritten
             after the check); the message names the file and both digests.
     """
-    expected = _TRUSTED.get(str(Path(path).resolve()))
+    expected = trusted_digest(path)
     if expected is None:
         return None
-    data = Path(path).read_bytes()
-    got = hashlib.sha256(data).hexdigest()
+    return read_checked(path, expected, hint=". Run again to rebuild it")
+
+
+class DerivedFileError(ValueError):
+    """A derived file's bytes are not the ones recorded when it was made from its source (it was
+    replaced or damaged); the message names the file and both digests."""
+
+
+def _derived_record(target: Path) -> Path:
+    """Where the digest of the derived file ``target`` is kept: in the user's cache, apart from
+    the file and its stamp (which may sit beside a model, in a folder others can write)."""
+    name = hashlib.sha256(str(Path(target).resolve()).encode()).hexdigest()[:32]
+    return cache_dir() / "derived" / f"{name}.json"
+
+
+def record_derived(target: Path, source_sha256: str, version: str, sha256: str) -> None:
+    """Record that ``target``, whose bytes hash to ``sha256``, was made from the source with
+    ``source_sha256`` by ``version`` (what made it: a format version, tool versions, a key), and
+    trust it (:func:`trust_file`). A read-only cache skips the record: the file is then rebuilt or
+    refused on the next check, never accepted unchecked."""
+    text = json.dumps({"source_sha256": source_sha256, "format": version, "sha256": sha256})
+    try:
+        with replacing(_derived_record(target)) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+    except OSError:
+        pass
+    trust_file(target, sha256)
+
+
+def check_derived(target: Path, source_sha256: str, version: str, what: str = "the file") -> bool:
+    """Whether ``target`` is the file :func:`record_derived` recorded as made from the source with
+    ``source_sha256`` by ``version``: its bytes are hashed now and compared with the record (a
+    ``.stamp`` or any other file beside it is never believed). True: intact, and trusted
+    (:func:`trust_file`), so :func:`read_trusted` hands the runtime these bytes. False: no such
+    record, or no file (build it).
+
+    Raises:
+        DerivedFileError: recorded, but the bytes differ: ``"{target} is not {what} made from its
+            source (sha256 ..., recorded ...): it was replaced or damaged"``.
+    """
+    target = Path(target)
+    try:
+        record = json.loads(_derived_record(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if (not isinstance(record, dict) or record.get("source_sha256") != source_sha256
+            or record.get("format") != version or not isinstance(record.get("sha256"), str)):
+        return False
+    expected = record["sha256"]
+    if not target.is_file():
+        return False
+    try:
+        got, _ = hash_with_identity(target)
+    except OSError:
+        return False
     if got != expected:
-        raise ValueError(f"{path} changed after it was checked (sha256 {got}, checked {expected}): "
-                         "it was replaced or rewritten while in use; refused. Run again to rebuild it")
-    return data
+        raise DerivedFileError(f"{target} is not {what} made from its source (sha256 {got}, recorded {expected}): "
+                               "it was replaced or damaged")
+    trust_file(target, expected)
+    return True
 
 
 def build_cached(path: Path, key: str, build: Callable[[Path], None]) -> Path:

@@ -315,6 +315,18 @@ def coco_folder_single_machine(tmp_path_factory):
 
 
 @needs_ray
+def test_the_protocol_probe_accepts_a_real_ray_head_node(ray_cluster):
+    """``--ray``'s probe before ray.init (the HTTP/2 client preface; Ray's GCS answers with its
+    SETTINGS frame) passes a real head node's GCS port at once (test_ray_address.py: the ports it
+    refuses)."""
+    from ssd_resnet34.distributed.cluster import check_reachable
+
+    start = time.monotonic()
+    check_reachable(ray_cluster.address, 10)
+    assert time.monotonic() - start < 10
+
+
+@needs_ray
 @needs_data
 def test_detect_on_ray_equals_the_single_machine_run(ray_cluster, coco_folder_single_machine, tmp_path):
     """The synthetic model (the real topology), onnxruntime fp32: ``detect --ray ADDRESS`` writes

@@ -216,3 +216,64 @@ def test_read_trusted(tmp_path):
     os.utime(path, ns=(0, 0))
     with pytest.raises(ValueError, match="changed after it was checked"):
         read_trusted(path)
+
+
+# The float16 copy (onnxruntime's CUDA fp16) is bound the same way: keyed by its source's sha256,
+# its own sha256 recorded in ``cache_dir()/derived`` and checked on every call.
+
+
+def _forge_stamp(path: Path) -> None:
+    """A ``.stamp`` beside ``path`` describing it as it is now (what the old stamp check believed)."""
+    stamp = path.with_name(path.name + ".stamp")
+    stamp.write_text(json.dumps({**file_identity(path.stat()), "sha256": file_sha256(path), "key": "forged"}))
+
+
+def test_a_planted_fp16_copy_with_a_forged_stamp_is_rebuilt(tmp_path, cache, synthetic_heads_path):
+    from ssd_resnet34.model.fp16 import fp16_model_path
+
+    src = tmp_path / "heads.onnx"
+    shutil.copyfile(synthetic_heads_path, src)
+    half = fp16_model_path(src)
+    good, made = half.read_bytes(), half.stat().st_mtime_ns
+    os.utime(src, ns=(0, 10**9))  # touched, same content: the same copy, not rebuilt
+    assert fp16_model_path(src) == half and half.stat().st_mtime_ns == made
+    planted = onnx.load(str(synthetic_heads_path))  # a float32 graph in its place
+    planted.metadata_props.append(onnx.StringStringEntryProto(key="planted", value="yes"))
+    onnx.save(planted, str(half))
+    _forge_stamp(half)
+    with pytest.warns(UserWarning, match=r"\.fp16\.onnx is not the float16 copy made from its source \(sha256 \w+, "
+                                         r"recorded \w+\): it was replaced or damaged; rebuilding it"):
+        assert fp16_model_path(src) == half
+    assert half.read_bytes() == good
+
+
+def test_an_fp16_copy_swapped_after_its_check_is_refused_by_the_engine(tmp_path, cache, synthetic_heads_path):
+    from ssd_resnet34.engines import Choice
+    from ssd_resnet34.engines.onnxruntime import OnnxRuntimeEngine
+    from ssd_resnet34.model.fp16 import fp16_model_path
+
+    src = tmp_path / "heads.onnx"
+    shutil.copyfile(synthetic_heads_path, src)
+    half = fp16_model_path(src)  # checked: trusted with its digest
+    assert read_trusted(half) == half.read_bytes()
+    shutil.copyfile(synthetic_heads_path, half)  # swapped between the check and the load
+    with pytest.raises(ValueError, match=r"\.fp16\.onnx changed after it was checked .* refused"):
+        OnnxRuntimeEngine(half, Choice("onnxruntime", "cpu", "fp16"))
+
+
+def test_check_derived(tmp_path, cache):
+    from ssd_resnet34._files import DerivedFileError, check_derived, record_derived
+
+    target = tmp_path / "derived.bin"
+    target.write_bytes(b"made")
+    assert not check_derived(target, "a" * 64, "v1")  # no record: build it
+    record_derived(target, "a" * 64, "v1", hashlib.sha256(b"made").hexdigest())
+    assert check_derived(target, "a" * 64, "v1") and read_trusted(target) == b"made"
+    assert not check_derived(target, "b" * 64, "v1")  # another source
+    assert not check_derived(target, "a" * 64, "v2")  # another version
+    target.write_bytes(b"mad!")
+    with pytest.raises(DerivedFileError, match=r"derived\.bin is not the file made from its source .* replaced or "
+                                               "damaged"):
+        check_derived(target, "a" * 64, "v1")
+    target.unlink()
+    assert not check_derived(target, "a" * 64, "v1")

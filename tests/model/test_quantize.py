@@ -11,6 +11,7 @@ weights). The synthetic model's detections are meaningless (random weights).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -195,3 +196,63 @@ def test_quantize_command_uses_the_cache(calibrated, int8_cache, synthetic_heads
     assert out.startswith(f"onnxruntime-tensorrt: int8 model {made[2].path} (already calibrated (cached) on 1 image(s); ")
     assert main(["quantize", "--images", str(photo_paths[0].parent / "missing"), "--synthetic"]) == 1
     assert "calibration folder not found" in capsys.readouterr().err
+
+
+# Issue 15, item 5: the int8 artefacts are bound to the heads model as the heads file is to its
+# source. ``int8.json`` still names the right key (the stamp a planter forges or leaves), but the
+# bytes are hashed against the record in ``cache_dir()/derived``: a planted or damaged artefact is
+# refused, and one swapped after its check is refused by the engine.
+
+
+def _victim(target: str, path):
+    """The artefact file to tamper with: ``model.onnx``, or the IR's weights ``model.bin``."""
+    return path.with_suffix(".bin") if target == "openvino" else path
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "openvino"])
+def test_a_planted_int8_model_with_its_stamp_intact_is_refused(calibrated, int8_cache, synthetic_heads_path,
+                                                               monkeypatch, target):
+    made, _ = calibrated
+    monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(int8_cache))
+    path = int8_model_path(synthetic_heads_path, target)
+    victim = _victim(target, path)
+    good, st = victim.read_bytes(), victim.stat()
+    planted = bytearray(good)
+    planted[len(planted) // 2] ^= 0xFF  # same size; mtime restored below, as a planter would
+    try:
+        if target == "onnxruntime":
+            shutil.copyfile(made[2].path, victim)  # another valid int8 graph (the symmetric one)
+        else:
+            victim.write_bytes(bytes(planted))
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+        with pytest.raises(MissingInt8ModelError, match=rf"{victim.name} is not the int8 model calibrated for {target} "
+                                                       r"made from its source \(sha256 \w+, recorded \w+\): it was "
+                                                       r"replaced or damaged; refused: calibrate one first: "
+                                                       rf"`ssd-resnet34 quantize --images DIR --engine {target}"):
+            create(synthetic_heads_path, device="cpu", engine=target, precision="int8")
+    finally:
+        victim.write_bytes(good)
+    assert int8_model_path(synthetic_heads_path, target) == path  # the calibrated bytes again: accepted
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "openvino"])
+def test_an_int8_model_swapped_after_its_check_is_refused_by_the_engine(calibrated, int8_cache, synthetic_heads_path,
+                                                                        monkeypatch, target):
+    from ssd_resnet34.engines import Choice
+    from ssd_resnet34.engines.onnxruntime import OnnxRuntimeEngine
+    from ssd_resnet34.engines.openvino import OpenVinoEngine
+
+    assert calibrated
+    monkeypatch.setenv("SSD_RESNET34_CACHE_DIR", str(int8_cache))
+    path = int8_model_path(synthetic_heads_path, target)  # checked: trusted with its digests
+    victim = _victim(target, path)
+    good = victim.read_bytes()
+    engine = OnnxRuntimeEngine if target == "onnxruntime" else OpenVinoEngine
+    try:
+        swapped = bytearray(good)
+        swapped[len(swapped) // 2] ^= 0xFF
+        victim.write_bytes(bytes(swapped))  # between the check and the load
+        with pytest.raises(ValueError, match=rf"{victim.name} changed after it was checked .* refused"):
+            engine(path, Choice(target, "cpu", "int8"))
+    finally:
+        victim.write_bytes(good)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
@@ -73,12 +74,42 @@ def _connect_timeout(timeout: Optional[float]) -> float:
     return float(timeout)
 
 
+#: The HTTP/2 client connection preface and an empty SETTINGS frame (RFC 9113, 3.4 and 6.5).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_SETTINGS = 4
+
+
+def _first_frame(sock: socket.socket, deadline: float) -> bytes:
+    """Up to the 9 bytes of the server's first HTTP/2 frame header, read until ``deadline``
+    (``time.monotonic()``); fewer when the server closes first. ``socket.timeout`` when it is silent."""
+    sock.sendall(_HTTP2_PREFACE)
+    answer = b""
+    while len(answer) < 9:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout
+        sock.settimeout(left)
+        block = sock.recv(9 - len(answer))
+        if not block:
+            break
+        answer += block
+    return answer
+
+
 def check_reachable(address: str, timeout: float) -> None:
-    """Fail fast when nothing accepts a TCP connection at ``address`` (``HOST:PORT`` or
-    ``ray://HOST:PORT``; ``auto`` is not checked): Ray itself retries such an address forever.
+    """Fail fast when ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``; ``auto`` is not checked) is
+    not a Ray endpoint: Ray itself retries an address forever when nothing listens there, and waits
+    forever on a port that accepts connections but is not Ray's.
+
+    Within ``timeout`` seconds in all: a TCP connection, then a protocol probe. Ray's GCS (and the
+    Ray Client server) speak gRPC over HTTP/2, so the probe sends the HTTP/2 client preface and
+    needs the server's SETTINGS frame back; a silent server, a plain HTTP/1.1 server (a web server,
+    Ray's dashboard on 8265) or one that closes the connection fails it. A gRPC server that is not
+    Ray passes the probe and is left to ``ray.init``.
 
     Raises ``ConnectionError`` naming the address, what happened (refused, no answer within
-    ``timeout`` seconds, unknown host) and what to check; ``ValueError`` for an address with no port.
+    ``timeout`` seconds, unknown host, not Ray's protocol) and what to check; ``ValueError`` for an
+    address with no port.
     """
     if address == "auto":
         return
@@ -88,19 +119,29 @@ def check_reachable(address: str, timeout: float) -> None:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"--ray address {address!r}: expected 'auto', 'HOST:PORT' or 'ray://HOST:PORT' with a port "
                          "in 1..65535")
+    deadline = time.monotonic() + timeout
+    connected = False
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            connected = True
+            answer = _first_frame(sock, deadline)
     except socket.timeout:
-        why = f"no answer within {timeout:g} s (${CONNECT_TIMEOUT_ENV_VAR} sets the wait)"
+        why = (f"the port accepts connections but sent nothing within {timeout:g} s, where Ray answers at once "
+               f"(gRPC over HTTP/2): not a Ray port" if connected else
+               f"no answer within {timeout:g} s") + f" (${CONNECT_TIMEOUT_ENV_VAR} sets the wait)"
     except ConnectionRefusedError:
         why = "connection refused: nothing listens on that port"
     except socket.gaierror as error:
         why = f"unknown host ({error.strerror or error})"
     except OSError as error:
-        why = error.strerror or str(error)
+        why = (f"the connection failed during the protocol check ({error.strerror or error}): not a Ray port"
+               if connected else error.strerror or str(error))
     else:
-        return
+        if len(answer) == 9 and answer[3] == _SETTINGS and answer[5:9] == bytes(4):
+            return
+        why = ("the port closed the connection without answering Ray's protocol (gRPC over HTTP/2)" if not answer
+               else f"the port answered {answer!r}, which is not Ray's protocol (gRPC over HTTP/2): e.g. a web "
+                    "server, or Ray's dashboard (8265)")
     raise ConnectionError(f"no Ray cluster at {address}: {why}; start one (ray start --head) or give the "
                           "address its head node prints (HOST:6379, or ray://HOST:10001 for Ray Client)")
 
@@ -123,10 +164,11 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
 
     ``runtime_env``: Ray's runtime environment for the job (e.g. ``{"pip": ["ssd-resnet34"]}``
     when the cluster's nodes do not have the package). ``connect_timeout``: seconds an address
-    may take to accept a TCP connection before the run fails (:func:`check_reachable`; None:
-    ``$SSD_RESNET34_RAY_CONNECT_TIMEOUT``, else 30), since Ray retries an unreachable address
+    may take to accept a TCP connection and answer as Ray (the HTTP/2 probe of
+    :func:`check_reachable`) before the run fails (None: ``$SSD_RESNET34_RAY_CONNECT_TIMEOUT``,
+    else 30), since Ray retries an unreachable address, and waits on a port that is not Ray's,
     forever. Raises ``ImportError`` without Ray, ``TypeError``/``ValueError`` for a bad
-    ``address``, ``ConnectionError`` when nothing answers at ``address``, and what ``ray.init``
+    ``address``, ``ConnectionError`` when nothing answers at ``address`` or it is not Ray's, and what ``ray.init``
     raises.
     """
     address = resolve_address(address)

@@ -287,7 +287,16 @@ class OpenVinoEngine(Engine):
         try:
             # A trusted file (a heads model made here) is read from the bytes its digest was checked on.
             data = read_trusted(self.model_path)
-            model = core.read_model(str(self.model_path) if data is None else data)
+            if data is None:
+                model = core.read_model(str(self.model_path))
+            elif self.model_path.suffix == ".xml":  # an IR: its weights were checked with it
+                weights = read_trusted(self.model_path.with_suffix(".bin"))
+                if weights is None:
+                    raise ValueError(f"{self.model_path}: its weights {self.model_path.with_suffix('.bin')} were not "
+                                     "checked with it; refused")
+                model = core.read_model(data, weights)
+            else:
+                model = core.read_model(data)
         except RuntimeError as error:  # e.g. an operator OpenVINO's ONNX front end does not know
             raise ValueError(f"{self.model_path}: OpenVINO cannot read this model: {_reason(error)}") from None
         self.read_seconds = time.perf_counter() - start

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import onnx
 
-from .._files import build_cached, cache_dir
-from .graph import load_onnx
+from .._files import (
+    DerivedFileError,
+    cache_dir,
+    check_derived,
+    read_checked,
+    record_derived,
+    replacing,
+)
+from .graph import check_model_size, load_onnx
 
 __all__ = ["fp16_model_path"]
 
@@ -41,26 +49,45 @@ def _sort_nodes(graph: onnx.GraphProto) -> None:
 
 def fp16_model_path(model_path: str | os.PathLike) -> Path:
     """Path of the float16 copy of ``model_path``, built on first use:
-    ``cache_dir()/fp16/<stem>-<hash>.fp16.onnx`` (rebuilt when the source's path, size or mtime,
-    or onnxruntime's version, change; see :func:`ssd_resnet34._files.build_cached`).
+    ``cache_dir()/fp16/<stem>-<hash>.fp16.onnx``, keyed by the source's sha256 (:func:`~ssd_resnet34.model.weights.source_digest`)
+    and onnxruntime's version. Bound to the source as the heads model is
+    (:func:`ssd_resnet34._files.check_derived`): its own sha256 is recorded in ``cache_dir()/derived/``
+    and checked on every call, so a planted or damaged copy (whatever its ``.stamp`` says) is
+    rebuilt with a warning; the copy is built from the source's bytes that were hashed, and the path
+    returned is trusted, so the engine loads the bytes checked and a file swapped after this check
+    is refused (:func:`ssd_resnet34._files.read_trusted`).
 
     Raises:
         FileNotFoundError: ``model_path`` does not exist.
-        ValueError: it is not an ONNX model.
+        ValueError: it is not an ONNX model, or it changed after its digest was taken.
     """
     import onnxruntime
 
+    from .weights import source_digest
+
     src = Path(model_path).expanduser()
-    st = src.stat()
-    key = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|onnxruntime {onnxruntime.__version__}|v{_FORMAT_VERSION}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    if not src.is_file():
+        raise FileNotFoundError(f"model file not found: {src}")
+    source_sha256 = source_digest(src)
+    version = f"onnxruntime {onnxruntime.__version__}|fp16 v{_FORMAT_VERSION}"
+    digest = hashlib.sha256(f"sha256 {source_sha256}|{version}".encode()).hexdigest()[:12]
     target = cache_dir() / "fp16" / f"{src.stem}-{digest}.fp16.onnx"
+    try:
+        if check_derived(target, source_sha256, version, "the float16 copy"):
+            return target
+    except DerivedFileError as error:
+        warnings.warn(f"{error}; rebuilding it", stacklevel=2)
 
-    def build(tmp: Path) -> None:
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        half = convert_float_to_float16(load_onnx(src), keep_io_types=True)
-        _sort_nodes(half.graph)  # the converter appends the input Casts at the end
-        onnx.save(half, str(tmp))
-
-    return build_cached(target, key, build)
+    check_model_size(src)  # before it is read whole
+    source = load_onnx(src, data=read_checked(src, source_sha256))
+    half = convert_float_to_float16(source, keep_io_types=True)
+    del source
+    _sort_nodes(half.graph)  # the converter appends the input Casts at the end
+    data = half.SerializeToString()
+    del half
+    with replacing(target) as tmp:
+        tmp.write_bytes(data)
+    record_derived(target, source_sha256, version, hashlib.sha256(data).hexdigest())
+    return target

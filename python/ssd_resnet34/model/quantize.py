@@ -22,6 +22,15 @@ The key is a sha256 of: the heads model's sha256, the target, the quantizer's se
 (:func:`~ssd_resnet34.model.int8_tools.tool_version`), this module's format version, and each
 calibration file's name and sha256, in order. Calibrating again on the same photos with the same
 tools reuses the artefact; another model, other photos or another tool version make a new one.
+
+The artefact files are bound to the heads model as the heads model is to its source
+(:func:`ssd_resnet34._files.check_derived`): the sha256 of each (``model.onnx``, or ``model.xml``
+and ``model.bin``) is recorded in ``cache_dir()/derived/`` with the heads model's sha256 and the
+key, and hashed again on every :func:`int8_model_path`. A planted or damaged artefact (whatever
+``int8.json`` says) is refused with :class:`MissingInt8ModelError` and recalibrated by the next
+:func:`quantize`; an intact one is trusted, so the engine loads the bytes that were hashed and a
+file swapped after the check is refused (:func:`ssd_resnet34._files.read_trusted`). The quantizers
+read the heads model from a private copy of the bytes its sha256 was taken from.
 """
 from __future__ import annotations
 
@@ -31,14 +40,23 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
-from .._files import cache_dir, file_sha256, replacing
+from .._files import (
+    DerivedFileError,
+    cache_dir,
+    check_derived,
+    file_sha256,
+    read_checked,
+    record_derived,
+    replacing,
+)
 from .calibration import CalibrationImages, calibration_files
-from .graph import model_file
+from .graph import check_model_size, model_file
 from .int8_tools import ARTEFACTS, QUANTIZERS, SETTINGS, TARGETS, tool_version
 
 __all__ = [
@@ -54,9 +72,6 @@ __all__ = [
 DEFAULT_COUNT = 300
 _FORMAT_VERSION = "1"
 _META = "int8.json"
-
-_digests: Dict[Tuple[str, int, int], str] = {}
-
 
 class MissingInt8ModelError(FileNotFoundError):
     """No int8 model has been calibrated for this model and target (or it was made by other
@@ -87,13 +102,31 @@ class Int8Model:
 
 
 def model_digest(path: Union[str, "os.PathLike[str]"]) -> str:
-    """sha256 of a model file, remembered for the process while its size and mtime stay."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _digests:
-        _digests[key] = file_sha256(path)
-    return _digests[key]
+    """sha256 of a model file: the digest it was trusted with in this process (a heads model made
+    here), else remembered by its stamp while its identity (size, mtime, ctime, inode, device)
+    stays (:func:`~ssd_resnet34.model.weights.source_digest`)."""
+    from .weights import source_digest
+
+    return source_digest(path)
+
+
+def _files_of(name: str, folder: Path) -> List[Path]:
+    """The files of target ``name``'s artefact in ``folder``: ``model.onnx``, or ``model.xml`` and
+    its ``model.bin``."""
+    main = folder / ARTEFACTS[name]
+    return [main, main.with_suffix(".bin")] if main.suffix == ".xml" else [main]
+
+
+def _intact(name: str, folder: Path, model_sha: str, key: str) -> bool:
+    """Whether the artefact in ``folder`` is the one recorded as calibrated from ``model_sha``
+    with ``key`` (each file hashed now; then trusted).
+
+    Raises:
+        DerivedFileError: a file is recorded, but its bytes differ (planted or damaged).
+    """
+    checked = [check_derived(path, model_sha, key, f"the int8 model calibrated for {name}")
+               for path in _files_of(name, folder)]  # every file, so each one is trusted
+    return all(checked)
 
 
 def _folder(model_sha: str) -> Path:
@@ -142,9 +175,12 @@ def _calibrate(target_name: str, source: Path, files: List[Path], target: Path, 
         seconds = time.perf_counter() - start
         meta["seconds"] = round(seconds, 1)
         _write_json(work / _META, meta)
+        digests = [file_sha256(path) for path in _files_of(target_name, work)]
         if target.exists():  # made meanwhile by another process from the same key
             shutil.rmtree(target, ignore_errors=True)
         os.replace(work, target)
+        for path, digest in zip(_files_of(target_name, target), digests):
+            record_derived(path, meta["source_sha256"], meta["key"], digest)
         return seconds
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -186,21 +222,38 @@ def quantize(model: Any, images: Union[str, "os.PathLike[str]", Iterable[Any]], 
     results = []
     with tempfile.TemporaryDirectory(prefix="ssd-resnet34-ranges.") as shared:
         for name in names:
-            results.append(_quantize_one(name, source, files, model_sha, Path(shared) / "ranges.json"))
+            results.append(_quantize_one(name, source, files, model_sha, Path(shared)))
     return results
 
 
-def _quantize_one(name: str, source: Path, files: List[Path], model_sha: str, ranges: Path) -> Int8Model:
-    """One target's artefact: reused from the cache when made from the same key, else calibrated;
-    the target's pointer is set to it."""
+def _checked_copy(source: Path, model_sha: str, shared: Path) -> Path:
+    """A private copy (in ``shared``) of the bytes of ``source`` whose sha256 is ``model_sha``:
+    what the quantizers read, so a source swapped after its digest was taken is refused."""
+    copy = shared / f"source-{model_sha[:16]}.onnx"
+    if not copy.is_file():
+        from .weights import ChecksumError
+
+        check_model_size(source)  # before it is read whole
+        copy.write_bytes(read_checked(source, model_sha, ChecksumError))
+    return copy
+
+
+def _quantize_one(name: str, source: Path, files: List[Path], model_sha: str, shared: Path) -> Int8Model:
+    """One target's artefact: reused from the cache when made from the same key and intact, else
+    calibrated (a planted or damaged one with a warning); the target's pointer is set to it."""
     tool = tool_version(name)
     key = _key(model_sha, name, tool, files)
     target = _folder(model_sha) / f"{name}-{key[:16]}"
     meta = {"target": name, "key": key, "tool": tool, "source": str(source), "source_sha256": model_sha,
             "images": [str(p) for p in files], "format": _FORMAT_VERSION}
     existing = _read_json(target / _META)
-    reused = existing.get("key") == key and (target / ARTEFACTS[name]).is_file()
-    seconds = 0.0 if reused else _calibrate(name, source, files, target, meta, ranges)
+    try:
+        reused = existing.get("key") == key and _intact(name, target, model_sha, key)
+    except DerivedFileError as error:
+        warnings.warn(f"{error}; calibrating it again", stacklevel=3)
+        reused = False
+    seconds = 0.0 if reused else _calibrate(name, _checked_copy(source, model_sha, shared), files, target, meta,
+                                            shared / "ranges.json")
     _write_json(_folder(model_sha) / f"{name}.json", {"folder": target.name, "key": key, "tool": tool})
     return Int8Model(name, target / ARTEFACTS[name], source, tuple(meta["images"]), tool, seconds, reused)
 
@@ -220,15 +273,17 @@ def int8_model_path(model: Any, target: str) -> Path:
     the engine registry's ``artefact`` hook names it).
 
     Raises:
-        MissingInt8ModelError: none yet, or it was made by other tool versions than the installed
-            ones; the message names the command to run.
+        MissingInt8ModelError: none yet, it was made by other tool versions than the installed
+            ones, or its files are not the ones calibrated (planted, damaged, or without the
+            record of their sha256); the message names the command to run.
         FileNotFoundError: the model file is missing.
         ValueError: an unknown target.
     """
     source = model_file(model)
     if target not in TARGETS:
         raise ValueError(f"unknown int8 target {target!r}: expected one of {TARGETS}")
-    folder = _folder(model_digest(source))
+    model_sha = model_digest(source)
+    folder = _folder(model_sha)
     pointer = _read_json(folder / f"{target}.json")
     how = _command(target)
     if not pointer:
@@ -242,4 +297,11 @@ def int8_model_path(model: Any, target: str) -> Path:
     if meta.get("tool") != tool:
         raise MissingInt8ModelError(f"the int8 model of {source} for {target} was made with {meta.get('tool')}, "
                                     f"the installed tools are {tool}: {how}")
+    try:
+        intact = _intact(target, target_path.parent, model_sha, str(pointer.get("key")))
+    except DerivedFileError as error:
+        raise MissingInt8ModelError(f"{error}; refused: {how}") from None
+    if not intact:
+        raise MissingInt8ModelError(f"the int8 model of {source} for {target} ({target_path}) has no record of the "
+                                    f"sha256 it was calibrated with in {cache_dir() / 'derived'}; refused: {how}")
     return target_path

@@ -18,7 +18,6 @@ BatchNormalizations are folded into their Convs, and the batch dim becomes symbo
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import warnings
 from collections.abc import Iterable
@@ -27,7 +26,15 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from .._files import cache_dir, replacing, trust_file, write_stamp
+from .._files import (
+    DerivedFileError,
+    cache_dir,
+    check_derived,
+    read_checked,
+    record_derived,
+    replacing,
+    write_stamp,
+)
 from ..layout import HEAD_SHAPES, INPUT_SHAPE, NUM_CLASSES
 from .graph import check_model_size, infer_shapes, load_onnx, model_input, producers
 from .optimize import constant_weights, dynamic_batch, fold_batch_norms
@@ -212,66 +219,13 @@ def truncate_model(model: onnx.ModelProto, *, optimize: bool = True) -> onnx.Mod
     return result
 
 
-def _record_path(target: Path) -> Path:
-    """Where the digest of the heads file ``target`` is kept: in the user's cache, apart from the
-    heads file and its stamp (which may sit beside the model, in a folder others can write)."""
-    name = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:32]
-    return cache_dir() / "derived" / f"{name}.json"
-
-
-def _recorded_heads(target: Path, source_sha256: str) -> str | None:
-    """The sha256 recorded for ``target`` when it was made from the source with this sha256 by
-    this format version, else None."""
-    try:
-        record = json.loads(_record_path(target).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("source_sha256") != source_sha256:
-        return None
-    if record.get("format") != _FORMAT_VERSION or not isinstance(record.get("sha256"), str):
-        return None
-    return record["sha256"]
-
-
-def _record_heads(target: Path, source_sha256: str, heads_sha256: str) -> None:
-    text = json.dumps({"source_sha256": source_sha256, "format": _FORMAT_VERSION, "sha256": heads_sha256})
-    try:
-        with replacing(_record_path(target)) as tmp:
-            tmp.write_text(text + "\n", encoding="utf-8")
-    except OSError:
-        pass  # a read-only cache: rebuilt on the next load, never trusted unchecked
-
-
-def _intact(target: Path, expected: str | None) -> bool:
-    """True when ``target``'s bytes hash to the digest recorded for its source."""
-    if expected is None or not target.is_file():
-        return False
-    h = hashlib.sha256()
-    try:
-        with open(target, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-    except OSError:
-        return False
-    if h.hexdigest() == expected:
-        return True
-    warnings.warn(f"{target} is not the heads model made from its source (sha256 {h.hexdigest()}, "
-                  f"recorded {expected}): it was replaced or damaged; rebuilding it", stacklevel=3)
-    return False
-
-
 def _load_checked(src: Path, source_sha256: str) -> onnx.ModelProto:
     """The source model parsed from bytes read once, whose sha256 must be ``source_sha256`` (the
     digest it was verified or keyed with): a file swapped after its check is refused."""
-    check_model_size(src)  # before it is read whole
-    data = src.read_bytes()
-    got = hashlib.sha256(data).hexdigest()
-    if got != source_sha256:
-        from .weights import ChecksumError
+    from .weights import ChecksumError
 
-        raise ChecksumError(f"{src} changed after it was checked (sha256 {got}, checked {source_sha256}): "
-                            "it was replaced or rewritten while in use; refused")
-    return load_onnx(src, data=data)
+    check_model_size(src)  # before it is read whole
+    return load_onnx(src, data=read_checked(src, source_sha256, ChecksumError))
 
 
 def truncated_model_path(full_model_path: str | os.PathLike, *, source_sha256: str | None = None) -> Path:
@@ -312,10 +266,11 @@ def truncated_model_path(full_model_path: str | os.PathLike, *, source_sha256: s
     digest = hashlib.sha256(str(src.resolve()).encode()).hexdigest()[:12]
     fallback = cache_dir() / f"{src.stem}-{digest}.heads.onnx"
     for target in (primary, fallback):
-        expected = _recorded_heads(target, source_sha256)
-        if _intact(target, expected):
-            trust_file(target, expected)
-            return target
+        try:
+            if check_derived(target, source_sha256, _FORMAT_VERSION, "the heads model"):
+                return target
+        except DerivedFileError as error:
+            warnings.warn(f"{error}; rebuilding it", stacklevel=2)
     model = _load_checked(src, source_sha256)
     if is_heads_model(model):
         return src
@@ -337,6 +292,5 @@ def truncated_model_path(full_model_path: str | os.PathLike, *, source_sha256: s
         target = save(primary)
     except OSError:
         target = save(fallback)
-    _record_heads(target, source_sha256, heads_sha256)
-    trust_file(target, heads_sha256)
+    record_derived(target, source_sha256, _FORMAT_VERSION, heads_sha256)
     return target

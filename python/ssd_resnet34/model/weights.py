@@ -25,14 +25,21 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .._files import cache_dir, file_sha256, replacing, stamp_digest, write_stamp
+from .._files import (
+    cache_dir,
+    file_sha256,
+    replacing,
+    stamp_digest,
+    trusted_digest,
+    write_stamp,
+)
 
 __all__ = [
+    "MODEL_ENV_VAR",
     "OFFICIAL_FILENAME",
     "OFFICIAL_SHA256",
     "OFFICIAL_SIZE",
     "OFFICIAL_URL",
-    "MODEL_ENV_VAR",
     "ChecksumError",
     "DownloadError",
     "cached_model_path",
@@ -40,6 +47,7 @@ __all__ = [
     "file_digest",
     "file_sha256",
     "resolve_model_path",
+    "source_digest",
     "verify_file",
 ]
 
@@ -112,6 +120,13 @@ def file_digest(path: str | os.PathLike) -> str:
     except OSError:  # no usable cache folder
         digest = None
     return digest if digest is not None else file_sha256(path)
+
+
+def source_digest(path: str | os.PathLike) -> str:
+    """The sha256 the files derived from ``path`` (its float16 copy, its int8 models) are keyed by:
+    the digest ``path`` was trusted with in this process (a heads model made here,
+    :func:`ssd_resnet34._files.trust_file`), else :func:`file_digest`."""
+    return trusted_digest(Path(path)) or file_digest(path)
 
 
 def _write_stamp(path: Path, sha256: str) -> None:
