@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("--step", type=int, default=200)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--top", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=1, help="tracemalloc frames per allocation")
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
     folder = args.data / "coco-val2017-subset" / "images"
@@ -107,7 +108,7 @@ def main() -> int:
                     raise TimeoutError("not ready")
                 time.sleep(0.1)
             run(args.step)  # warm-up, before tracing
-            tracemalloc.start(8)
+            tracemalloc.start(args.frames)
             rows, first = [], None
             done = 0
             while done < args.requests:
@@ -120,6 +121,7 @@ def main() -> int:
                 first = first or snapshot
                 rows.append((done, _rss_mb(), traced / 2**20, len(gc.get_objects()),
                              args.step / (time.perf_counter() - start)))
+                print("step", *rows[-1], file=sys.stderr, flush=True)
             last = snapshot
         finally:
             server.should_exit = True

@@ -41,23 +41,29 @@ def _wait_ready(process, lines, timeout=60.0):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_graceful_shutdown_finishes_in_flight_and_exits_0(tiny_model, cat_bytes, sig):
-    # --max-delay-ms 1500: the one request waits in the batcher, so it is in flight at the signal
+    # --max-delay-ms 1500 and three requests at once: the first goes at once (a lone image on an
+    # idle server is not held), the others queue behind it and wait in the batcher for a fourth
+    # companion that never comes, so they are in flight at the signal
     process = _start(tiny_model.model_path, "--max-delay-ms", "1500", "--max-batch", "4")
     lines = []
     try:
         base = _wait_ready(process, lines)
-        answer = {}
+        answers = {}
 
-        def post():
-            answer["reply"] = httpx.post(f"{base}/v1/detect", content=cat_bytes, timeout=30)
+        def post(k):
+            answers[k] = httpx.post(f"{base}/v1/detect", content=cat_bytes, timeout=30)
 
-        client = threading.Thread(target=post)
-        client.start()
+        clients = [threading.Thread(target=post, args=(k,)) for k in range(3)]
+        for client in clients:
+            client.start()
         time.sleep(0.5)
         process.send_signal(sig)
-        client.join(30)
+        for client in clients:
+            client.join(30)
         assert process.wait(30) == 0, "".join(lines)
-        assert answer["reply"].status_code == 200 and answer["reply"].json()["count"] > 0
+        assert sorted(answers) == [0, 1, 2]
+        for reply in answers.values():
+            assert reply.status_code == 200 and reply.json()["count"] > 0
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{base}/v2/health/live", timeout=2)
     finally:
@@ -65,7 +71,7 @@ def test_graceful_shutdown_finishes_in_flight_and_exits_0(tiny_model, cat_bytes,
             process.kill()
             process.wait(10)
     log = "".join(lines)
-    assert '"POST /v1/detect HTTP/1.1" 200' in log and "Traceback" not in log
+    assert log.count('"POST /v1/detect HTTP/1.1" 200') == 3 and "Traceback" not in log
 
 
 def test_two_worker_processes(tiny_model, cat_bytes):
