@@ -16,6 +16,7 @@ Skips (exit 0, with a message) when the COCO photos are absent.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import sys
 import tempfile
@@ -27,7 +28,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benches"))
 from _common import SHARED_DATA, cpu_name  # noqa: E402
+from _serving import in_process_server, photo_payloads  # noqa: E402
 from _models import tiny_heads_model  # noqa: E402
 
 
@@ -48,31 +51,21 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=1, help="tracemalloc frames per allocation")
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
-    folder = args.data / "coco-val2017-subset" / "images"
-    if not folder.is_dir():
-        print(f"skipped: {folder} not found (../shared absent)")
+    payloads = photo_payloads(args.data, 16)
+    if payloads is None:
         return 0
-    payloads = [p.read_bytes() for p in sorted(folder.glob("*.jpg"))[:16]]
 
     import httpx
-    import uvicorn
 
     from ssd_resnet34 import engines
     from ssd_resnet34.detector import SSDResNet34
-    from ssd_resnet34.serving import ServerSettings, bind, create_app
-    from ssd_resnet34.serving.server import uvicorn_options
+    from ssd_resnet34.serving import ServerSettings
 
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), contextlib.ExitStack() as stack:
         warnings.simplefilter("ignore", UserWarning)
         model = SSDResNet34(tiny_heads_model(Path(tmp) / "tiny.onnx")) if args.model == "tiny" else SSDResNet34.synthetic(0)
         engine = engines.create(model, engine="onnxruntime", precision="fp32", mode=engines.THROUGHPUT)
-        settings = ServerSettings()
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, model, engine), log_level="warning",
-                                               **uvicorn_options(settings)))
-        sock = bind("127.0.0.1", 0)
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
+        base, _app = stack.enter_context(in_process_server(ServerSettings(), model, engine))
         statuses: dict = {}
         lock = threading.Lock()
 
@@ -96,37 +89,22 @@ def main() -> int:
             for t in threads:
                 t.join()
 
-        try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("not ready")
-                time.sleep(0.1)
-            run(args.step)  # warm-up, before tracing
-            tracemalloc.start(args.frames)
-            rows, first = [], None
-            done = 0
-            while done < args.requests:
-                start = time.perf_counter()
-                run(args.step)
-                done += args.step
-                gc.collect()
-                traced, _ = tracemalloc.get_traced_memory()
-                snapshot = tracemalloc.take_snapshot()
-                first = first or snapshot
-                rows.append((done, _rss_mb(), traced / 2**20, len(gc.get_objects()),
-                             args.step / (time.perf_counter() - start)))
-                print("step", *rows[-1], file=sys.stderr, flush=True)
-            last = snapshot
-        finally:
-            server.should_exit = True
-            thread.join(60)
-            sock.close()
+        run(args.step)  # warm-up, before tracing
+        tracemalloc.start(args.frames)
+        rows, first = [], None
+        done = 0
+        while done < args.requests:
+            start = time.perf_counter()
+            run(args.step)
+            done += args.step
+            gc.collect()
+            traced, _ = tracemalloc.get_traced_memory()
+            snapshot = tracemalloc.take_snapshot()
+            first = first or snapshot
+            rows.append((done, _rss_mb(), traced / 2**20, len(gc.get_objects()),
+                         args.step / (time.perf_counter() - start)))
+            print("step", *rows[-1], file=sys.stderr, flush=True)
+        last = snapshot
     print(f"{args.model} model, onnxruntime fp32, {cpu_name()}; {args.clients} clients, closed loop; "
           f"statuses {statuses}\n")
     print("| requests after warm-up | RSS MB | traced MB | gc objects | requests/s |")

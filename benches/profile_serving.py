@@ -32,14 +32,15 @@ import functools
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benches"))
 from _common import SHARED_DATA, cpu_name  # noqa: E402
+from _serving import in_process_server, photo_payloads  # noqa: E402
 from _models import tiny_heads_model  # noqa: E402
 
 STAGES = [("to server", "sent", "entered"), ("body + checks", "entered", "submitted"),
@@ -112,19 +113,15 @@ def main() -> int:
     parser.add_argument("--max-delay-ms", type=float, default=None, help="default: ServerSettings' default")
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
-    folder = args.data / "coco-val2017-subset" / "images"
-    if not folder.is_dir():
-        print(f"skipped: {folder} not found (../shared absent)")
+    payloads = photo_payloads(args.data, 8)
+    if payloads is None:
         return 0
-    payloads = [p.read_bytes() for p in sorted(folder.glob("*.jpg"))[:8]]
 
     import httpx
-    import uvicorn
 
     from ssd_resnet34 import engines
     from ssd_resnet34.detector import SSDResNet34
-    from ssd_resnet34.serving import ServerSettings, bind, create_app
-    from ssd_resnet34.serving.server import uvicorn_options
+    from ssd_resnet34.serving import ServerSettings
 
     marks: dict = {}
     _instrument(marks)
@@ -136,24 +133,8 @@ def main() -> int:
         model = SSDResNet34(tiny_heads_model(Path(tmp) / "tiny.onnx")) if args.model == "tiny" else SSDResNet34.synthetic(0)
         engine = engines.create(model, engine="onnxruntime", precision="fp32", mode=engines.THROUGHPUT)
         local_engine = engines.create(model, engine="onnxruntime", precision="fp32", mode=engines.THROUGHPUT)
-        app = create_app(settings, model, engine)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **uvicorn_options(settings)))
-        sock = bind("127.0.0.1", 0)
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
         try:
-            with httpx.Client(base_url=base, timeout=120) as http:
-                deadline = time.monotonic() + 300
-                while True:
-                    try:
-                        if http.get("/v2/health/ready").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("not ready")
-                    time.sleep(0.1)
+            with in_process_server(settings, model, engine) as (base, app), httpx.Client(base_url=base, timeout=120) as http:
                 model.detect(payloads[0], local_engine)
                 for k in range(2 * args.requests + 2):
                     rule = k % 2 == 0
@@ -171,9 +152,6 @@ def main() -> int:
                         model.detect(payload, local_engine)
                         local.append(time.perf_counter() - start)
         finally:
-            server.should_exit = True
-            thread.join(60)
-            sock.close()
             local_engine.close()
 
     def p50(samples, a, b):

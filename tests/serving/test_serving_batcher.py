@@ -8,6 +8,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from ssd_resnet34 import engines
 from ssd_resnet34.serving.batcher import Batcher, Job
 from ssd_resnet34.serving.options import DEFAULT, PostprocessorCache
@@ -57,12 +59,16 @@ def test_jobs_queued_together_share_a_batch(tiny_model, cat_bytes):
         engine.close()
 
 
-def test_with_a_batch_in_flight_the_first_job_waits_for_companions(tiny_model, cat_bytes):
-    """The waiting rule itself, on the batcher's group iterator: another batch is in flight, so a
-    lone job waits (here up to an hour) and the one submitted 0.2 s later joins its batch."""
+@pytest.mark.parametrize("in_flight, wait_when_idle", [(True, False), (False, True)],
+                         ids=["a batch in flight", "wait_when_idle"])
+def test_the_first_job_waits_for_companions(tiny_model, cat_bytes, in_flight, wait_when_idle):
+    """The waiting rule itself, on the batcher's group iterator: with another batch in flight
+    (or with ``wait_when_idle=True``, the rule before: always) a lone job waits (here up to an
+    hour), and the one submitted 0.2 s later joins its batch."""
     batcher = Batcher(None, PostprocessorCache(tiny_model.postprocessor), max_batch=2, max_delay_ms=HOUR_MS,
-                      max_queue=8, wait_when_idle=False)
-    batcher._outstanding[0] = [_job("in flight", cat_bytes)]
+                      max_queue=8, wait_when_idle=wait_when_idle)
+    if in_flight:
+        batcher._outstanding[0] = [_job("in flight", cat_bytes)]
     groups = batcher._groups()
     got = []
     taker = threading.Thread(target=lambda: got.append(next(groups)), daemon=True)
@@ -70,24 +76,7 @@ def test_with_a_batch_in_flight_the_first_job_waits_for_companions(tiny_model, c
     batcher.submit([first])
     taker.start()
     time.sleep(0.2)
-    assert not got, "the first job did not wait although a batch was in flight"
-    batcher.submit([second])
-    taker.join(GUARD_S)
-    assert got and got[0] == [first, second]
-
-
-def test_wait_when_idle_keeps_the_old_rule(tiny_model, cat_bytes):
-    """``wait_when_idle=True``: a lone job on an idle server waits for a companion too."""
-    batcher = Batcher(None, PostprocessorCache(tiny_model.postprocessor), max_batch=2, max_delay_ms=HOUR_MS,
-                      max_queue=8, wait_when_idle=True)
-    groups = batcher._groups()
-    got = []
-    taker = threading.Thread(target=lambda: got.append(next(groups)), daemon=True)
-    first, second = _job("first", cat_bytes), _job("second", cat_bytes)
-    batcher.submit([first])
-    taker.start()
-    time.sleep(0.2)
-    assert not got
+    assert not got, "the first job did not wait for companions"
     batcher.submit([second])
     taker.join(GUARD_S)
     assert got and got[0] == [first, second]
