@@ -63,7 +63,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), contextlib.ExitStack() as stack:
         warnings.simplefilter("ignore", UserWarning)
-        model = SSDResNet34(tiny_heads_model(Path(tmp) / "tiny.onnx")) if args.model == "tiny" else SSDResNet34.synthetic(0)
+        tiny = args.model == "tiny"
+        model = SSDResNet34(tiny_heads_model(Path(tmp) / "tiny.onnx")) if tiny else SSDResNet34.synthetic(0)
         engine = engines.create(model, engine="onnxruntime", precision="fp32", mode=engines.THROUGHPUT)
         base, _app = stack.enter_context(in_process_server(ServerSettings(), model, engine))
         statuses: dict = {}

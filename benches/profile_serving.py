@@ -130,11 +130,13 @@ def main() -> int:
     local = []
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        model = SSDResNet34(tiny_heads_model(Path(tmp) / "tiny.onnx")) if args.model == "tiny" else SSDResNet34.synthetic(0)
+        tiny = args.model == "tiny"
+        model = SSDResNet34(tiny_heads_model(Path(tmp) / "tiny.onnx")) if tiny else SSDResNet34.synthetic(0)
         engine = engines.create(model, engine="onnxruntime", precision="fp32", mode=engines.THROUGHPUT)
         local_engine = engines.create(model, engine="onnxruntime", precision="fp32", mode=engines.THROUGHPUT)
         try:
-            with in_process_server(settings, model, engine) as (base, app), httpx.Client(base_url=base, timeout=120) as http:
+            with in_process_server(settings, model, engine) as (base, app), \
+                    httpx.Client(base_url=base, timeout=120) as http:
                 model.detect(payloads[0], local_engine)
                 for k in range(2 * args.requests + 2):
                     rule = k % 2 == 0

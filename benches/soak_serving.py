@@ -8,9 +8,9 @@ time; prints a markdown table.
    of each, their median and their lowest. On a shared machine one window can catch a quiet
    moment; an open loop at 80% of that would then be above capacity whenever the other work
    comes back, and fill the queue (503s that measure the neighbours, not the server);
-2. soak: an open loop at 80% of the lowest window's rate for ``--minutes``: answers by status (only 200 expected), p50/p99
-   latency, and the server's resident memory (``VmRSS`` of its process, sampled every 5 s) at the
-   start of the soak, at its end and its peak;
+2. soak: an open loop at 80% of the lowest window's rate for ``--minutes``: answers by
+   status (only 200 expected), p50/p99 latency, and the server's resident memory (``VmRSS``
+   of its process, sampled every 5 s) at the start of the soak, at its end and its peak;
 3. overload: an open loop at 2x capacity for ``--overload-seconds`` with ``--max-queue 16``:
    answers by status (only 200 and 503 expected), p99 of the accepted ones;
 4. recovery: after the load stops, the queue drains (``ssd_resnet34_queue_depth`` 0) and the
