@@ -3,6 +3,7 @@ port on 127.0.0.1), serves, and on SIGTERM/SIGINT finishes the request in flight
 
 from __future__ import annotations
 
+import base64
 import re
 import signal
 import subprocess
@@ -41,15 +42,19 @@ def _wait_ready(process, lines, timeout=60.0):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_graceful_shutdown_finishes_in_flight_and_exits_0(tiny_model, cat_bytes, sig):
-    # --max-delay-ms 1500: the one request waits in the batcher, so it is in flight at the signal
+    # --max-delay-ms 1500 and one request of two images: they are queued together, so the first
+    # is not alone and waits in the batcher for companions (a lone image on an idle server would
+    # go at once); the request is in flight at the signal
     process = _start(tiny_model.model_path, "--max-delay-ms", "1500", "--max-batch", "4")
     lines = []
     try:
         base = _wait_ready(process, lines)
         answer = {}
+        body = {"inputs": [{"name": "image_files", "shape": [2], "datatype": "BYTES",
+                            "data": [base64.b64encode(cat_bytes).decode()] * 2}]}
 
         def post():
-            answer["reply"] = httpx.post(f"{base}/v1/detect", content=cat_bytes, timeout=30)
+            answer["reply"] = httpx.post(f"{base}/v2/models/ssd-resnet34/infer", json=body, timeout=30)
 
         client = threading.Thread(target=post)
         client.start()
@@ -57,7 +62,10 @@ def test_graceful_shutdown_finishes_in_flight_and_exits_0(tiny_model, cat_bytes,
         process.send_signal(sig)
         client.join(30)
         assert process.wait(30) == 0, "".join(lines)
-        assert answer["reply"].status_code == 200 and answer["reply"].json()["count"] > 0
+        reply = answer["reply"]
+        assert reply.status_code == 200, reply.text
+        counts = {o["name"]: o["data"] for o in reply.json()["outputs"]}["count"]
+        assert len(counts) == 2 and min(counts) > 0
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{base}/v2/health/live", timeout=2)
     finally:
@@ -65,7 +73,7 @@ def test_graceful_shutdown_finishes_in_flight_and_exits_0(tiny_model, cat_bytes,
             process.kill()
             process.wait(10)
     log = "".join(lines)
-    assert '"POST /v1/detect HTTP/1.1" 200' in log and "Traceback" not in log
+    assert '"POST /v2/models/ssd-resnet34/infer HTTP/1.1" 200' in log and "Traceback" not in log
 
 
 def test_two_worker_processes(tiny_model, cat_bytes):

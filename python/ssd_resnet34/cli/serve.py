@@ -76,7 +76,8 @@ def register(subparsers) -> None:
     batching.add_argument("--max-batch", type=int_at_least(1), default=defaults.max_batch, metavar="N",
                           help=f"images per engine batch, 1..{MAX_BATCH_SIZE} (default {defaults.max_batch})")
     batching.add_argument("--max-delay-ms", type=_non_negative, default=defaults.max_delay_ms, metavar="MS",
-                          help=f"how long a batch waits for more images (default {defaults.max_delay_ms:g})")
+                          help=f"how long a batch waits for more images when others are queued or in flight; a lone "
+                               f"image on an idle server goes at once (default {defaults.max_delay_ms:g})")
     batching.add_argument("--max-queue", type=positive_int, default=defaults.max_queue, metavar="N",
                           help=f"images waiting at most; 503 + Retry-After beyond (default {defaults.max_queue})")
     limits = parser.add_argument_group("limits")

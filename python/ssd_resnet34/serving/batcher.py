@@ -3,7 +3,9 @@
 Requests put their images (:class:`Job`) on a bounded queue (:meth:`Batcher.submit`: 503 with
 ``Retry-After`` past ``max_queue`` waiting images). One worker thread runs ``run_pipeline`` over
 an iterator that takes the queue's jobs in groups: up to ``max_batch`` images with the same
-postprocess options, the first waiting at most ``max_delay_ms`` for the others. The pipeline
+postprocess options, the first waiting at most ``max_delay_ms`` for the others when there is
+concurrency (another batch in flight, or other jobs queued); a lone job on an idle server goes
+at once, since waiting could only add its delay (``wait_when_idle=True``: always wait). The pipeline
 then reads and preprocesses each group on its threads, keeps the engine's requests in flight and
 decodes each batch as its heads arrive, exactly as for files; each batch's own ``decode``
 (``Prepared.decode``) answers its jobs at once, so no request waits for the pipeline's in-order
@@ -89,16 +91,19 @@ class Batcher:
     ``engine``: an open engine; ``postprocessors``: the postprocessor for each set of options;
     ``max_batch``, ``max_delay_ms``, ``max_queue``, ``depth``, ``exact``: as
     :class:`~ssd_resnet34.serving.ServerSettings`; ``on_batch(rows)``: called for each engine
-    batch (metrics). Call :meth:`start`, then :meth:`submit`; :meth:`close` at the end.
+    batch (metrics); ``wait_when_idle``: wait ``max_delay_ms`` for companions even when the job
+    is alone (no other queued, no batch in flight; default False: dispatch it at once). Call
+    :meth:`start`, then :meth:`submit`; :meth:`close` at the end.
     """
 
     def __init__(self, engine: Any, postprocessors: PostprocessorCache, *, max_batch: int, max_delay_ms: float,
                  max_queue: int, depth: Optional[int] = None, exact: bool = False,
-                 on_batch: Optional[Callable[[int], None]] = None) -> None:
+                 on_batch: Optional[Callable[[int], None]] = None, wait_when_idle: bool = False) -> None:
         self.engine = engine
         self.postprocessors = postprocessors
         self.max_batch, self.max_delay_s, self.max_queue = max_batch, max_delay_ms / 1000.0, max_queue
         self.depth, self.exact, self.on_batch = depth, exact, on_batch
+        self.wait_when_idle = wait_when_idle
         self._queue: Deque[Job] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -158,10 +163,14 @@ class Batcher:
                 if not self._queue:
                     return
                 first = self._queue.popleft()
+                alone = not self._queue
             if first.expired:
                 first.finish(error=_timeout(first))
                 continue
-            group, until = [first], time.monotonic() + self.max_delay_s
+            with self._outstanding_lock:
+                idle = not self._outstanding
+            wait = self.max_delay_s if (self.wait_when_idle or not (alone and idle)) else 0.0
+            group, until = [first], time.monotonic() + wait
             while len(group) < self.max_batch:
                 job = self._take(first, until)
                 if job is None:

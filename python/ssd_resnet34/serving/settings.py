@@ -24,7 +24,9 @@ class ServerSettings:
 
     Batching:
         max_batch: images per engine batch (1..128, :data:`ssd_resnet34.pipeline.MAX_BATCH_SIZE`).
-        max_delay_ms: how long the first image of a batch waits for more (milliseconds, >= 0).
+        max_delay_ms: how long the first image of a batch waits for more (milliseconds, >= 0),
+            when there is concurrency (other images queued or a batch in flight); a lone image on
+            an idle server is dispatched at once.
         max_queue: images waiting for a batch at most; past it requests get 503 + ``Retry-After``.
         depth: batches alive at once in the pipeline (None: its default).
     Limits:
