@@ -147,7 +147,9 @@ def app_from_spec(spec: Dict[str, Any], warm_up_in_background: bool = True):
 
 def worker_app():
     """The application of one worker process of ``serve(workers=N)`` (uvicorn's factory), from
-    :data:`WORKER_ENV`."""
+    :data:`WORKER_ENV`. Its engine opens and warms up before the worker accepts connections: the
+    workers share one listening socket, so a connection goes to a worker that is ready, never to
+    one still warming up (which would answer 503)."""
     spec = json.loads(os.environ[WORKER_ENV])
     _configure_logging(spec.get("log_level", "info"))  # a fresh process: its own access log handler
-    return app_from_spec(spec)
+    return app_from_spec(spec, warm_up_in_background=False)
