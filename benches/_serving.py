@@ -1,5 +1,5 @@
 """Helpers of the serving benches run with the server in their own process
-(memory_serving.py, profile_serving.py): the shared COCO photos and a uvicorn server on a thread."""
+(memory_serving.py, profile_serving.py, soak_serving.py): the shared COCO photos and a uvicorn server on a thread."""
 
 from __future__ import annotations
 

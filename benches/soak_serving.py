@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benches"))
 from _common import SHARED_DATA, cpu_name  # noqa: E402
 from _models import tiny_heads_model  # noqa: E402
+from _serving import photo_payloads  # noqa: E402
 from bench_serving import _percentile, _start_server, _wait_ready  # noqa: E402
 
 
@@ -113,11 +114,9 @@ def main() -> int:
     parser.add_argument("--capacity-windows", type=int, default=3)
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
-    folder = args.data / "coco-val2017-subset" / "images"
-    if not folder.is_dir():
-        print(f"skipped: {folder} not found (../shared absent)")
+    payloads = photo_payloads(args.data, 16)
+    if payloads is None:
         return 0
-    payloads = [p.read_bytes() for p in sorted(folder.glob("*.jpg"))[:16]]
     with tempfile.TemporaryDirectory() as tmp:
         if args.model == "tiny":
             model_args = ["--model", str(tiny_heads_model(Path(tmp) / "tiny.onnx")), "--no-verify"]
