@@ -85,3 +85,18 @@ def test_unexpected_errors_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SSD_RESNET34_DEBUG", "1")
     with pytest.raises(KeyError):
         main(["detect", _image(tmp_path)])
+
+
+def test_the_float_options_share_one_check():
+    """serve, bench and detect (videos) take their rates, durations and sizes through the two
+    validators of cli/_common.py: finite, > 0 (or >= 0), NaN and inf refused, the value named."""
+    import argparse
+
+    from ssd_resnet34.cli._common import non_negative_number, positive_number
+
+    assert positive_number("2.5") == 2.5 and non_negative_number("0") == 0.0
+    for parse, text in ((positive_number, "0"), (positive_number, "-1"), (positive_number, "nan"),
+                        (positive_number, "inf"), (non_negative_number, "-0.5"), (non_negative_number, "nan"),
+                        (non_negative_number, "x")):
+        with pytest.raises(argparse.ArgumentTypeError, match=repr(text)):
+            parse(text)

@@ -58,6 +58,27 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 positive_int = int_at_least(1)
 
 
+def _finite_number(text: str, positive: bool) -> float:
+    bound = "> 0" if positive else ">= 0"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}") from None
+    if not (value > 0 if positive else value >= 0) or value == float("inf"):  # NaN fails both
+        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite float > 0 (a rate, a duration, a size)."""
+    return _finite_number(text, positive=True)
+
+
+def non_negative_number(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    return _finite_number(text, positive=False)
+
+
 def probability(text: str) -> float:
     """argparse type: a float in [0, 1]."""
     try:

@@ -48,6 +48,7 @@ from ._common import (
     int_at_least,
     open_run,
     positive_int,
+    positive_number,
 )
 from ._progress import Progress
 
@@ -55,16 +56,6 @@ __all__ = ["LATENCY_WINDOW", "add_video_arguments", "run_video", "wants_video"]
 
 #: The median latency in run.json is over the last this many frames (memory stays bounded).
 LATENCY_WINDOW = 10_000
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +73,7 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--track", action="store_true",
                        help="give each box a track id along its stream (ByteTrack; extra ssd-resnet34[track]): "
                             "in the jsonl (track_id) and the drawing (#id)")
-    group.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
+    group.add_argument("--timeout", type=positive_number, default=DEFAULT_TIMEOUT_S, metavar="S",
                        help=f"seconds allowed to open a stream and to wait for a frame (default {DEFAULT_TIMEOUT_S:g})")
 
 

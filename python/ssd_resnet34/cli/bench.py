@@ -39,6 +39,7 @@ from ._common import (
     load_model,
     open_engine,
     positive_int,
+    positive_number,
 )
 from ._progress import Progress
 
@@ -73,16 +74,6 @@ PerformanceOnly run, read from LoadGen's trace (mlperf_log_trace.json, on for th
 of --stages."""
 
 
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the ``bench`` sub-command."""
     parser = subparsers.add_parser(
@@ -109,8 +100,8 @@ def register(subparsers: Any) -> None:
         "(as eval --oracle; checks the LoadGen accuracy path with a meaningful mAP)",
     )
     lg.add_argument("--user-conf", metavar="FILE", help="a LoadGen user.conf applied after the model's own entries")
-    lg.add_argument("--target-qps", type=_number, metavar="F", help="Server: the query rate; Offline: the expected samples/s")
-    lg.add_argument("--target-latency-ms", type=_number, metavar="MS",
+    lg.add_argument("--target-qps", type=positive_number, metavar="F", help="Server: the query rate; Offline: the expected samples/s")
+    lg.add_argument("--target-latency-ms", type=positive_number, metavar="MS",
                     help="SingleStream/MultiStream: the expected latency; Server: the latency bound (MLPerf: 100)")
     lg.add_argument("--samples-per-query", type=positive_int, metavar="N", help="MultiStream: samples per query (MLPerf: 8)")
     lg.add_argument("--min-duration-ms", type=int_at_least(0), metavar="MS",

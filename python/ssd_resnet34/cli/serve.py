@@ -25,29 +25,14 @@ from ._common import (
     add_model_arguments,
     int_at_least,
     load_model,
+    non_negative_number,
     open_engine,
     positive_int,
+    positive_number,
     probability,
 )
 
 __all__ = ["register", "run"]
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number > 0")
-    return value
 
 
 def register(subparsers) -> None:
@@ -75,22 +60,22 @@ def register(subparsers) -> None:
     batching = parser.add_argument_group("batching")
     batching.add_argument("--max-batch", type=int_at_least(1), default=defaults.max_batch, metavar="N",
                           help=f"images per engine batch, 1..{MAX_BATCH_SIZE} (default {defaults.max_batch})")
-    batching.add_argument("--max-delay-ms", type=_non_negative, default=defaults.max_delay_ms, metavar="MS",
+    batching.add_argument("--max-delay-ms", type=non_negative_number, default=defaults.max_delay_ms, metavar="MS",
                           help=f"how long a batch waits for more images when others are queued or in flight; a lone "
                                f"image on an idle server goes at once (default {defaults.max_delay_ms:g})")
     batching.add_argument("--max-queue", type=positive_int, default=defaults.max_queue, metavar="N",
                           help=f"images waiting at most; 503 + Retry-After beyond (default {defaults.max_queue})")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-body-mb", type=_positive, default=defaults.max_body_bytes / 2**20, metavar="MB",
+    limits.add_argument("--max-body-mb", type=positive_number, default=defaults.max_body_bytes / 2**20, metavar="MB",
                         help=f"largest request body, MiB (413 beyond; default {defaults.max_body_bytes / 2**20:g})")
     limits.add_argument("--max-image-pixels", type=positive_int, default=defaults.max_image_pixels, metavar="N",
                         help=f"largest width x height an image may declare (413 beyond; default "
                              f"{defaults.max_image_pixels:,})")
     limits.add_argument("--max-images-per-request", type=positive_int, default=defaults.max_images_per_request,
                         metavar="N", help=f"images in one request at most (default {defaults.max_images_per_request})")
-    limits.add_argument("--request-timeout", type=_positive, default=defaults.request_timeout_s, metavar="S",
+    limits.add_argument("--request-timeout", type=positive_number, default=defaults.request_timeout_s, metavar="S",
                         help=f"each request's deadline, seconds (504 beyond; default {defaults.request_timeout_s:g})")
-    limits.add_argument("--body-timeout", type=_positive, default=defaults.body_timeout_s, metavar="S",
+    limits.add_argument("--body-timeout", type=positive_number, default=defaults.body_timeout_s, metavar="S",
                         help=f"the body must arrive within S seconds (408 beyond; default {defaults.body_timeout_s:g})")
     limits.add_argument("--max-connections", type=positive_int, default=defaults.max_connections, metavar="N",
                         help=f"concurrent connections at most (503 beyond; default {defaults.max_connections})")
