@@ -101,7 +101,8 @@ const ROWS_AVX512: usize = 9;
 const _: () = assert!(NUM_CLASSES.is_multiple_of(ROWS_AVX2) && NUM_CLASSES.is_multiple_of(ROWS_AVX512));
 
 /// [`softmax_portable`] with AVX2 intrinsics (the 8 lanes as two registers, [`ROWS_AVX2`]
-/// rows at a time): the same operations in the same order, so the same bits. The arguments
+/// rows at a time, each row read by one gather): the same operations in the same order, so
+/// the same bits. The arguments
 /// x_c - m are <= 0 (m is the max); when one is below the fast range of `exp` (logits
 /// more than 707 apart), the group is redone by [`softmax_portable`], which handles it.
 ///
@@ -115,6 +116,7 @@ unsafe fn softmax_avx2(group: &Group<'_>, prefilter: f64, out: &mut GroupOut) {
     let mut min_arg = _mm256_setzero_pd();
     let m = [_mm256_cvtps_pd(_mm_loadu_ps(group.max.as_ptr())), _mm256_cvtps_pd(_mm_loadu_ps(group.max.as_ptr().add(4)))];
     let a = group.anchors.map(|a| a as usize);
+    let idx = _mm256_loadu_si256(group.anchors.as_ptr().cast());
     let run = group.consecutive();
     let mut row = group.logits.as_ptr();
     let mut sum = [_mm256_setzero_pd(); 2];
@@ -123,9 +125,10 @@ unsafe fn softmax_avx2(group: &Group<'_>, prefilter: f64, out: &mut GroupOut) {
         for r in 0..ROWS_AVX2 {
             // SAFETY (reads): `check` puts every anchor (and a run's last) inside each of
             // the 81 rows.
-            let x = if run { std::ptr::read_unaligned(row.add(a[0]).cast::<[f32; LANES]>()) } else { a.map(|i| *row.add(i)) };
+            let x = if run { _mm256_loadu_ps(row.add(a[0])) } else { _mm256_i32gather_ps::<4>(row, idx) };
+            let halves = [_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x)];
             for h in 0..2 {
-                args[2 * r + h] = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x.as_ptr().add(4 * h))), m[h]);
+                args[2 * r + h] = _mm256_sub_pd(_mm256_cvtps_pd(halves[h]), m[h]);
                 min_arg = _mm256_min_pd(min_arg, args[2 * r + h]);
             }
             row = row.wrapping_add(group.num_anchors);
