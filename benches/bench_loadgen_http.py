@@ -2,18 +2,22 @@
 in-process LoadGen, same engine settings; prints a markdown table.
 
     PYTHONPATH=python .venv/bin/python benches/bench_loadgen_http.py [--model tiny|synthetic] [--count 16]
-        [--duration-ms 10000] [--server-queries 460] [--bound-ms 100] [--fractions 0.2,0.4,0.6,0.8,1.0]
+        [--duration-ms 10000] [--server-queries 460] [--bound-ms 3000] [--fractions 0.3,0.5,0.7]
 
 One run, every LoadGen test in its own ``ssd-resnet34 bench`` process, PerformanceOnly:
 
 1. ``ssd-resnet34 serve`` in its own process (OpenVINO fp32, ``--max-batch``, ``--max-delay-ms``
    = ``--batch-timeout-ms`` of the in-process runs; benches/bench_serving.py's server);
 2. Offline, in process (``bench --model ...``) and over HTTP (``bench --sut-url``): samples/s;
-3. Server under a ``--bound-ms`` p99 bound (MLPerf's for this model: 100 ms): the target QPS
-   are ``--fractions`` of the in-process Offline samples/s, in ascending order, the two sides
-   run one after the other at each target (so they see the same moment of a shared machine's
-   load); a side stops at its first INVALID result. Per side the highest VALID target QPS, and
-   the ratio HTTP / in-process (the issue's goal: >= 0.9).
+3. Server under a ``--bound-ms`` p99 bound (default 3000 ms, as benches/bench_loadgen.py; MLPerf's
+   for this model is 100 ms, which this shared 2-core machine misses at p99 even in process with
+   the tiny model while other work runs on it: p99 485 ms at 7.7 QPS, a fifth of its Offline
+   rate; and 1000 ms failed LoadGen's early stopping on both sides at 0.3 x their Offline rates,
+   p99 951 and 936 ms): each side's target QPS
+   are ``--fractions`` of its own Offline samples/s, in ascending order, the two sides one after
+   the other at each fraction (so they see about the same moment of a shared machine's load); a
+   side stops at its first INVALID result. Per side the highest VALID target QPS, and the ratio
+   HTTP / in-process (the issue's goal: >= 0.9). ``--scenarios Offline`` skips the Server runs.
 
 The HTTP side sends what the in-process side hands its engine: the QSL's preprocessed samples,
 FP32 [1, 3, 1200, 1200] (17 MB a sample) in binary V2 requests, so the server's cost per
@@ -66,16 +70,23 @@ def main(argv=None) -> int:
     parser.add_argument("--server-queries", type=int, default=460,
                         help="Server: min_query_count (default 460: LoadGen's early stopping needs 459 queries, "
                         "none over the bound, to establish a 99th percentile)")
-    parser.add_argument("--bound-ms", type=float, default=100, help="Server p99 latency bound (default 100)")
-    parser.add_argument("--fractions", default="0.2,0.4,0.6,0.8,1.0",
-                        help="Server target QPS, as fractions of the in-process Offline samples/s (at most 8)")
-    parser.add_argument("--offline-qps", type=float, default=100,
-                        help="Offline: the expected samples/s LoadGen sizes its one query by (default 100)")
+    parser.add_argument("--bound-ms", type=float, default=3000,
+                        help="Server p99 latency bound (default 3000; MLPerf: 100)")
+    parser.add_argument("--fractions", default="0.3,0.5,0.7",
+                        help="Server target QPS, as fractions of each side's own Offline samples/s (at most 8)")
+    parser.add_argument("--scenarios", default="Offline,Server",
+                        help="Offline,Server (default) or Offline alone (the synthetic model's Server runs "
+                        "would take hours: 460 queries at under 1 QPS)")
+    parser.add_argument("--offline-qps", type=float, default=50,
+                        help="Offline: the expected samples/s LoadGen sizes its one query by (default 50)")
     parser.add_argument("--max-batch", type=int, default=4)
     args = parser.parse_args(argv)
     fractions = sorted(float(f) for f in args.fractions.split(","))
     if not 1 <= len(fractions) <= 8 or min(fractions) <= 0:
         parser.error("--fractions: 1 to 8 positive numbers")
+    scenarios = set(args.scenarios.split(","))
+    if not scenarios <= {"Offline", "Server"} or "Offline" not in scenarios:
+        parser.error("--scenarios: Offline or Offline,Server")
     if not sorted(args.images.glob("*.jpg")):
         print(f"SKIPPED: no photos in {args.images}")
         return 0
@@ -93,13 +104,12 @@ def main(argv=None) -> int:
             offline = {name: run_bench(args, "Offline", side, "--target-qps", f"{args.offline_qps:g}",
                                        "--min-query-count", str(args.count))
                        for name, side in sides.items()}
-            reference = offline["in process"].samples_per_second
             runs = {name: [] for name in sides}  # (target, result) per side, until its first INVALID
-            for fraction in fractions:
-                target = round(reference * fraction, 2)
+            for fraction in fractions if "Server" in scenarios else ():
                 for name, side in sides.items():
                     if runs[name] and not runs[name][-1][1].valid:
                         continue
+                    target = round(offline[name].samples_per_second * fraction, 2)
                     result = run_bench(args, "Server", side, "--target-qps", f"{target}", "--target-latency-ms",
                                        f"{args.bound_ms:g}", "--min-query-count", str(args.server_queries))
                     runs[name].append((target, result))
@@ -115,28 +125,31 @@ def main(argv=None) -> int:
                        f"{args.count} COCO photos in the QSL, --max-batch {args.max_batch}, batch wait {DELAY_MS} ms, "
                        f"min_duration {args.duration_ms} ms (not MLPerf-compliant: lowered minimums)"))
     print(f"\nload average at the end {load}; server exit status {status}\n")
-    print("| scenario | target QPS | in process | HTTP | HTTP / in process |")
+    print("| scenario | target | in process | HTTP | HTTP / in process |")
     print("|---|---:|---|---|---:|")
     rate_in, rate_http = offline["in process"].samples_per_second, offline["HTTP"].samples_per_second
-    print(f"| Offline samples/s | {args.offline_qps:g} | {rate_in:.2f} | {rate_http:.2f} | {rate_http / rate_in:.2f} |")
+    print(f"| Offline, samples/s | {args.offline_qps:g} expected | {rate_in:.2f} | {rate_http:.2f} | "
+          f"{rate_http / rate_in:.2f} |")
 
-    def cell(result) -> str:
-        if result is None:
+    def cell(run) -> str:
+        if run is None:
             return "-"
+        target, result = run
         p99 = result.latency_ns.get("99.00", 0) / 1e6
         verdict = "VALID" if result.valid else "INVALID (" + ", ".join(result.invalid_reasons) + ")"
-        return f"{verdict}, {result.completed_samples_per_second or 0:.2f} samples/s, p99 {p99:.0f} ms"
+        return f"{target:.2f} QPS: {verdict}, p99 {p99:.0f} ms"
 
-    targets = sorted({t for rs in runs.values() for t, _ in rs})
-    for target in targets:
-        got = {name: dict(rs).get(target) for name, rs in runs.items()}
-        print(f"| Server, p99 bound {args.bound_ms:g} ms | {target:.2f} | {cell(got['in process'])} | "
+    for k, fraction in enumerate(fractions[:max((len(r) for r in runs.values()), default=0)]):
+        got = {name: rs[k] if k < len(rs) else None for name, rs in runs.items()}
+        print(f"| Server, p99 bound {args.bound_ms:g} ms | {fraction:g} x its Offline | {cell(got['in process'])} | "
               f"{cell(got['HTTP'])} | |")
-    ratio = (f"{best['HTTP'] / best['in process']:.2f}" if best["HTTP"] and best["in process"] else "-")
-    # a side VALID at its last target (the largest fraction) might go higher: ">=" (a lower bound)
-    shown = {k: "none" if v is None else (">= " if runs[k][-1][1].valid else "") + f"{v:.2f}"
-             for k, v in best.items()}
-    print(f"| **Server, highest VALID target QPS** | | **{shown['in process']}** | **{shown['HTTP']}** | **{ratio}** |")
+    if runs["in process"]:
+        ratio = f"{best['HTTP'] / best['in process']:.2f}" if best["HTTP"] and best["in process"] else "-"
+        # a side VALID at its last target (the largest fraction) might go higher: ">=" (a lower bound)
+        shown = {k: "none" if v is None else (">= " if runs[k][-1][1].valid else "") + f"{v:.2f}"
+                 for k, v in best.items()}
+        print(f"| **Server, highest VALID target QPS** | | **{shown['in process']}** | **{shown['HTTP']}** | "
+              f"**{ratio}** |")
     return 0
 
 
