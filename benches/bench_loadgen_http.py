@@ -2,7 +2,7 @@
 in-process LoadGen, same engine settings; prints a markdown table.
 
     PYTHONPATH=python .venv/bin/python benches/bench_loadgen_http.py [--model tiny|synthetic] [--count 16]
-        [--duration-ms 10000] [--server-queries 460] [--bound-ms 3000] [--fractions 0.3,0.5,0.7]
+        [--duration-ms 10000] [--server-queries 460] [--bound-ms 3000] [--fractions 0.5,0.7,0.9,1.0]
 
 One run, every LoadGen test in its own ``ssd-resnet34 bench`` process, PerformanceOnly:
 
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
                         "none over the bound, to establish a 99th percentile)")
     parser.add_argument("--bound-ms", type=float, default=3000,
                         help="Server p99 latency bound (default 3000; MLPerf: 100)")
-    parser.add_argument("--fractions", default="0.3,0.5,0.7",
+    parser.add_argument("--fractions", default="0.5,0.7,0.9,1.0",
                         help="Server target QPS, as fractions of each side's own Offline samples/s (at most 8)")
     parser.add_argument("--scenarios", default="Offline,Server",
                         help="Offline,Server (default) or Offline alone (the synthetic model's Server runs "
