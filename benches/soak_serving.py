@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benches"))
 from _common import SHARED_DATA, cpu_name  # noqa: E402
 from _models import tiny_heads_model  # noqa: E402
-from _serving import photo_payloads  # noqa: E402
+from _serving import closed_loop, photo_payloads  # noqa: E402
 from bench_serving import _percentile, _start_server, _wait_ready  # noqa: E402
 
 
@@ -50,26 +50,7 @@ def _rss_mb(pid: int) -> float:
 
 def _capacity(base, payloads, clients, seconds):
     """Images/s of ``clients`` closed-loop clients posting for ``seconds`` (200s only)."""
-    import httpx
-
-    done, lock, stop = [0], threading.Lock(), time.monotonic() + seconds
-
-    def client():
-        with httpx.Client(base_url=base, timeout=120) as http:
-            k = 0
-            while time.monotonic() < stop:
-                if http.post("/v1/detect", content=payloads[k % len(payloads)]).status_code == 200:
-                    with lock:
-                        done[0] += 1
-                k += 1
-
-    start = time.monotonic()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return done[0] / (time.monotonic() - start)
+    return closed_loop(base, payloads, clients, seconds)[0]
 
 
 def _open_loop(base, payloads, rate, seconds, pid=None, samples=None):
