@@ -56,6 +56,28 @@ fn score_order(scores: &[f32]) -> Vec<usize> {
     order
 }
 
+/// Checks an NMS IoU threshold: in (0, 1], and positive as float32, the type IoUs are
+/// compared in (a value below 2^-150, such as 1e-50, is 0 as float32: every IoU, 0
+/// included, would then be >= it, which the blocked kernels, skipping blocks without
+/// overlap as "IoU 0 < threshold", do not honour; found by the kernel fuzz case).
+pub(crate) fn check_iou_threshold(iou_threshold: f64) -> Result<(), Error> {
+    if !(iou_threshold > 0.0 && iou_threshold <= 1.0) {
+        return Err(Error::InvalidParameter {
+            name: "iou_threshold",
+            value: iou_threshold.to_string(),
+            expected: "a value in (0, 1]",
+        });
+    }
+    if (iou_threshold as f32) <= 0.0 {
+        return Err(Error::InvalidParameter {
+            name: "iou_threshold",
+            value: iou_threshold.to_string(),
+            expected: "a value in (0, 1] that is positive as float32 (at least 1.4e-45; IoUs are compared as float32)",
+        });
+    }
+    Ok(())
+}
+
 /// Single-class NMS of scored boxes (`_native.nms`): sorts by (score descending, index
 /// ascending), then [`greedy_nms`]. Returns the indices of the kept boxes in processing
 /// order; no cut.
@@ -72,13 +94,7 @@ pub(crate) fn nms(boxes: &[[f32; 4]], scores: &[f32], iou_threshold: f64) -> Res
             scores.len()
         )));
     }
-    if !(iou_threshold > 0.0 && iou_threshold <= 1.0) {
-        return Err(Error::InvalidParameter {
-            name: "iou_threshold",
-            value: iou_threshold.to_string(),
-            expected: "a value in (0, 1]",
-        });
-    }
+    check_iou_threshold(iou_threshold)?;
     if !all_finite(boxes.as_flattened()) {
         return Err(Error::InvalidArgument("boxes contains NaN or infinite values".into()));
     }

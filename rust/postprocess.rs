@@ -69,9 +69,7 @@ impl Params {
         if !(0.0..=1.0).contains(&self.score_threshold) {
             return bad("score_threshold", self.score_threshold.to_string(), "a value in [0, 1]");
         }
-        if !(self.iou_threshold > 0.0 && self.iou_threshold <= 1.0) {
-            return bad("iou_threshold", self.iou_threshold.to_string(), "a value in (0, 1]");
-        }
+        crate::nms::check_iou_threshold(self.iou_threshold)?;
         if self.max_candidates_per_class < 1 {
             return bad("max_candidates_per_class", self.max_candidates_per_class.to_string(), "an integer >= 1");
         }
@@ -589,6 +587,8 @@ mod tests {
             Params { iou_threshold: 0.0, ..ok },
             Params { iou_threshold: 1.5, ..ok },
             Params { iou_threshold: f64::NAN, ..ok },
+            // Positive, but 0 as float32 (IoUs are compared as float32).
+            Params { iou_threshold: 1e-50, ..ok },
             Params { max_candidates_per_class: 0, ..ok },
             Params { max_detections: 0, ..ok },
             Params { classes: Some([false; NUM_CLASSES]), ..ok },

@@ -63,6 +63,7 @@ def test_defaults_and_getters(native):
         ({"score_threshold": float("nan")}, "score_threshold"),
         ({"iou_threshold": 0.0}, "iou_threshold"),
         ({"iou_threshold": 1.01}, "iou_threshold"),
+        ({"iou_threshold": 1e-50}, "positive as float32"),
         ({"max_candidates_per_class": 0}, "max_candidates_per_class"),
         ({"max_candidates_per_class": -5}, "max_candidates_per_class"),
         ({"max_detections": 0}, "max_detections"),
@@ -329,7 +330,7 @@ def test_nms_errors(native):
         native.nms(b, np.float32([0.5, 0.4]), 0.5)
     with pytest.raises(ValueError, match="NaN"):
         native.nms(b, np.float32([np.nan]), 0.5)
-    for t in (0.0, 1.5, float("nan")):
+    for t in (0.0, 1.5, float("nan"), 1e-50):
         with pytest.raises(ValueError, match="iou_threshold"):
             native.nms(b, s, t)
 

@@ -150,6 +150,7 @@ BAD_PARAMETERS = [
     ({"score_threshold": True}, TypeError, "score_threshold must be a real number, got bool"),
     ({"iou_threshold": 0.0}, ValueError, "iou_threshold must be in (0, 1], got 0.0"),
     ({"iou_threshold": 1.0001}, ValueError, "iou_threshold must be in (0, 1]"),
+    ({"iou_threshold": 1e-50}, ValueError, "iou_threshold must be in (0, 1] and positive as float32"),
     ({"iou_threshold": None}, TypeError, "iou_threshold must be a real number, got NoneType"),
     ({"max_candidates_per_class": 0}, ValueError, "max_candidates_per_class must be >= 1, got 0"),
     ({"max_candidates_per_class": 2.0}, TypeError, "max_candidates_per_class must be an integer"),

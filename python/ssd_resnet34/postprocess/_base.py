@@ -62,7 +62,8 @@ def validate_parameters(
 ) -> Tuple[float, float, int, int]:
     """Check the postprocess parameters; return them as (float, float, int, int).
 
-    ``score_threshold`` must be a real number in [0, 1], ``iou_threshold`` in (0, 1],
+    ``score_threshold`` must be a real number in [0, 1], ``iou_threshold`` in (0, 1] and
+    positive as float32 (1e-50 is 0 as float32, and every IoU would be >= it),
     ``max_candidates_per_class`` and ``max_detections`` integers >= 1.
     Raises ``TypeError`` for a value of the wrong type (bools are refused), ``ValueError``
     for one out of range (NaN included).
@@ -78,6 +79,9 @@ def validate_parameters(
         if not in_range:
             interval = "(0, 1]" if low_open else "[0, 1]"
             raise ValueError(f"{name} must be in {interval}, got {value!r}")
+        if low_open and np.float32(value) <= 0:
+            raise ValueError(f"{name} must be in (0, 1] and positive as float32 (at least 1.4e-45; "
+                             f"IoUs are compared as float32), got {value!r}")
     for name, value in (
         ("max_candidates_per_class", max_candidates_per_class),
         ("max_detections", max_detections),
