@@ -8,8 +8,8 @@
 //! greedy loop class after class with the same buffers ([`NmsScratch`]).
 
 use crate::simd::{Isa, Level};
-// The single-class `nms` (for the bindings) and what it needs.
-#[cfg(any(feature = "python", test))]
+// The single-class `nms` (for the bindings and `crate::fuzzing`) and what it needs.
+#[cfg(any(feature = "python", feature = "fuzzing", test))]
 use {crate::error::Error, crate::simd::reject::all_finite, std::cmp::Ordering};
 
 /// Area of an ltrb box, float32: max(r - l, 0) * max(b - t, 0).
@@ -43,7 +43,7 @@ pub(crate) fn iou(b1: &[f32; 4], b2: &[f32; 4]) -> f32 {
 
 /// The processing order of scored boxes: score descending, index ascending
 /// (-0.0 and 0.0 count as equal scores).
-#[cfg(any(feature = "python", test))]
+#[cfg(any(feature = "python", feature = "fuzzing", test))]
 fn score_order(scores: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_unstable_by(|&i, &j| {
@@ -63,7 +63,7 @@ fn score_order(scores: &[f32]) -> Vec<usize> {
 /// Errors (`ValueError`): lengths differ, a non-finite box or score, `iou_threshold`
 /// outside (0, 1].
 /// `iou_threshold` is checked as given, then compared as float32.
-#[cfg(any(feature = "python", test))]
+#[cfg(any(feature = "python", feature = "fuzzing", test))]
 pub(crate) fn nms(boxes: &[[f32; 4]], scores: &[f32], iou_threshold: f64) -> Result<Vec<usize>, Error> {
     if boxes.len() != scores.len() {
         return Err(Error::InvalidArgument(format!(
@@ -116,7 +116,7 @@ pub(crate) fn greedy_nms_into(isa: Isa, boxes: &[[f32; 4]], iou_threshold: f32, 
 }
 
 /// [`greedy_nms_into`] into a new vector.
-#[cfg(any(feature = "python", test))]
+#[cfg(any(feature = "python", feature = "fuzzing", test))]
 pub(crate) fn greedy_nms(isa: Isa, boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
     let mut kept = Vec::new();
     greedy_nms_into(isa, boxes, iou_threshold, usize::MAX, &mut NmsScratch::default(), &mut kept);
