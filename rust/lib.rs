@@ -22,7 +22,9 @@
 //!   done once;
 //! - `preprocess`: the uint8 BGR HWC -> float32 RGB CHW normalization;
 //! - `error`: [`Error`], whose messages name the tensor as `outputs[k]`, and the shape
-//!   check of an output tensor.
+//!   check of an output tensor;
+//! - `fuzzing` (only with the `fuzzing` feature, hidden): thin wrappers over the score-pass
+//!   and NMS kernels for the fuzz crate's differential target (fuzz/README.md).
 //!
 //! No module imports one that imports it back (`module_graph`, a test, checks it).
 //!
@@ -58,6 +60,12 @@ mod simd;
 
 #[cfg(feature = "python")]
 mod bindings;
+
+// Thin wrappers over the kernels for the fuzz crate's differential target (fuzz/README.md);
+// only with the `fuzzing` feature, never in the default build or the wheel.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use error::{check_output_shape, Error};
 pub use layout::{Head, Level, OutputId, OutputKind, LEVELS, NUM_LEVELS, NUM_OUTPUTS};

@@ -1,15 +1,19 @@
-//! One fuzz case of the native decode entry, `Postprocessor::decode_batch_heads` (the call
-//! the Python bindings make after their type, dtype and shape checks), built from bytes.
+//! Two fuzz cases built from bytes: the kernels' differential case ([`KernelHarness`],
+//! `kernels.rs`: the score pass of one level over a range of anchors and the NMS, on every
+//! instruction set, against plain oracles, microseconds an execution), and, below,
+//! [`Harness`], the native decode entry, `Postprocessor::decode_batch_heads` (the call the
+//! Python bindings make after their type, dtype and shape checks).
 //!
-//! The core is hard-wired to SSD-ResNet34's 15,130 anchors x 81 classes, so every case is full
-//! size: a base image whose anchors are all background-dominant (rejected cheaply), plus
+//! The decode case is full size (the core is hard-wired to SSD-ResNet34's 15,130 anchors x 81
+//! classes): a base image whose anchors are all background-dominant (rejected cheaply), plus
 //! patches the bytes choose (a level, a window of anchors, a set of classes, values among
 //! NaN, +-inf, +-1e38, +-3e38, +-65504, subnormals, -0.0, ties and raw float32 bits; the
 //! same for the box offsets), a batch of 1 or 2, each of the 12 tensors float32 or float16,
 //! sometimes a tensor one value short, and generated parameters and options.
 //!
-//! What is checked (no Rust reference softmax exists outside the crate; the numpy reference
-//! is compared in `tests/postprocess/test_postprocess_properties.py`):
+//! What is checked (metamorphic: the score pass and the NMS are compared with plain oracles
+//! by the kernel case, [`KernelHarness`] in `kernels.rs`; the numpy reference is compared in
+//! `tests/postprocess/test_postprocess_properties.py`):
 //! - no panic (a panic is a crash to libFuzzer and a failure to the stable driver);
 //! - errors: a short tensor gives `Error::Length`; a NaN/inf gives `Error::NonFinite` naming
 //!   the lowest `outputs[k]` holding one and the lowest item there; nothing else fails;
@@ -21,6 +25,10 @@
 //!   two kept boxes of one class (of all, class-agnostic) with float32 IoU < iou_threshold.
 
 use half::f16;
+
+mod kernels;
+pub use kernels::{KernelHarness, KernelStats};
+
 use ssd_resnet34::{Detections, Error, Head, OutputId, Params, Postprocessor, LEVELS, NUM_LEVELS};
 
 const NUM_CLASSES: usize = 81;

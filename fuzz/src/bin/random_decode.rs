@@ -26,7 +26,14 @@ fn main() {
     std::panic::set_hook(Box::new(|_| {}));
     while n < cases && Instant::now() < deadline {
         let case_seed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n;
-        let mut state = case_seed | 1;
+        // splitmix64 of the seed (nonzero for xorshift): with `case_seed | 1`, cases 2k and
+        // 2k + 1 were the same bytes, half of the executions repeats.
+        let mut state = {
+            let mut z = case_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) | 1
+        };
         let mut next = || {
             state ^= state >> 12;
             state ^= state << 25;
