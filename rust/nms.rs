@@ -7,10 +7,11 @@
 //! [`crate::simd`]), and the single-class `nms` of the bindings. The pipeline runs the
 //! greedy loop class after class with the same buffers ([`NmsScratch`]).
 
+use crate::error::Error;
 use crate::simd::{Isa, Level};
 // The single-class `nms` (for the bindings and `crate::fuzzing`) and what it needs.
 #[cfg(any(feature = "python", feature = "fuzzing", test))]
-use {crate::error::Error, crate::simd::reject::all_finite, std::cmp::Ordering};
+use {crate::simd::reject::all_finite, std::cmp::Ordering};
 
 /// Area of an ltrb box, float32: max(r - l, 0) * max(b - t, 0).
 #[inline]
@@ -378,23 +379,19 @@ mod tests {
 
 
     /// Found by the kernel fuzz case (fuzz/README.md, `random_kernels`): an `iou_threshold`
-    /// in (0, 1] as given but 0 as float32 (below 2^-150, e.g. 1e-50) passes the check;
-    /// compared as float32, IoU 0 >= 0 suppresses every box after the first, as the plain
-    /// loop and the numpy reference (`reference.nms`) do, but the blocked kernels (AVX2,
-    /// AVX-512) skip a block without overlap as "IoU 0, below every threshold" and keep
-    /// disjoint boxes: `_native.nms(boxes, scores, 1e-50)` keeps [0, 1], the reference [0];
-    /// `Params { iou_threshold: 1e-50, .. }` (`NativePostProcessor(iou_threshold=1e-50)`)
-    /// likewise. Ignored until it is decided whether such a threshold is refused or
-    /// honoured; either makes this pass. Run: `cargo test --release -- --ignored
-    /// threshold_that_rounds_to_zero`.
+    /// in (0, 1] as given but 0 as float32 (below 2^-150, e.g. 1e-50) passed the check;
+    /// compared as float32, IoU 0 >= 0 would suppress every box after the first, as the
+    /// plain loop and the numpy reference do, but the blocked kernels (AVX2, AVX-512) skip
+    /// a block without overlap as "IoU 0, below every threshold" and kept disjoint boxes.
+    /// Such a threshold is now refused ([`check_iou_threshold`]), by `nms` and by
+    /// `Params::validate`.
     #[test]
-    #[ignore = "known bug: an iou_threshold that rounds to 0 as float32 keeps disjoint boxes on AVX2/AVX-512"]
     fn threshold_that_rounds_to_zero() {
         let boxes = [[0.0f32, 0.0, 1.0, 1.0], [2.0, 2.0, 3.0, 3.0]];
-        match nms(&boxes, &[0.9, 0.8], 1e-50) {
-            Err(_) => {}
-            Ok(kept) => assert_eq!(kept, vec![0], "IoU 0 >= float32(1e-50) = 0 suppresses the second box"),
-        }
+        let e = nms(&boxes, &[0.9, 0.8], 1e-50).unwrap_err();
+        assert!(e.to_string().contains("positive as float32"), "{e}");
+        // The smallest positive float32 is accepted: disjoint boxes (IoU 0 < it) are both kept.
+        assert_eq!(nms(&boxes, &[0.9, 0.8], f32::from_bits(1) as f64).unwrap(), vec![0, 1]);
     }
 
     #[test]

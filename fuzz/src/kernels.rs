@@ -514,13 +514,13 @@ impl KernelHarness {
                 bad = true;
             }
             28 => {
-                threshold64 = [0.0, -0.0, -0.5, 1.000_000_01, f64::NAN, f64::INFINITY, 2.0][b.u8() as usize % 7];
+                // 1e-50 and 7e-46 are in (0, 1] but 0 as float32: refused (check_iou_threshold).
+                threshold64 = [0.0, -0.0, -0.5, 1.000_000_01, f64::NAN, f64::INFINITY, 2.0, 1e-50, 7e-46][b.u8() as usize % 9];
                 bad = true;
             }
-            // In range as float64, 1 or 0.5 as float32 (compared as float32, as documented).
-            // Not yet thresholds that round to 0 as float32 (1e-50): a known bug, see
-            // `nms::tests::threshold_that_rounds_to_zero` (ignored) in rust/nms.rs.
-            27 => threshold64 = [1.0 - 1e-12, 0.5 + 1e-12][b.u8() as usize % 2],
+            // In range as float64, 1, 0.5 or the smallest positive float32 as float32
+            // (compared as float32, as documented).
+            27 => threshold64 = [1.0 - 1e-12, 0.5 + 1e-12, f32::from_bits(1) as f64][b.u8() as usize % 3],
             _ => {}
         }
         if bad {
