@@ -217,8 +217,9 @@ def _outside(records, width, height):
 
 @needs_data
 def test_clip_clips_the_written_boxes_to_the_image(tmp_path, capsys):
-    """Not clipped by default, as the MLPerf reference (README: 7 of 173 boxes on cat.jpg with the
-    synthetic model reach outside); --clip clips each box to the image and keeps every detection."""
+    """Not clipped by default, as the MLPerf reference (README: 5-7 of 173 boxes on cat.jpg with
+    the synthetic model reach outside; how many follows the engine's CPU kernels: 7 on AVX-512
+    machines, 5 on an AVX2 Zen 3); --clip clips each box to the image and keeps every detection."""
     height, width = cv2.imread(str(CAT)).shape[:2]
     assert main(["detect", str(CAT), "--synthetic", "--out", str(tmp_path / "plain"), "--no-draw"]) == 0
     assert main(["detect", str(CAT), "--synthetic", "--out", str(tmp_path / "clip"), "--clip"]) == 0
@@ -226,7 +227,7 @@ def test_clip_clips_the_written_boxes_to_the_image(tmp_path, capsys):
     assert f"wrote {tmp_path / 'clip' / 'detections.json'} (" in err and f"1 drawing ({tmp_path / 'clip' / 'cat.jpg'})" in err
     plain = json.loads((tmp_path / "plain" / "detections.json").read_text())
     clipped = json.loads((tmp_path / "clip" / "detections.json").read_text())
-    assert len(plain) == len(clipped) == 173 and len(_outside(plain, width, height)) == 7
+    assert len(plain) == len(clipped) == 173 and len(_outside(plain, width, height)) in (5, 6, 7)
     assert _outside(clipped, width, height) == []
     for before, after in zip(plain, clipped):
         assert (before["category_id"], before["score"]) == (after["category_id"], after["score"])
