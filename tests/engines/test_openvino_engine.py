@@ -69,7 +69,7 @@ def test_fp16_runs_on_this_cpu(openvino_engine, photo_batch, photo_reference):
     which ``test_fp16_is_refused_where_the_cpu_lacks_it`` checks."""
     caps = CAPABILITIES
     if "FP16" not in caps:
-        pytest.skip(f"OpenVINO's CPU plugin lists no FP16 on this CPU (capabilities {caps}): AMD Zen 4 has none")
+        pytest.skip(f"OpenVINO's CPU plugin lists no FP16 on this CPU (capabilities {caps}): it needs an Intel CPU with AVX512_FP16 or AMX-FP16 (AMD Zen 3 and Zen 4 have none)")
     engine = openvino_engine("fp16")
     assert engine.precision == "fp16"
     db = sqnr_db([r[1:] for r in photo_reference], engine.run(photo_batch[0][1:]))
