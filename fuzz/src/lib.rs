@@ -33,6 +33,31 @@ use ssd_resnet34::{Detections, Error, Head, OutputId, Params, Postprocessor, LEV
 
 const NUM_CLASSES: usize = 81;
 
+/// The random byte string of one case of a stable driver (`random_decode`, `random_kernels`),
+/// from its seed: splitmix64 of the seed (nonzero, for xorshift; neighbouring seeds give
+/// unrelated bytes), then xorshift64*. One case in `long_one_in` is long (200..2200 bytes),
+/// the others `short_min..short_min + short_span` bytes.
+pub fn case_bytes(case_seed: u64, long_one_in: u64, short_min: u64, short_span: u64, bytes: &mut Vec<u8>) {
+    let mut state = {
+        let mut z = case_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) | 1
+    };
+    let mut next = || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let len = match next() % long_one_in {
+        0 => 200 + next() % 2000,
+        _ => short_min + next() % short_span,
+    } as usize;
+    bytes.clear();
+    bytes.extend((0..len).map(|_| (next() >> 32) as u8));
+}
+
 /// Reads the case's bytes; past the end every read gives 0.
 pub struct Bytes<'a> {
     data: &'a [u8],

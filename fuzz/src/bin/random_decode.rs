@@ -26,27 +26,8 @@ fn main() {
     std::panic::set_hook(Box::new(|_| {}));
     while n < cases && Instant::now() < deadline {
         let case_seed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n;
-        // splitmix64 of the seed (nonzero for xorshift): with `case_seed | 1`, cases 2k and
-        // 2k + 1 were the same bytes, half of the executions repeats.
-        let mut state = {
-            let mut z = case_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            (z ^ (z >> 31)) | 1
-        };
-        let mut next = || {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        };
-        // Mostly short cases (a few patches), sometimes long ones.
-        let len = match next() % 10 {
-            0 => 200 + next() % 2000,
-            _ => 8 + next() % 120,
-        } as usize;
-        bytes.clear();
-        bytes.extend((0..len).map(|_| (next() >> 32) as u8));
+        // Mostly short cases (8..128 bytes: a few patches), one in 10 long.
+        ssd_resnet34_fuzz::case_bytes(case_seed, 10, 8, 120, &mut bytes);
         match catch_unwind(AssertUnwindSafe(|| harness.run(&bytes))) {
             Ok(Ok(())) => {}
             Ok(Err(finding)) => findings.push((case_seed, format!("case {n}: {finding}"))),

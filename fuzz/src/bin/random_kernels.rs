@@ -14,27 +14,9 @@ use ssd_resnet34_fuzz::KernelHarness;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-/// The case's bytes from its seed: mostly short (a few dozen bytes), sometimes long.
+/// The case's bytes from its seed: mostly short (16..166 bytes), one in 16 long.
 fn case_bytes(case_seed: u64, bytes: &mut Vec<u8>) {
-    // splitmix64 of the seed (nonzero for xorshift): neighbouring seeds give unrelated bytes.
-    let mut state = {
-        let mut z = case_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) | 1
-    };
-    let mut next = || {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    };
-    let len = match next() % 16 {
-        0 => 200 + next() % 2000,
-        _ => 16 + next() % 150,
-    } as usize;
-    bytes.clear();
-    bytes.extend((0..len).map(|_| (next() >> 32) as u8));
+    ssd_resnet34_fuzz::case_bytes(case_seed, 16, 16, 150, bytes);
 }
 
 fn parse(v: &str) -> Option<u64> {
